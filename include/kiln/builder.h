@@ -1,0 +1,76 @@
+/* kiln: the builder turns a network definition into an engine for one device,
+ * under a builder config (device, precision, memory limit, build-time input shapes).
+ *
+ * Typical use:
+ *   kiln_builder *b;  kiln_builder_create(NULL, &b);
+ *   kiln_network *n;  kiln_network_create(b, &n);   ... add layers, mark outputs ...
+ *   kiln_config *c;   kiln_config_create(b, &c);
+ *   kiln_engine *e;   kiln_builder_build(b, n, c, &e);
+ *   kiln_config_destroy(c); kiln_network_destroy(n); kiln_builder_destroy(b);
+ *   ... use e (runtime.h) ..., kiln_engine_destroy(e);
+ * Objects may be destroyed in any order: each keeps what it needs. */
+#ifndef KILN_BUILDER_H
+#define KILN_BUILDER_H
+
+#include "kiln/network.h"
+#include "kiln/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_builder kiln_builder;
+typedef struct kiln_config kiln_config;
+
+/* Options for a builder. Start with KILN_BUILDER_DESC_INIT; `size` lets the struct grow. */
+typedef struct kiln_builder_desc {
+    uint32_t size;            /* sizeof(kiln_builder_desc) */
+    kiln_log_fn log;          /* NULL: messages at or below log_level go to stderr */
+    void *log_user;
+    kiln_log_level log_level; /* default KILN_LOG_WARNING */
+    const kiln_allocator *allocator; /* NULL: malloc; copied, must outlive all objects */
+} kiln_builder_desc;
+#define KILN_BUILDER_DESC_INIT {sizeof(kiln_builder_desc), NULL, NULL, KILN_LOG_WARNING, NULL}
+
+/* desc may be NULL. The builder and everything made from it log and allocate through it. */
+KILN_API kiln_status kiln_builder_create(const kiln_builder_desc *desc, kiln_builder **out);
+KILN_API void kiln_builder_destroy(kiln_builder *builder);
+
+/* An empty network; the caller owns it (kiln_network_destroy). */
+KILN_API kiln_status kiln_network_create(kiln_builder *builder, kiln_network **out);
+KILN_API void kiln_network_destroy(kiln_network *net);
+
+KILN_API kiln_status kiln_config_create(kiln_builder *builder, kiln_config **out);
+KILN_API void kiln_config_destroy(kiln_config *config);
+
+/* Precision and behaviour flags. Append-only. */
+typedef enum kiln_builder_flag {
+    KILN_FLAG_FP16 = 0, /* allow FP16 kernels */
+    KILN_FLAG_TF32 = 1, /* allow TF32 tensor-core math for FP32 layers */
+    KILN_FLAG_INT8 = 2
+} kiln_builder_flag;
+
+/* Device the engine runs on (default CPU). */
+KILN_API kiln_status kiln_config_set_device(kiln_config *config, kiln_device device);
+KILN_API kiln_status kiln_config_set_flag(kiln_config *config, kiln_builder_flag flag, int on);
+KILN_API int kiln_config_get_flag(const kiln_config *config, kiln_builder_flag flag);
+/* Upper bound on activation memory of one execution context, in bytes; 0 = none.
+ * A network that needs more fails to build with KILN_ERR_OUT_OF_MEMORY. */
+KILN_API kiln_status kiln_config_set_memory_limit(kiln_config *config, size_t bytes);
+/* CPU worker threads per execution context; 0 (default) = all online cores. */
+KILN_API kiln_status kiln_config_set_num_threads(kiln_config *config, int threads);
+/* Concrete shape for a network input declared with -1 dimensions. */
+KILN_API kiln_status kiln_config_set_input_shape(kiln_config *config, const char *input_name,
+                                                 kiln_dims dims);
+
+/* Validates the network (shapes and dtypes of every layer; first problem reported
+ * with the layer name), optimizes it, plans memory and selects kernels. A network can
+ * be built once: its borrowed weights may be gone afterwards, so a second build
+ * returns KILN_ERR_INVALID_STATE. The caller owns *out. */
+KILN_API kiln_status kiln_builder_build(kiln_builder *builder, kiln_network *net,
+                                        const kiln_config *config, kiln_engine **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,154 @@
+/* kiln tests: shared helpers (see harness.h). */
+#include "harness.h"
+
+#include <math.h>
+#include <string.h>
+
+int th_failures = 0;
+int th_checks = 0;
+static uint64_t rng_state = 0;
+
+int th_exit(const char *name) {
+    if (th_checks == 0) {
+        fprintf(stderr, "%s: no checks ran\n", name);
+        return 1;
+    }
+    printf("%s: %d checks, %d failed\n", name, th_checks, th_failures);
+    return th_failures ? 1 : 0;
+}
+
+void th_seed(uint64_t seed) { rng_state = seed ? seed : 0x9E3779B97F4A7C15ull; }
+
+uint64_t th_rand_u64(void) {
+    if (!rng_state) {
+        const char *s = getenv("KILN_TEST_SEED");
+        th_seed(s ? strtoull(s, NULL, 10) : 12345);
+    }
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+double th_uniform(double lo, double hi) { return lo + (hi - lo) * ((double)(th_rand_u64() >> 11) / 9007199254740992.0); }
+
+void th_fill(float *x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) {
+        float v;
+        do v = (float)th_uniform(lo, hi);
+        while (v == 0.0f);
+        x[i] = v;
+    }
+}
+
+float *th_rand_array(int64_t n, float lo, float hi) {
+    float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    th_fill(x, n, lo, hi);
+    return x;
+}
+
+double th_rel_error(const float *got, const double *ref, int64_t n) {
+    double maxref = 1e-30, maxdiff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(ref[i]) && fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(ref[i]) && isnan(got[i])) continue;
+        if (isinf(ref[i]) && got[i] == ref[i]) continue;
+        if (!isfinite(got[i])) return INFINITY;
+        double d = fabs((double)got[i] - ref[i]);
+        if (d > maxdiff) maxdiff = d;
+    }
+    return maxdiff / maxref;
+}
+
+double th_check_close(const char *what, const float *got, const double *ref, int64_t n, double tol) {
+    double e = th_rel_error(got, ref, n);
+    th_checks++;
+    if (!(e < tol)) {
+        th_failures++;
+        int64_t worst = 0;
+        double wd = -1;
+        for (int64_t i = 0; i < n; i++) {
+            double d = isfinite(got[i]) ? fabs((double)got[i] - ref[i]) : INFINITY;
+            if (d > wd) {
+                wd = d;
+                worst = i;
+            }
+        }
+        fprintf(stderr, "%s: relative error %.3g >= %.3g (element %lld: got %.9g, want %.9g)\n", what, e, tol,
+                (long long)worst, n ? (double)got[worst] : 0.0, n ? ref[worst] : 0.0);
+    }
+    return e;
+}
+
+static void quiet_log(void *user, kiln_log_level level, const char *msg) {
+    (void)user;
+    if (getenv("KILN_TEST_VERBOSE")) fprintf(stderr, "[kiln %d] %s\n", (int)level, msg);
+}
+
+kiln_builder *th_builder(void) {
+    kiln_builder_desc d = KILN_BUILDER_DESC_INIT;
+    d.log = quiet_log;
+    d.log_level = getenv("KILN_TEST_VERBOSE") ? KILN_LOG_VERBOSE : KILN_LOG_ERROR;
+    kiln_builder *b = NULL;
+    if (kiln_builder_create(&d, &b) != KILN_OK) {
+        fprintf(stderr, "builder create failed: %s\n", kiln_last_error());
+        exit(2);
+    }
+    return b;
+}
+
+kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device, void *const *inputs,
+                          void **outputs, kiln_dims *out_dims) {
+    kiln_config *cfg = NULL;
+    kiln_engine *eng = NULL;
+    kiln_context *ctx = NULL;
+    int nin = kiln_network_num_inputs(net), nout = kiln_network_num_outputs(net);
+    for (int j = 0; j < nout; j++) outputs[j] = NULL;
+    kiln_status st = kiln_config_create(b, &cfg);
+    if (st == KILN_OK) st = kiln_config_set_device(cfg, device);
+    if (st == KILN_OK) st = kiln_builder_build(b, net, cfg, &eng);
+    if (st == KILN_OK) st = kiln_context_create(eng, &ctx);
+    for (int i = 0; st == KILN_OK && i < nin; i++)
+        st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_input(net, i)), inputs[i]);
+    for (int j = 0; st == KILN_OK && j < nout; j++) {
+        const char *name = kiln_tensor_name(kiln_network_output(net, j));
+        kiln_dims d;
+        kiln_dtype dt;
+        st = kiln_engine_io_dims(eng, name, &d);
+        if (st == KILN_OK) st = kiln_engine_io_dtype(eng, name, &dt);
+        if (st != KILN_OK) break;
+        size_t bytes = (size_t)kiln_dims_volume(&d) * kiln_dtype_size(dt);
+        void *buf = malloc(bytes ? bytes : 1);
+        if (!buf) {
+            st = KILN_ERR_OUT_OF_MEMORY;
+            break;
+        }
+        memset(buf, 0xFF, bytes); /* NaN for floats: unwritten elements show */
+        outputs[j] = buf;
+        if (out_dims) out_dims[j] = d;
+        st = kiln_context_set_tensor_address(ctx, name, buf);
+    }
+    if (st == KILN_OK) st = kiln_context_execute(ctx);
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(eng);
+    kiln_config_destroy(cfg);
+    return st;
+}
+
+kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims) {
+    return th_run_device(b, net, KILN_DEVICE_CPU, inputs, outputs, out_dims);
+}
+
+int th_num_devices(void) { return 1; }
+kiln_device th_device(int i) {
+    (void)i;
+    return KILN_DEVICE_CPU;
+}

@@ -1,0 +1,70 @@
+/* kiln tests: shared helpers. Random inputs, float64 references compared by relative
+ * error, poisoned outputs, and a one-call "build this network and run it" on a backend.
+ * A test binary returns th_exit() from main: non-zero if any CHECK failed. */
+#ifndef KILN_TESTS_HARNESS_H
+#define KILN_TESTS_HARNESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kiln/kiln.h"
+
+extern int th_failures;
+extern int th_checks;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        th_checks++;                                                                       \
+        if (!(cond)) {                                                                     \
+            th_failures++;                                                                 \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);       \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fprintf(stderr, "\n");                                                         \
+        }                                                                                  \
+    } while (0)
+
+/* CHECK that a kiln call returned KILN_OK, printing kiln_last_error() otherwise. */
+#define CHECK_OK(expr)                                                                     \
+    do {                                                                                   \
+        kiln_status st_ = (expr);                                                          \
+        CHECK(st_ == KILN_OK, "%s -> %s: %s", #expr, kiln_status_string(st_), kiln_last_error()); \
+    } while (0)
+
+/* Prints a summary and returns the process exit status. */
+int th_exit(const char *test_name);
+
+/* Deterministic random numbers (xorshift), seeded by th_seed (default from the
+ * KILN_TEST_SEED environment variable, else 12345). */
+void th_seed(uint64_t seed);
+uint64_t th_rand_u64(void);
+/* Uniform in [lo, hi). */
+double th_uniform(double lo, double hi);
+/* Fills n floats uniformly in [lo, hi), never exactly zero. */
+void th_fill(float *x, int64_t n, float lo, float hi);
+/* malloc'd array of n random floats in [lo, hi). */
+float *th_rand_array(int64_t n, float lo, float hi);
+
+/* max_i |got_i - ref_i| / max(max_i |ref_i|, 1e-30); +inf if got has a NaN/Inf where
+ * ref is finite, or n elements were never written (still poisoned). */
+double th_rel_error(const float *got, const double *ref, int64_t n);
+/* CHECKs th_rel_error < tol and prints the context on failure. Returns the error. */
+double th_check_close(const char *what, const float *got, const double *ref, int64_t n, double tol);
+
+/* A quiet builder (errors only to stderr when KILN_TEST_VERBOSE is set). */
+kiln_builder *th_builder(void);
+
+/* Builds net for `device` and runs it once. inputs[i] holds the data of network input
+ * i; outputs (required) [j] receives a malloc'd buffer (caller frees, also on failure) (poisoned with NaN bytes before the run)
+ * sized from the engine, and out_dims[j] its dims (either may be NULL). The network is
+ * NOT destroyed. Returns the first failing status (message in kiln_last_error()). */
+kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device, void *const *inputs,
+                          void **outputs, kiln_dims *out_dims);
+/* th_run_device on KILN_DEVICE_CPU. */
+kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims);
+
+/* Devices present to test on: CPU always, CUDA when built with it and a GPU answers. */
+int th_num_devices(void);
+kiln_device th_device(int i);
+
+#endif
