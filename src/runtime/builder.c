@@ -1,0 +1,308 @@
+/* kiln: the builder. Build = copy the network, fix input shapes, infer and check every
+ * layer, drop what no output needs, plan memory (views, in-place, lifetimes), then let
+ * the backend prepare a kernel per layer. */
+#include <string.h>
+
+#include "graph/ops.h"
+#include "opt/memplan.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
+
+kiln_status kiln_builder_create(const kiln_builder_desc *desc, kiln_builder **out) {
+    if (!out) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "builder create: out is NULL");
+    *out = NULL;
+    kiln_env env;
+    kiln_env_default(&env);
+    if (desc) {
+        if (desc->size < sizeof(uint32_t) || desc->size > sizeof *desc)
+            return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "builder create: desc.size %u is not sizeof(kiln_builder_desc) %zu",
+                              desc->size, sizeof *desc);
+        if (desc->log) {
+            env.log = desc->log;
+            env.log_user = desc->log_user;
+        }
+        env.level = desc->log_level;
+        if (desc->allocator) {
+            if (!desc->allocator->alloc || !desc->allocator->free)
+                return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "builder create: allocator without alloc or free");
+            env.alloc = *desc->allocator;
+        }
+    }
+    kiln_builder *b = kiln_calloc(&env, 1, sizeof *b);
+    if (!b) return kiln_error(&env, KILN_ERR_OUT_OF_MEMORY, "builder create: out of host memory");
+    b->env = env;
+    *out = b;
+    return KILN_OK;
+}
+
+void kiln_builder_destroy(kiln_builder *b) {
+    if (b) kiln_free(&b->env, b);
+}
+
+kiln_status kiln_network_create(kiln_builder *b, kiln_network **out) {
+    if (!b || !out) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "network create: %s is NULL", b ? "out" : "builder");
+    *out = NULL;
+    kiln_network *n = kiln_calloc(&b->env, 1, sizeof *n);
+    if (!n) return kiln_error(&b->env, KILN_ERR_OUT_OF_MEMORY, "network create: out of host memory");
+    kg_graph_init(&n->g, &b->env);
+    *out = n;
+    return KILN_OK;
+}
+
+void kiln_network_destroy(kiln_network *net) {
+    if (!net) return;
+    kiln_env env = net->g.env;
+    kg_graph_free(&net->g);
+    kiln_free(&env, net);
+}
+
+/* ---- build steps ---- */
+
+static kiln_status apply_input_shapes(kiln_graph *g, const kiln_config *cfg) {
+    char a[128], b[128];
+    for (int i = 0; i < cfg->nb_shapes; i++) {
+        kiln_tensor *t = kg_find_tensor(g, cfg->shapes[i].name);
+        if (!t || !t->is_input)
+            return kiln_error(&g->env, KILN_ERR_NOT_FOUND, "config gives a shape for '%s', which is no network input",
+                              cfg->shapes[i].name);
+        const kiln_dims *want = &cfg->shapes[i].dims;
+        bool ok = want->nb_dims == t->dims.nb_dims;
+        for (int k = 0; ok && k < want->nb_dims; k++) ok = t->dims.d[k] == -1 || t->dims.d[k] == want->d[k];
+        if (!ok)
+            return kiln_error(&g->env, KILN_ERR_SHAPE, "input '%s': config shape %s does not fit the declared %s",
+                              t->name, kiln_dims_str(want, a, sizeof a), kiln_dims_str(&t->dims, b, sizeof b));
+        t->dims = *want;
+    }
+    for (int i = 0; i < g->nb_inputs; i++) {
+        kiln_tensor *t = g->inputs[i];
+        if (!kiln_dims_known(&t->dims))
+            return kiln_error(&g->env, KILN_ERR_SHAPE,
+                              "input '%s' has shape %s: give its dimensions with kiln_config_set_input_shape", t->name,
+                              kiln_dims_str(&t->dims, a, sizeof a));
+    }
+    return KILN_OK;
+}
+
+/* Marks the layers some network output depends on. */
+static void mark_live(const kiln_graph *g, bool *live) {
+    memset(live, 0, (size_t)g->nb_layers * sizeof *live);
+    for (int i = 0; i < g->nb_outputs; i++)
+        if (g->outputs[i]->producer) live[g->outputs[i]->producer->id] = true;
+    for (int i = g->nb_layers - 1; i >= 0; i--) {
+        if (!live[i]) continue;
+        const kiln_layer *l = g->layers[i];
+        for (int k = 0; k < l->nb_inputs; k++)
+            if (l->inputs[k] && l->inputs[k]->producer) live[l->inputs[k]->producer->id] = true;
+    }
+}
+
+static size_t tensor_bytes(const kiln_tensor *t) {
+    return (size_t)kiln_dims_volume(&t->dims) * kiln_dtype_size(t->dtype);
+}
+
+/* Decides where every tensor lives. root[t] is the tensor whose storage t shares. */
+static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
+    kiln_graph *g = &e->graph;
+    const kiln_env *env = &e->env;
+    int nt = g->nb_tensors, nn = e->nb_nodes;
+    int *root = kiln_alloc(env, (size_t)nt * sizeof(int));
+    int *first = kiln_alloc(env, (size_t)nt * sizeof(int));
+    int *last = kiln_alloc(env, (size_t)nt * sizeof(int));
+    kmp_buffer *bufs = kiln_alloc(env, (size_t)nt * sizeof *bufs);
+    size_t *offs = kiln_alloc(env, (size_t)nt * sizeof *offs);
+    int *buf_of = kiln_alloc(env, (size_t)nt * sizeof(int));
+    kiln_status st = KILN_OK;
+    if (!root || !first || !last || !bufs || !offs || !buf_of) {
+        st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory planning activation memory");
+        goto done;
+    }
+    for (int t = 0; t < nt; t++) {
+        root[t] = t;
+        first[t] = -1;
+        last[t] = -1;
+        buf_of[t] = -1;
+        e->plan[t].bytes = tensor_bytes(g->tensors[t]);
+        e->plan[t].storage = KE_ARENA;
+    }
+    for (int i = 0; i < e->nb_io; i++) {
+        ke_tensor_plan *p = &e->plan[e->io[i].tensor];
+        p->storage = e->io[i].mode == KILN_IO_INPUT ? KE_INPUT : KE_OUTPUT;
+        p->io = i;
+    }
+    /* lifetimes in node steps */
+    for (int n = 0; n < nn; n++) {
+        const kiln_layer *l = e->nodes[n].layer;
+        for (int k = 0; k < l->nb_inputs; k++)
+            if (l->inputs[k]) last[l->inputs[k]->id] = n;
+        for (int k = 0; k < l->nb_outputs; k++) {
+            first[l->outputs[k]->id] = n;
+            if (last[l->outputs[k]->id] < n) last[l->outputs[k]->id] = n;
+        }
+    }
+    /* constants, views and in-place: outputs that share storage with something else */
+    for (int n = 0; n < nn; n++) {
+        ke_node *node = &e->nodes[n];
+        const kiln_layer *l = node->layer;
+        int out = l->outputs[0]->id;
+        if (e->plan[out].storage != KE_ARENA) continue; /* a network output keeps its own buffer */
+        if (l->type == KILN_LAYER_CONSTANT) {
+            e->plan[out].storage = KE_CONST;
+            e->plan[out].cdata = l->w[0].values;
+            node->skip = true;
+            continue;
+        }
+        unsigned flags = kg_ops[l->type].flags;
+        if (l->nb_inputs < 1 || !l->inputs[0]) continue;
+        int in = l->inputs[0]->id, r = root[in];
+        if (flags & KG_OP_VIEW) {
+            root[out] = r;
+            node->skip = true;
+        } else if ((flags & KG_OP_INPLACE) && e->plan[r].storage == KE_ARENA &&
+                   e->plan[out].bytes == e->plan[in].bytes && l->outputs[0]->dtype == l->inputs[0]->dtype) {
+            /* in place only if nothing reads the shared storage after this step */
+            int group_last = -1;
+            for (int t = 0; t < nt; t++)
+                if (root[t] == r && last[t] > group_last) group_last = last[t];
+            if (group_last <= n) root[out] = r;
+        }
+    }
+    /* one arena buffer per root living in the arena, spanning its group's lifetimes */
+    int nb = 0;
+    for (int t = 0; t < nt; t++) {
+        int r = root[t];
+        if (e->plan[r].storage != KE_ARENA || first[t] < 0) continue;
+        if (buf_of[r] < 0) {
+            buf_of[r] = nb;
+            bufs[nb].bytes = e->plan[r].bytes;
+            bufs[nb].first = first[t];
+            bufs[nb].last = last[t];
+            nb++;
+        } else {
+            kmp_buffer *b = &bufs[buf_of[r]];
+            if (first[t] < b->first) b->first = first[t];
+            if (last[t] > b->last) b->last = last[t];
+        }
+    }
+    st = kmp_plan(env, bufs, nb, KILN_ALIGN, offs, &e->arena_bytes);
+    if (st != KILN_OK) goto done;
+    for (int t = 0; t < nt; t++) {
+        int r = root[t];
+        ke_tensor_plan *p = &e->plan[t];
+        if (r != t) {
+            size_t bytes = p->bytes;
+            *p = e->plan[r];
+            p->bytes = bytes;
+        }
+        if (p->storage == KE_ARENA) p->offset = buf_of[r] >= 0 ? offs[buf_of[r]] : 0;
+    }
+    if (cfg->memory_limit && e->arena_bytes > cfg->memory_limit)
+        st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY,
+                        "the network needs %zu bytes of activation memory, over the configured limit of %zu",
+                        e->arena_bytes, cfg->memory_limit);
+done:
+    kiln_free(env, root);
+    kiln_free(env, first);
+    kiln_free(env, last);
+    kiln_free(env, bufs);
+    kiln_free(env, offs);
+    kiln_free(env, buf_of);
+    return st;
+}
+
+static kiln_status prepare_kernels(kiln_engine *e) {
+    for (int n = 0; n < e->nb_nodes; n++) {
+        ke_node *node = &e->nodes[n];
+        const kiln_layer *l = node->layer;
+        const kcpu_kernel *k = kcpu_kernel_for(l->type);
+        if (!k || !k->run)
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU backend has no kernel for this layer type");
+        node->kernel = k;
+        if (node->skip) continue;
+        if (k->prepare) {
+            kiln_status st = k->prepare(l, &e->env, &node->state, &node->scratch_bytes);
+            if (st != KILN_OK) return st;
+        }
+        if (node->scratch_bytes > e->scratch_bytes) e->scratch_bytes = node->scratch_bytes;
+    }
+    return KILN_OK;
+}
+
+static kiln_status add_io(kiln_engine *e, kiln_tensor *t, kiln_io_mode mode) {
+    for (int i = 0; i < e->nb_io; i++)
+        if (strcmp(e->io[i].name, t->name) == 0)
+            return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT,
+                              "tensor '%s' is both a network input and an output: add an identity layer to copy it",
+                              t->name);
+    e->io[e->nb_io].name = t->name;
+    e->io[e->nb_io].tensor = t->id;
+    e->io[e->nb_io].mode = mode;
+    e->nb_io++;
+    return KILN_OK;
+}
+
+kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_config *cfg, kiln_engine **out) {
+    if (out) *out = NULL;
+    if (!b || !net || !cfg || !out)
+        return kiln_error(b ? &b->env : NULL, KILN_ERR_INVALID_ARGUMENT, "build: %s is NULL",
+                          !b ? "builder" : !net ? "network" : !cfg ? "config" : "out");
+    const kiln_env *env = &b->env;
+    if (net->built)
+        return kiln_error(env, KILN_ERR_INVALID_STATE,
+                          "build: this network was already built once (its borrowed weights may be gone); "
+                          "define a new network to build again");
+    if (net->g.nb_outputs == 0) return kiln_error(env, KILN_ERR_INVALID_STATE, "build: no network output is marked");
+    if (cfg->device == KILN_DEVICE_CUDA)
+        return kiln_error(env, KILN_ERR_UNSUPPORTED, "build: this kiln was built without the CUDA backend");
+
+    kiln_engine *e = kiln_calloc(env, 1, sizeof *e);
+    if (!e) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    e->env = *env;
+    atomic_init(&e->refs, 1);
+    e->device = cfg->device;
+    e->threads = cfg->threads > 0 ? cfg->threads : 0;
+    kiln_status st = kg_graph_clone(&net->g, env, &e->graph);
+    if (st != KILN_OK) {
+        kiln_free(env, e);
+        return st;
+    }
+    net->built = true;
+    kiln_graph *g = &e->graph;
+    bool *live = NULL;
+
+    st = apply_input_shapes(g, cfg);
+    for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) st = kg_infer_layer(g->layers[i]);
+    if (st != KILN_OK) goto fail;
+
+    e->io = kiln_calloc(env, (size_t)(g->nb_inputs + g->nb_outputs), sizeof *e->io);
+    e->plan = kiln_calloc(env, (size_t)(g->nb_tensors ? g->nb_tensors : 1), sizeof *e->plan);
+    live = kiln_alloc(env, (size_t)(g->nb_layers ? g->nb_layers : 1) * sizeof *live);
+    e->nodes = kiln_calloc(env, (size_t)(g->nb_layers ? g->nb_layers : 1), sizeof *e->nodes);
+    if (!e->io || !e->plan || !live || !e->nodes) {
+        st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "build: out of host memory");
+        goto fail;
+    }
+    for (int i = 0; st == KILN_OK && i < g->nb_inputs; i++) st = add_io(e, g->inputs[i], KILN_IO_INPUT);
+    for (int i = 0; st == KILN_OK && i < g->nb_outputs; i++) st = add_io(e, g->outputs[i], KILN_IO_OUTPUT);
+    if (st != KILN_OK) goto fail;
+
+    mark_live(g, live);
+    for (int i = 0; i < g->nb_layers; i++) {
+        if (!live[i]) continue;
+        kiln_layer *l = g->layers[i];
+        e->nodes[e->nb_nodes++].layer = l;
+        if (l->nb_inputs > e->max_inputs) e->max_inputs = l->nb_inputs;
+        if (l->nb_outputs > e->max_outputs) e->max_outputs = l->nb_outputs;
+    }
+    st = plan_memory(e, cfg);
+    if (st == KILN_OK) st = prepare_kernels(e);
+    if (st != KILN_OK) goto fail;
+    kiln_free(env, live);
+    kiln_log(env, KILN_LOG_INFO, "built engine: %d layers, %zu bytes of activation memory", e->nb_nodes,
+             e->arena_bytes);
+    *out = e;
+    return KILN_OK;
+fail:
+    kiln_free(env, live);
+    ke_engine_release(e);
+    return st;
+}

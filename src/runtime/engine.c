@@ -1,0 +1,178 @@
+/* kiln: engines and execution contexts. A context allocates its arena, scratch and
+ * threads once; execute resolves every tensor's address from the memory plan and runs
+ * the prepared kernels in order, allocating nothing. */
+#include <string.h>
+
+#include "cpu/exec.h"
+#include "runtime/engine.h"
+
+struct kiln_context {
+    kiln_engine *engine;
+    void *arena;
+    kcpu_exec exec;
+    void **bindings;       /* per engine I/O */
+    void **ptrs;           /* per tensor, resolved at each execute */
+    const void **in_ptrs;  /* per-node argument arrays */
+    void **out_ptrs;
+};
+
+static void engine_free(kiln_engine *e) {
+    kiln_env env = e->env;
+    for (int n = 0; n < e->nb_nodes; n++) {
+        ke_node *node = &e->nodes[n];
+        if (!node->state) continue;
+        if (node->kernel && node->kernel->release) node->kernel->release(&env, node->state);
+        else kiln_free(&env, node->state);
+    }
+    kiln_free(&env, e->nodes);
+    kiln_free(&env, e->plan);
+    kiln_free(&env, e->io);
+    kg_graph_free(&e->graph);
+    kiln_free(&env, e);
+}
+
+void ke_engine_release(kiln_engine *e) {
+    if (e && atomic_fetch_sub(&e->refs, 1) == 1) engine_free(e);
+}
+
+void kiln_engine_destroy(kiln_engine *e) { ke_engine_release(e); }
+
+kiln_device kiln_engine_device(const kiln_engine *e) { return e ? e->device : KILN_DEVICE_CPU; }
+int kiln_engine_num_io(const kiln_engine *e) { return e ? e->nb_io : 0; }
+const char *kiln_engine_io_name(const kiln_engine *e, int i) {
+    return e && i >= 0 && i < e->nb_io ? e->io[i].name : NULL;
+}
+size_t kiln_engine_activation_bytes(const kiln_engine *e) { return e ? e->arena_bytes : 0; }
+int kiln_engine_num_layers(const kiln_engine *e) {
+    if (!e) return 0;
+    int n = 0;
+    for (int i = 0; i < e->nb_nodes; i++) n += !e->nodes[i].skip;
+    return n;
+}
+
+static int find_io(const kiln_engine *e, const char *name) {
+    if (!e || !name) return -1;
+    for (int i = 0; i < e->nb_io; i++)
+        if (strcmp(e->io[i].name, name) == 0) return i;
+    return -1;
+}
+
+kiln_io_mode kiln_engine_io_mode(const kiln_engine *e, const char *name) {
+    int i = find_io(e, name);
+    return i < 0 ? KILN_IO_NONE : e->io[i].mode;
+}
+
+static kiln_status io_lookup(const kiln_engine *e, const char *name, const char *what, int *index) {
+    if (!e || !name) return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", what, e ? "name" : "engine");
+    *index = find_io(e, name);
+    if (*index < 0) return kiln_error(&e->env, KILN_ERR_NOT_FOUND, "%s: the engine has no input or output named '%s'", what, name);
+    return KILN_OK;
+}
+
+kiln_status kiln_engine_io_dims(const kiln_engine *e, const char *name, kiln_dims *dims) {
+    int i;
+    kiln_status st = io_lookup(e, name, "engine io dims", &i);
+    if (st != KILN_OK) return st;
+    if (!dims) return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "engine io dims: dims is NULL");
+    *dims = e->graph.tensors[e->io[i].tensor]->dims;
+    return KILN_OK;
+}
+
+kiln_status kiln_engine_io_dtype(const kiln_engine *e, const char *name, kiln_dtype *dtype) {
+    int i;
+    kiln_status st = io_lookup(e, name, "engine io dtype", &i);
+    if (st != KILN_OK) return st;
+    if (!dtype) return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "engine io dtype: dtype is NULL");
+    *dtype = e->graph.tensors[e->io[i].tensor]->dtype;
+    return KILN_OK;
+}
+
+/* ---- contexts ---- */
+
+void kiln_context_destroy(kiln_context *c) {
+    if (!c) return;
+    kiln_engine *e = c->engine;
+    const kiln_env *env = &e->env;
+    kcpu_pool_destroy(env, c->exec.pool);
+    kiln_free(env, c->exec.scratch);
+    kiln_free(env, c->arena);
+    kiln_free(env, c->bindings);
+    kiln_free(env, c->ptrs);
+    kiln_free(env, c->in_ptrs);
+    kiln_free(env, c->out_ptrs);
+    kiln_free(env, c);
+    ke_engine_release(e);
+}
+
+kiln_status kiln_context_create(kiln_engine *e, kiln_context **out) {
+    if (!e || !out) return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "context create: %s is NULL", e ? "out" : "engine");
+    *out = NULL;
+    const kiln_env *env = &e->env;
+    kiln_context *c = kiln_calloc(env, 1, sizeof *c);
+    if (!c) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory");
+    atomic_fetch_add(&e->refs, 1);
+    c->engine = e;
+    c->arena = e->arena_bytes ? kiln_alloc(env, e->arena_bytes) : NULL;
+    c->exec.scratch = e->scratch_bytes ? kiln_alloc(env, e->scratch_bytes) : NULL;
+    c->bindings = kiln_calloc(env, (size_t)(e->nb_io ? e->nb_io : 1), sizeof(void *));
+    c->ptrs = kiln_calloc(env, (size_t)(e->graph.nb_tensors ? e->graph.nb_tensors : 1), sizeof(void *));
+    c->in_ptrs = kiln_calloc(env, (size_t)(e->max_inputs ? e->max_inputs : 1), sizeof(void *));
+    c->out_ptrs = kiln_calloc(env, (size_t)(e->max_outputs ? e->max_outputs : 1), sizeof(void *));
+    if ((e->arena_bytes && !c->arena) || (e->scratch_bytes && !c->exec.scratch) || !c->bindings || !c->ptrs ||
+        !c->in_ptrs || !c->out_ptrs) {
+        size_t need = e->arena_bytes + e->scratch_bytes;
+        kiln_context_destroy(c);
+        return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory (%zu bytes of activations and scratch)", need);
+    }
+    int threads = e->threads > 0 ? e->threads : kcpu_online_cores();
+    if (threads > 1) {
+        c->exec.pool = kcpu_pool_create(env, threads);
+        if (!c->exec.pool) {
+            kiln_context_destroy(c);
+            return KILN_ERR_OUT_OF_MEMORY; /* message set by the pool */
+        }
+    }
+    c->exec.threads = threads;
+    *out = c;
+    return KILN_OK;
+}
+
+kiln_status kiln_context_set_tensor_address(kiln_context *c, const char *name, void *address) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "set tensor address: context is NULL");
+    int i;
+    kiln_status st = io_lookup(c->engine, name, "set tensor address", &i);
+    if (st != KILN_OK) return st;
+    const kiln_engine *e = c->engine;
+    if (!address && e->plan[e->io[i].tensor].bytes)
+        return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "set tensor address '%s': address is NULL", name);
+    c->bindings[i] = address;
+    return KILN_OK;
+}
+
+kiln_status kiln_context_execute(kiln_context *c) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "execute: context is NULL");
+    const kiln_engine *e = c->engine;
+    for (int i = 0; i < e->nb_io; i++)
+        if (!c->bindings[i] && e->plan[e->io[i].tensor].bytes)
+            return kiln_error(&e->env, KILN_ERR_INVALID_STATE, "execute: %s '%s' has no buffer bound",
+                              e->io[i].mode == KILN_IO_INPUT ? "input" : "output", e->io[i].name);
+    for (int t = 0; t < e->graph.nb_tensors; t++) {
+        const ke_tensor_plan *p = &e->plan[t];
+        switch (p->storage) {
+        case KE_ARENA: c->ptrs[t] = (char *)c->arena + p->offset; break;
+        case KE_INPUT:
+        case KE_OUTPUT: c->ptrs[t] = c->bindings[p->io]; break;
+        case KE_CONST: c->ptrs[t] = (void *)p->cdata; break;
+        }
+    }
+    for (int n = 0; n < e->nb_nodes; n++) {
+        const ke_node *node = &e->nodes[n];
+        if (node->skip) continue;
+        const kiln_layer *l = node->layer;
+        for (int k = 0; k < l->nb_inputs; k++) c->in_ptrs[k] = l->inputs[k] ? c->ptrs[l->inputs[k]->id] : NULL;
+        for (int k = 0; k < l->nb_outputs; k++) c->out_ptrs[k] = c->ptrs[l->outputs[k]->id];
+        kiln_status st = node->kernel->run(l, node->state, c->in_ptrs, c->out_ptrs, &c->exec);
+        if (st != KILN_OK) return st;
+    }
+    return KILN_OK;
+}
