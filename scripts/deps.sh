@@ -2,7 +2,7 @@
 # Installs the Debian packages kiln needs, only those missing. Needs root (or sudo)
 # when something is missing; does nothing otherwise.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config libopenblas-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
       libonnx-testdata)
 [ "${KILN_DEPS_PYTHON:-0}" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy
       dataset-fashion-mnist)
