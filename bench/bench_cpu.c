@@ -1,7 +1,8 @@
 /* kiln bench: CPU backend timings, not a test. ResNet-50-shaped convolutions (one-layer
  * networks) and a whole ResNet-50 built through the API with random weights, batch 1
  * and 8. Prints a Markdown table: median and min wall time over the iterations, and the
- * achieved GFLOP/s. Usage: bench_cpu [--threads N] [--iterations N] [--quick] */
+ * achieved GFLOP/s; --profile adds time per layer type on stderr.
+ * Usage: bench_cpu [--threads N] [--iterations N] [--quick] [--profile] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,37 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int threads = 0, iterations = 10;
+static int threads = 0, iterations = 10, profile = 0;
+
+/* --profile: time per layer type, summed over the timed iterations */
+typedef struct type_time {
+    const char *type;
+    double ms;
+    int count;
+} type_time;
+static type_time prof[64];
+static int nb_prof = 0;
+
+static void on_layer(void *user, const char *name, const char *type, double ms) {
+    (void)user;
+    (void)name;
+    for (int i = 0; i < nb_prof; i++)
+        if (!strcmp(prof[i].type, type)) {
+            prof[i].ms += ms;
+            prof[i].count++;
+            return;
+        }
+    if (nb_prof < 64) prof[nb_prof++] = (type_time){type, ms, 1};
+}
+
+static void print_profile(int n) {
+    double total = 0;
+    for (int i = 0; i < nb_prof; i++) total += prof[i].ms;
+    for (int i = 0; i < nb_prof; i++)
+        fprintf(stderr, "  %-14s %8.2f ms/run  %5.1f%%  (%d layers)\n", prof[i].type, prof[i].ms / n,
+                100 * prof[i].ms / total, prof[i].count / n);
+    nb_prof = 0;
+}
 
 /* Builds net, binds random input and an output buffer, runs warmup + iterations. */
 static int time_network(kiln_builder *b, kiln_network *net, double *median, double *min) {
@@ -48,6 +79,7 @@ static int time_network(kiln_builder *b, kiln_network *net, double *median, doub
     double t[1000];
     int n = iterations > 1000 ? 1000 : iterations;
     for (int i = 0; st == KILN_OK && i < 2; i++) st = kiln_context_execute(c);
+    if (profile && st == KILN_OK) kiln_context_set_profiler(c, on_layer, NULL);
     for (int i = 0; st == KILN_OK && i < n; i++) {
         double t0 = now_ms();
         st = kiln_context_execute(c);
@@ -58,6 +90,7 @@ static int time_network(kiln_builder *b, kiln_network *net, double *median, doub
     kiln_engine_destroy(e);
     for (int i = 0; i < 8; i++) free(bufs[i]);
     if (st != KILN_OK) return 1;
+    if (profile) print_profile(n);
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     *median = t[n / 2];
     *min = t[0];
@@ -89,8 +122,9 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else {
-            fprintf(stderr, "usage: bench_cpu [--threads N] [--iterations N] [--quick]\n");
+            fprintf(stderr, "usage: bench_cpu [--threads N] [--iterations N] [--quick] [--profile]\n");
             return 2;
         }
     }

@@ -52,6 +52,13 @@ KILN_API kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const ch
  * (CPU engines). Fails with KILN_ERR_INVALID_STATE if an input or output is unbound. */
 KILN_API kiln_status kiln_context_execute(kiln_context *ctx);
 
+/* Per-layer profiling, like TensorRT's IProfiler: after each layer of each execute the
+ * callback gets the layer's name, type name and wall time in milliseconds. NULL turns it
+ * off (the default; profiling costs two clock reads per layer). Strings are valid during
+ * the call only. */
+typedef void (*kiln_profile_fn)(void *user, const char *layer_name, const char *layer_type, double ms);
+KILN_API kiln_status kiln_context_set_profiler(kiln_context *ctx, kiln_profile_fn fn, void *user);
+
 #ifdef __cplusplus
 }
 #endif

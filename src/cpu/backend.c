@@ -38,3 +38,9 @@ static const kcpu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
 const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type) {
     return (unsigned)type < KILN_LAYER_TYPE_COUNT ? kernels[type] : NULL;
 }
+
+bool kcpu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act) {
+    (void)producer;
+    (void)act;
+    return false; /* until the convolution and gemm kernels apply post_act */
+}

@@ -73,6 +73,10 @@ KCPU_KERNEL(constant);
 KCPU_KERNEL(identity);
 KCPU_KERNEL(cast);
 
+/* Whether this backend's kernel for `producer` applies a fused activation `act`
+ * (kiln_layer.has_post_act). */
+bool kcpu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act);
+
 /* The kernel for a layer type; NULL if the CPU backend has none. */
 const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type);
 

@@ -106,6 +106,11 @@ struct kiln_layer {
     bool w_owned[KG_MAX_WEIGHTS];   /* values allocated by the graph (freed with it) */
     int64_t *aux;                   /* variable-length attribute data (split sizes), owned */
     int nb_aux;
+    /* Set by optimisation passes (src/opt): an activation applied to output 0 by the
+     * layer's own kernel (convolution, gemm), and a layer folded into another. */
+    bool has_post_act;
+    kg_act_params post_act;
+    bool removed; /* folded away: produces nothing, runs nothing */
 };
 
 struct kiln_graph {

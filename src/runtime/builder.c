@@ -5,6 +5,7 @@
 
 #include "graph/ops.h"
 #include "opt/memplan.h"
+#include "opt/passes.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
 
@@ -271,6 +272,10 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
 
     st = apply_input_shapes(g, cfg);
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) st = kg_infer_layer(g->layers[i]);
+    if (st == KILN_OK) {
+        kopt_options opt = {kcpu_can_fuse_act};
+        st = kopt_run(g, &opt);
+    }
     if (st != KILN_OK) goto fail;
 
     e->io = kiln_calloc(env, (size_t)(g->nb_inputs + g->nb_outputs), sizeof *e->io);

@@ -2,6 +2,7 @@
  * threads once; execute resolves every tensor's address from the memory plan and runs
  * the prepared kernels in order, allocating nothing. */
 #include <string.h>
+#include <time.h>
 
 #include "cpu/exec.h"
 #include "runtime/engine.h"
@@ -14,7 +15,22 @@ struct kiln_context {
     void **ptrs;           /* per tensor, resolved at each execute */
     const void **in_ptrs;  /* per-node argument arrays */
     void **out_ptrs;
+    kiln_profile_fn profile;
+    void *profile_user;
 };
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+kiln_status kiln_context_set_profiler(kiln_context *c, kiln_profile_fn fn, void *user) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "set profiler: context is NULL");
+    c->profile = fn;
+    c->profile_user = user;
+    return KILN_OK;
+}
 
 static void engine_free(kiln_engine *e) {
     kiln_env env = e->env;
@@ -171,8 +187,10 @@ kiln_status kiln_context_execute(kiln_context *c) {
         const kiln_layer *l = node->layer;
         for (int k = 0; k < l->nb_inputs; k++) c->in_ptrs[k] = l->inputs[k] ? c->ptrs[l->inputs[k]->id] : NULL;
         for (int k = 0; k < l->nb_outputs; k++) c->out_ptrs[k] = c->ptrs[l->outputs[k]->id];
+        double t0 = c->profile ? now_ms() : 0;
         kiln_status st = node->kernel->run(l, node->state, c->in_ptrs, c->out_ptrs, &c->exec);
         if (st != KILN_OK) return st;
+        if (c->profile) c->profile(c->profile_user, l->name, kiln_layer_type_name(l->type), now_ms() - t0);
     }
     return KILN_OK;
 }

@@ -1,0 +1,114 @@
+/* kiln internal: graph optimisation passes (see passes.h). A folded layer is marked
+ * `removed` and its output tensor is handed to the layer it was folded into, so every
+ * reader keeps its tensor and the memory planner never sees the intermediate. */
+#include "opt/passes.h"
+
+#include <string.h>
+
+int kopt_consumers(const kiln_graph *g, const kiln_tensor *t) {
+    int n = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        const kiln_layer *l = g->layers[i];
+        if (l->removed) continue;
+        for (int k = 0; k < l->nb_inputs; k++) n += l->inputs[k] == t;
+    }
+    return n;
+}
+
+/* The single layer reading t, or NULL when t is a network output or read by 0 or 2+. */
+static kiln_layer *only_reader(const kiln_graph *g, const kiln_tensor *t) {
+    if (t->is_output) return NULL;
+    kiln_layer *found = NULL;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *l = g->layers[i];
+        if (l->removed) continue;
+        for (int k = 0; k < l->nb_inputs; k++)
+            if (l->inputs[k] == t) {
+                if (found) return NULL;
+                found = l;
+            }
+    }
+    return found;
+}
+
+/* `into` takes over `folded`'s output tensor; `folded` disappears. */
+static void absorb(kiln_layer *into, kiln_layer *folded) {
+    kiln_tensor *out = folded->outputs[0];
+    into->outputs[0]->producer = NULL; /* the old intermediate is now unused */
+    into->outputs[0] = out;
+    out->producer = into;
+    out->producer_index = 0;
+    folded->removed = true;
+    folded->nb_inputs = 0;
+    folded->nb_outputs = 0;
+}
+
+static const float *weight_f32(const kiln_weights *w) { return w->dtype == KILN_FLOAT32 ? w->values : NULL; }
+
+kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count) {
+    const kiln_env *env = &g->env;
+    *count = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *conv = g->layers[i];
+        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || conv->has_post_act) continue;
+        kiln_layer *sc = only_reader(g, conv->outputs[0]);
+        if (!sc || sc->type != KILN_LAYER_SCALE || sc->inputs[0] != conv->outputs[0]) continue;
+        if (sc->p.scale.mode == KILN_SCALE_ELEMENTWISE || sc->w[2].count) continue; /* power: not linear */
+        int64_t cout = conv->p.conv.out_channels;
+        const kiln_weights *shift = &sc->w[0], *scale = &sc->w[1];
+        int64_t per = sc->p.scale.mode == KILN_SCALE_CHANNEL ? cout : 1;
+        if ((shift->count && (shift->count != per || !weight_f32(shift))) ||
+            (scale->count && (scale->count != per || !weight_f32(scale))))
+            continue;
+        kiln_weights *kw = &conv->w[0], *bw = &conv->w[1];
+        if (kw->dtype != KILN_FLOAT32 || !conv->w_owned[0] || (bw->count && (bw->dtype != KILN_FLOAT32 || !conv->w_owned[1])))
+            continue;
+        float *bias = (float *)bw->values;
+        if (!bw->count) {
+            bias = kiln_calloc(env, (size_t)cout, sizeof(float));
+            if (!bias) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory folding '%s' into '%s'",
+                                         sc->name, conv->name);
+            bw->dtype = KILN_FLOAT32;
+            bw->values = bias;
+            bw->count = cout;
+            conv->w_owned[1] = true;
+        }
+        float *k = (float *)kw->values;
+        int64_t per_out = kw->count / cout;
+        const float *s = scale->count ? scale->values : NULL, *t = shift->count ? shift->values : NULL;
+        for (int64_t co = 0; co < cout; co++) {
+            float a = s ? s[per == 1 ? 0 : co] : 1.0f, b = t ? t[per == 1 ? 0 : co] : 0.0f;
+            for (int64_t j = 0; j < per_out; j++) k[co * per_out + j] *= a;
+            bias[co] = bias[co] * a + b;
+        }
+        absorb(conv, sc);
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
+kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *count) {
+    *count = 0;
+    if (!o || !o->can_fuse_act) return KILN_OK;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *p = g->layers[i];
+        if (p->removed || p->has_post_act || (p->type != KILN_LAYER_CONVOLUTION && p->type != KILN_LAYER_GEMM)) continue;
+        kiln_layer *act = only_reader(g, p->outputs[0]);
+        if (!act || act->type != KILN_LAYER_ACTIVATION || !o->can_fuse_act(p->type, act->p.act.type)) continue;
+        p->has_post_act = true;
+        p->post_act = act->p.act;
+        absorb(p, act);
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
+kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
+    int folded = 0, fused = 0;
+    kiln_status st = kopt_fold_scale_into_conv(g, &folded);
+    if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
+    if (st == KILN_OK)
+        kiln_log(&g->env, KILN_LOG_VERBOSE, "optimise: %d scales folded into convolutions, %d activations fused", folded,
+                 fused);
+    return st;
+}

@@ -1,0 +1,29 @@
+/* kiln internal: graph optimisation passes run by the builder on its own copy of the
+ * network, after shape inference and before memory planning. Each pass is a function
+ * over the graph that is testable on its own. */
+#ifndef KILN_OPT_PASSES_H
+#define KILN_OPT_PASSES_H
+
+#include "graph/graph.h"
+
+typedef struct kopt_options {
+    /* whether the chosen backend's kernel for this layer type applies a fused
+     * activation of this kind (l->has_post_act) */
+    bool (*can_fuse_act)(kiln_layer_type producer, kiln_activation_type act);
+} kopt_options;
+
+/* Number of layers reading tensor t (not counting removed layers). */
+int kopt_consumers(const kiln_graph *g, const kiln_tensor *t);
+
+/* Folds a per-channel or uniform scale/shift (batch norm) that is the only reader of a
+ * convolution's output into the convolution's weights and bias. Returns the number of
+ * layers folded through *count. */
+kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count);
+/* Moves an activation that is the only reader of a convolution or gemm output into that
+ * layer (l->has_post_act) when the backend supports it. */
+kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *count);
+
+/* All passes in order. */
+kiln_status kopt_run(kiln_graph *g, const kopt_options *o);
+
+#endif
