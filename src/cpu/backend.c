@@ -1,5 +1,7 @@
-/* kiln internal: the CPU backend's kernel table, indexed by layer type. */
-#include "cpu/cpu.h"
+/* kiln internal: the CPU backend: its kernel table, indexed by layer type, and the
+ * runtime's backend interface over it (host memory, a worker pool per context). */
+#include "cpu/exec.h"
+#include "runtime/backend.h"
 
 static const kcpu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_CONVOLUTION] = &kcpu_convolution,
@@ -44,3 +46,77 @@ bool kcpu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act) {
     (void)act;
     return false; /* until the convolution and gemm kernels apply post_act */
 }
+
+static kiln_status cpu_prepare(const kiln_engine *e, ke_node *node) {
+    const kiln_layer *l = node->layer;
+    const kcpu_kernel *k = kcpu_kernel_for(l->type);
+    if (!k || !k->run) return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU backend has no kernel for this layer type");
+    node->kernel = k;
+    if (node->skip || !k->prepare) return KILN_OK;
+    return k->prepare(l, &e->env, &node->state, &node->scratch_bytes);
+}
+
+static void cpu_release(const kiln_env *env, ke_node *node) {
+    const kcpu_kernel *k = node->kernel;
+    if (!node->state) return;
+    if (k && k->release) k->release(env, node->state);
+    else kiln_free(env, node->state);
+    node->state = NULL;
+}
+
+static const void *cpu_const_data(const ke_node *node) { return node->layer->w[0].values; }
+
+struct kb_ctx {
+    kcpu_exec exec;
+};
+
+static void cpu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
+    const kiln_env *env = &e->env;
+    kiln_free(env, arena);
+    if (!c) return;
+    kcpu_pool_destroy(env, c->exec.pool);
+    kiln_free(env, c->exec.scratch);
+    kiln_free(env, c);
+}
+
+static kiln_status cpu_ctx_create(const kiln_engine *e, kb_ctx **out, void **arena) {
+    const kiln_env *env = &e->env;
+    *out = NULL;
+    *arena = NULL;
+    kb_ctx *c = kiln_calloc(env, 1, sizeof *c);
+    void *a = e->arena_bytes ? kiln_alloc(env, e->arena_bytes) : NULL;
+    if (c) c->exec.scratch = e->scratch_bytes ? kiln_alloc(env, e->scratch_bytes) : NULL;
+    if (!c || (e->arena_bytes && !a) || (e->scratch_bytes && !c->exec.scratch)) {
+        cpu_ctx_destroy(e, c, a);
+        return kiln_error(env, KILN_ERR_OUT_OF_MEMORY,
+                          "context create: out of host memory (%zu bytes of activations, %zu of scratch)", e->arena_bytes,
+                          e->scratch_bytes);
+    }
+    int threads = e->threads > 0 ? e->threads : kcpu_online_cores();
+    if (threads > 1) {
+        c->exec.pool = kcpu_pool_create(env, threads);
+        if (!c->exec.pool) {
+            cpu_ctx_destroy(e, c, a);
+            return KILN_ERR_OUT_OF_MEMORY; /* message set by the pool */
+        }
+    }
+    c->exec.threads = threads;
+    *out = c;
+    *arena = a;
+    return KILN_OK;
+}
+
+static kiln_status cpu_run(kb_ctx *c, const ke_node *node, const void *const *in, void *const *out) {
+    const kcpu_kernel *k = node->kernel;
+    return k->run(node->layer, node->state, in, out, &c->exec);
+}
+
+static kiln_status cpu_finish(kb_ctx *c) {
+    (void)c;
+    return KILN_OK;
+}
+
+const kb_backend kb_cpu_backend = {
+    "cpu", KILN_DEVICE_CPU, kcpu_can_fuse_act, cpu_prepare, cpu_release, cpu_const_data,
+    cpu_ctx_create, cpu_ctx_destroy, cpu_run, cpu_finish,
+};

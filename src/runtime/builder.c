@@ -6,6 +6,7 @@
 #include "graph/ops.h"
 #include "opt/memplan.h"
 #include "opt/passes.h"
+#include "runtime/backend.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
 
@@ -148,7 +149,6 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
         if (e->plan[out].storage != KE_ARENA) continue; /* a network output keeps its own buffer */
         if (l->type == KILN_LAYER_CONSTANT) {
             e->plan[out].storage = KE_CONST;
-            e->plan[out].cdata = l->w[0].values;
             node->skip = true;
             continue;
         }
@@ -194,6 +194,7 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
             *p = e->plan[r];
             p->bytes = bytes;
         }
+        p->root = r;
         if (p->storage == KE_ARENA) p->offset = buf_of[r] >= 0 ? offs[buf_of[r]] : 0;
     }
     if (cfg->memory_limit && e->arena_bytes > cfg->memory_limit)
@@ -213,17 +214,16 @@ done:
 static kiln_status prepare_kernels(kiln_engine *e) {
     for (int n = 0; n < e->nb_nodes; n++) {
         ke_node *node = &e->nodes[n];
-        const kiln_layer *l = node->layer;
-        const kcpu_kernel *k = kcpu_kernel_for(l->type);
-        if (!k || !k->run)
-            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU backend has no kernel for this layer type");
-        node->kernel = k;
-        if (node->skip) continue;
-        if (k->prepare) {
-            kiln_status st = k->prepare(l, &e->env, &node->state, &node->scratch_bytes);
-            if (st != KILN_OK) return st;
-        }
+        kiln_status st = e->backend->prepare(e, node);
+        if (st != KILN_OK) return st;
         if (node->scratch_bytes > e->scratch_bytes) e->scratch_bytes = node->scratch_bytes;
+        if (node->skip && node->layer->type == KILN_LAYER_CONSTANT)
+            e->plan[node->layer->outputs[0]->id].cdata = e->backend->const_data(node);
+    }
+    /* views of constants read the constant's data */
+    for (int t = 0; t < e->graph.nb_tensors; t++) {
+        ke_tensor_plan *p = &e->plan[t];
+        if (p->storage == KE_CONST) p->cdata = e->plan[p->root].cdata;
     }
     return KILN_OK;
 }
@@ -252,14 +252,15 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
                           "build: this network was already built once (its borrowed weights may be gone); "
                           "define a new network to build again");
     if (net->g.nb_outputs == 0) return kiln_error(env, KILN_ERR_INVALID_STATE, "build: no network output is marked");
-    if (cfg->device == KILN_DEVICE_CUDA)
-        return kiln_error(env, KILN_ERR_UNSUPPORTED, "build: this kiln was built without the CUDA backend");
+    const kb_backend *backend = kb_backend_for(env, cfg->device);
+    if (!backend) return KILN_ERR_UNSUPPORTED;
 
     kiln_engine *e = kiln_calloc(env, 1, sizeof *e);
     if (!e) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "build: out of host memory");
     e->env = *env;
     atomic_init(&e->refs, 1);
     e->device = cfg->device;
+    e->backend = backend;
     e->threads = cfg->threads > 0 ? cfg->threads : 0;
     kiln_status st = kg_graph_clone(&net->g, env, &e->graph);
     if (st != KILN_OK) {
@@ -273,7 +274,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     st = apply_input_shapes(g, cfg);
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) st = kg_infer_layer(g->layers[i]);
     if (st == KILN_OK) {
-        kopt_options opt = {kcpu_can_fuse_act};
+        kopt_options opt = {backend->can_fuse_act};
         st = kopt_run(g, &opt);
     }
     if (st != KILN_OK) goto fail;

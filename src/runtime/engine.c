@@ -4,13 +4,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/exec.h"
-#include "runtime/engine.h"
+#include "runtime/backend.h"
 
 struct kiln_context {
     kiln_engine *engine;
     void *arena;
-    kcpu_exec exec;
+    kb_ctx *backend;
     void **bindings;       /* per engine I/O */
     void **ptrs;           /* per tensor, resolved at each execute */
     const void **in_ptrs;  /* per-node argument arrays */
@@ -34,12 +33,8 @@ kiln_status kiln_context_set_profiler(kiln_context *c, kiln_profile_fn fn, void 
 
 static void engine_free(kiln_engine *e) {
     kiln_env env = e->env;
-    for (int n = 0; n < e->nb_nodes; n++) {
-        ke_node *node = &e->nodes[n];
-        if (!node->state) continue;
-        if (node->kernel && node->kernel->release) node->kernel->release(&env, node->state);
-        else kiln_free(&env, node->state);
-    }
+    for (int n = 0; n < e->nb_nodes; n++)
+        if (e->backend) e->backend->release(&env, &e->nodes[n]);
     kiln_free(&env, e->nodes);
     kiln_free(&env, e->plan);
     kiln_free(&env, e->io);
@@ -109,9 +104,7 @@ void kiln_context_destroy(kiln_context *c) {
     if (!c) return;
     kiln_engine *e = c->engine;
     const kiln_env *env = &e->env;
-    kcpu_pool_destroy(env, c->exec.pool);
-    kiln_free(env, c->exec.scratch);
-    kiln_free(env, c->arena);
+    if (c->backend) e->backend->ctx_destroy(e, c->backend, c->arena);
     kiln_free(env, c->bindings);
     kiln_free(env, c->ptrs);
     kiln_free(env, c->in_ptrs);
@@ -128,27 +121,19 @@ kiln_status kiln_context_create(kiln_engine *e, kiln_context **out) {
     if (!c) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory");
     atomic_fetch_add(&e->refs, 1);
     c->engine = e;
-    c->arena = e->arena_bytes ? kiln_alloc(env, e->arena_bytes) : NULL;
-    c->exec.scratch = e->scratch_bytes ? kiln_alloc(env, e->scratch_bytes) : NULL;
     c->bindings = kiln_calloc(env, (size_t)(e->nb_io ? e->nb_io : 1), sizeof(void *));
     c->ptrs = kiln_calloc(env, (size_t)(e->graph.nb_tensors ? e->graph.nb_tensors : 1), sizeof(void *));
     c->in_ptrs = kiln_calloc(env, (size_t)(e->max_inputs ? e->max_inputs : 1), sizeof(void *));
     c->out_ptrs = kiln_calloc(env, (size_t)(e->max_outputs ? e->max_outputs : 1), sizeof(void *));
-    if ((e->arena_bytes && !c->arena) || (e->scratch_bytes && !c->exec.scratch) || !c->bindings || !c->ptrs ||
-        !c->in_ptrs || !c->out_ptrs) {
-        size_t need = e->arena_bytes + e->scratch_bytes;
+    if (!c->bindings || !c->ptrs || !c->in_ptrs || !c->out_ptrs) {
         kiln_context_destroy(c);
-        return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory (%zu bytes of activations and scratch)", need);
+        return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory");
     }
-    int threads = e->threads > 0 ? e->threads : kcpu_online_cores();
-    if (threads > 1) {
-        c->exec.pool = kcpu_pool_create(env, threads);
-        if (!c->exec.pool) {
-            kiln_context_destroy(c);
-            return KILN_ERR_OUT_OF_MEMORY; /* message set by the pool */
-        }
+    kiln_status st = e->backend->ctx_create(e, &c->backend, &c->arena);
+    if (st != KILN_OK) {
+        kiln_context_destroy(c);
+        return st;
     }
-    c->exec.threads = threads;
     *out = c;
     return KILN_OK;
 }
@@ -188,9 +173,10 @@ kiln_status kiln_context_execute(kiln_context *c) {
         for (int k = 0; k < l->nb_inputs; k++) c->in_ptrs[k] = l->inputs[k] ? c->ptrs[l->inputs[k]->id] : NULL;
         for (int k = 0; k < l->nb_outputs; k++) c->out_ptrs[k] = c->ptrs[l->outputs[k]->id];
         double t0 = c->profile ? now_ms() : 0;
-        kiln_status st = node->kernel->run(l, node->state, c->in_ptrs, c->out_ptrs, &c->exec);
+        kiln_status st = e->backend->run(c->backend, node, c->in_ptrs, c->out_ptrs);
+        if (st == KILN_OK && c->profile) st = e->backend->finish(c->backend);
         if (st != KILN_OK) return st;
         if (c->profile) c->profile(c->profile_user, l->name, kiln_layer_type_name(l->type), now_ms() - t0);
     }
-    return KILN_OK;
+    return e->backend->finish(c->backend);
 }

@@ -24,11 +24,12 @@ typedef struct ke_tensor_plan {
     size_t offset;     /* KE_ARENA */
     const void *cdata; /* KE_CONST */
     size_t bytes;
+    int root;          /* the tensor whose storage this one shares (itself if none) */
 } ke_tensor_plan;
 
 typedef struct ke_node {
     kiln_layer *layer; /* in the engine's graph */
-    const kcpu_kernel *kernel;
+    const void *kernel; /* backend-specific (CPU: const kcpu_kernel *) */
     void *state;
     size_t scratch_bytes;
     bool skip; /* its output is a view or a constant: nothing to run */
@@ -44,6 +45,7 @@ struct kiln_engine {
     kiln_env env;
     atomic_int refs; /* the handle + one per live context */
     kiln_device device;
+    const struct kb_backend *backend;
     kiln_graph graph;
     ke_node *nodes;
     int nb_nodes;
@@ -53,7 +55,7 @@ struct kiln_engine {
     size_t arena_bytes;
     size_t scratch_bytes; /* max over nodes */
     int max_inputs, max_outputs; /* arity bounds for the run-time pointer arrays */
-    int threads;
+    int threads; /* CPU worker threads per context; 0 = all cores */
 };
 
 /* Drops one reference; frees the engine with the last. */

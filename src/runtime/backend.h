@@ -1,0 +1,43 @@
+/* kiln internal: what the runtime needs from a backend (CPU, CUDA). A backend is a table
+ * of functions plus its own per-context state; the builder asks it to prepare a kernel
+ * per layer, a context asks it for memory and to run the prepared layers in order. */
+#ifndef KILN_RUNTIME_BACKEND_H
+#define KILN_RUNTIME_BACKEND_H
+
+#include "runtime/engine.h"
+
+typedef struct kb_ctx kb_ctx; /* a backend's per-context state */
+
+typedef struct kb_backend {
+    const char *name;
+    kiln_device device;
+    /* ---- build time ---- */
+    /* Whether the kernel for `producer` can apply activation `act` itself. */
+    bool (*can_fuse_act)(kiln_layer_type producer, kiln_activation_type act);
+    /* Chooses and prepares node->layer's kernel: sets node->kernel, node->state,
+     * node->scratch_bytes. Skipped nodes (views, constants) are prepared too, with
+     * node->skip set, so a backend can place their data (a constant on the device). */
+    kiln_status (*prepare)(const kiln_engine *e, ke_node *node);
+    void (*release)(const kiln_env *env, ke_node *node);
+    /* Where a skipped constant's values live at run time. */
+    const void *(*const_data)(const ke_node *node);
+    /* ---- contexts ---- */
+    /* Allocates the context's backend state with e->arena_bytes of activation memory
+     * (*arena) and e->scratch_bytes of scratch. */
+    kiln_status (*ctx_create)(const kiln_engine *e, kb_ctx **out, void **arena);
+    void (*ctx_destroy)(const kiln_engine *e, kb_ctx *c, void *arena);
+    kiln_status (*run)(kb_ctx *c, const ke_node *node, const void *const *in, void *const *out);
+    /* Waits until everything run so far is done. */
+    kiln_status (*finish)(kb_ctx *c);
+} kb_backend;
+
+extern const kb_backend kb_cpu_backend;
+#ifdef KILN_HAVE_CUDA
+/* The CUDA backend, or NULL with the message set when no usable GPU or driver answers. */
+const kb_backend *kb_cuda_backend_get(const kiln_env *env);
+#endif
+
+/* The backend for a device; NULL (message set) if this build has none. */
+const kb_backend *kb_backend_for(const kiln_env *env, kiln_device device);
+
+#endif
