@@ -114,8 +114,11 @@ kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device
     for (int j = 0; j < nout; j++) outputs[j] = NULL;
     kiln_status st = kiln_config_create(b, &cfg);
     if (st == KILN_OK) st = kiln_config_set_device(cfg, device);
+    if (st == KILN_OK && getenv("KILN_TEST_FP16")) st = kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1);
+    if (st == KILN_OK && getenv("KILN_TEST_TF32")) st = kiln_config_set_flag(cfg, KILN_FLAG_TF32, 1);
     if (st == KILN_OK) st = kiln_builder_build(b, net, cfg, &eng);
     if (st == KILN_OK) st = kiln_context_create(eng, &ctx);
+    if (st == KILN_OK) st = kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST);
     for (int i = 0; st == KILN_OK && i < nin; i++)
         st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_input(net, i)), inputs[i]);
     for (int j = 0; st == KILN_OK && j < nout; j++) {
@@ -143,12 +146,14 @@ kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device
     return st;
 }
 
-kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims) {
-    return th_run_device(b, net, KILN_DEVICE_CPU, inputs, outputs, out_dims);
+kiln_device th_test_device(void) {
+    const char *d = getenv("KILN_TEST_DEVICE");
+    if (!d || !*d || !strcmp(d, "cpu")) return KILN_DEVICE_CPU;
+    if (!strcmp(d, "cuda")) return KILN_DEVICE_CUDA;
+    fprintf(stderr, "KILN_TEST_DEVICE=%s: expected cpu or cuda\n", d);
+    exit(2);
 }
 
-int th_num_devices(void) { return 1; }
-kiln_device th_device(int i) {
-    (void)i;
-    return KILN_DEVICE_CPU;
+kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims) {
+    return th_run_device(b, net, th_test_device(), inputs, outputs, out_dims);
 }

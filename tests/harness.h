@@ -60,11 +60,11 @@ kiln_builder *th_builder(void);
  * NOT destroyed. Returns the first failing status (message in kiln_last_error()). */
 kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device, void *const *inputs,
                           void **outputs, kiln_dims *out_dims);
-/* th_run_device on KILN_DEVICE_CPU. */
+/* th_run_device on the device under test: KILN_TEST_DEVICE=cpu (default) or cuda, so
+ * every op test runs unchanged on every backend against its float64 reference.
+ * KILN_TEST_FP16 / KILN_TEST_TF32 set the builder flags of the same name. For a CUDA
+ * engine, inputs and outputs here are host buffers: the harness copies them. */
 kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims);
-
-/* Devices present to test on: CPU always, CUDA when built with it and a GPU answers. */
-int th_num_devices(void);
-kiln_device th_device(int i);
+kiln_device th_test_device(void);
 
 #endif

@@ -52,6 +52,20 @@ KILN_API kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const ch
  * (CPU engines). Fails with KILN_ERR_INVALID_STATE if an input or output is unbound. */
 KILN_API kiln_status kiln_context_execute(kiln_context *ctx);
 
+/* Where buffers bound with kiln_context_set_tensor_address live. */
+typedef enum kiln_memory_location { KILN_MEMORY_DEVICE = 0, KILN_MEMORY_HOST = 1 } kiln_memory_location;
+
+/* CPU engines: buffers are host memory, whatever is set here. CUDA engines: device
+ * pointers by default (no copies, as TensorRT); KILN_MEMORY_HOST makes the context copy
+ * inputs in and outputs out around each execute, through device buffers it allocates
+ * here, once. Set it before binding buffers. */
+KILN_API kiln_status kiln_context_set_io_memory(kiln_context *ctx, kiln_memory_location where);
+
+/* Enqueues one run on `stream` (a cudaStream_t for CUDA engines; NULL: the context's
+ * own stream) and returns without waiting. CPU engines run synchronously. The bound
+ * buffers must stay valid until the work is done. */
+KILN_API kiln_status kiln_context_enqueue(kiln_context *ctx, void *stream);
+
 /* Per-layer profiling, like TensorRT's IProfiler: after each layer of each execute the
  * callback gets the layer's name, type name and wall time in milliseconds. NULL turns it
  * off (the default; profiling costs two clock reads per layer). Strings are valid during

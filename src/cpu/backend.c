@@ -116,7 +116,14 @@ static kiln_status cpu_finish(kb_ctx *c) {
     return KILN_OK;
 }
 
+static kiln_status cpu_set_stream(kb_ctx *c, void *stream) {
+    (void)c;
+    (void)stream;
+    return KILN_OK;
+}
+
 const kb_backend kb_cpu_backend = {
     "cpu", KILN_DEVICE_CPU, kcpu_can_fuse_act, cpu_prepare, cpu_release, cpu_const_data,
-    cpu_ctx_create, cpu_ctx_destroy, cpu_run, cpu_finish,
+    cpu_ctx_create, cpu_ctx_destroy, cpu_run, cpu_finish, cpu_set_stream,
+    NULL, NULL, NULL, NULL, /* host memory: no staging */
 };

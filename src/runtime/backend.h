@@ -29,6 +29,13 @@ typedef struct kb_backend {
     kiln_status (*run)(kb_ctx *c, const ke_node *node, const void *const *in, void *const *out);
     /* Waits until everything run so far is done. */
     kiln_status (*finish)(kb_ctx *c);
+    /* Runs subsequent work on `stream` (backend-specific; NULL: the context's own). */
+    kiln_status (*set_stream)(kb_ctx *c, void *stream);
+    /* Device memory for host-side I/O staging (NULL for host-memory backends). */
+    kiln_status (*dev_alloc)(kb_ctx *c, size_t bytes, void **ptr);
+    void (*dev_free)(kb_ctx *c, void *ptr);
+    kiln_status (*upload)(kb_ctx *c, void *dst, const void *src, size_t bytes);
+    kiln_status (*download)(kb_ctx *c, void *dst, const void *src, size_t bytes);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

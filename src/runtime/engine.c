@@ -16,6 +16,9 @@ struct kiln_context {
     void **out_ptrs;
     kiln_profile_fn profile;
     void *profile_user;
+    /* KILN_MEMORY_HOST on a device backend: user buffers are host memory, staged here */
+    bool host_io;
+    void **staging; /* per engine I/O: device buffer */
 };
 
 static double now_ms(void) {
@@ -104,6 +107,10 @@ void kiln_context_destroy(kiln_context *c) {
     if (!c) return;
     kiln_engine *e = c->engine;
     const kiln_env *env = &e->env;
+    if (c->staging)
+        for (int i = 0; i < e->nb_io; i++)
+            if (c->staging[i]) e->backend->dev_free(c->backend, c->staging[i]);
+    kiln_free(env, c->staging);
     if (c->backend) e->backend->ctx_destroy(e, c->backend, c->arena);
     kiln_free(env, c->bindings);
     kiln_free(env, c->ptrs);
@@ -150,8 +157,45 @@ kiln_status kiln_context_set_tensor_address(kiln_context *c, const char *name, v
     return KILN_OK;
 }
 
+kiln_status kiln_context_set_io_memory(kiln_context *c, kiln_memory_location where) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "set io memory: context is NULL");
+    const kiln_engine *e = c->engine;
+    if (where != KILN_MEMORY_DEVICE && where != KILN_MEMORY_HOST)
+        return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "set io memory: unknown location %d", (int)where);
+    if (!e->backend->dev_alloc) return KILN_OK; /* host backend: nothing to stage */
+    bool want = where == KILN_MEMORY_HOST;
+    if (want == c->host_io) return KILN_OK;
+    memset(c->bindings, 0, (size_t)e->nb_io * sizeof *c->bindings);
+    c->host_io = want;
+    if (!want || c->staging) return KILN_OK;
+    c->staging = kiln_calloc(&e->env, (size_t)(e->nb_io ? e->nb_io : 1), sizeof(void *));
+    if (!c->staging) return kiln_error(&e->env, KILN_ERR_OUT_OF_MEMORY, "set io memory: out of host memory");
+    for (int i = 0; i < e->nb_io; i++) {
+        size_t bytes = e->plan[e->io[i].tensor].bytes;
+        kiln_status st = e->backend->dev_alloc(c->backend, bytes, &c->staging[i]);
+        if (st != KILN_OK) return st;
+    }
+    return KILN_OK;
+}
+
+static kiln_status run_all(kiln_context *c);
+
+kiln_status kiln_context_enqueue(kiln_context *c, void *stream) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "enqueue: context is NULL");
+    kiln_status st = c->engine->backend->set_stream(c->backend, stream);
+    if (st == KILN_OK) st = run_all(c);
+    return st;
+}
+
 kiln_status kiln_context_execute(kiln_context *c) {
     if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "execute: context is NULL");
+    kiln_status st = c->engine->backend->set_stream(c->backend, NULL);
+    if (st == KILN_OK) st = run_all(c);
+    if (st == KILN_OK) st = c->engine->backend->finish(c->backend);
+    return st;
+}
+
+static kiln_status run_all(kiln_context *c) {
     const kiln_engine *e = c->engine;
     for (int i = 0; i < e->nb_io; i++)
         if (!c->bindings[i] && e->plan[e->io[i].tensor].bytes)
@@ -162,9 +206,15 @@ kiln_status kiln_context_execute(kiln_context *c) {
         switch (p->storage) {
         case KE_ARENA: c->ptrs[t] = (char *)c->arena + p->offset; break;
         case KE_INPUT:
-        case KE_OUTPUT: c->ptrs[t] = c->bindings[p->io]; break;
+        case KE_OUTPUT: c->ptrs[t] = c->host_io ? c->staging[p->io] : c->bindings[p->io]; break;
         case KE_CONST: c->ptrs[t] = (void *)p->cdata; break;
         }
+    }
+    for (int i = 0; c->host_io && i < e->nb_io; i++) {
+        size_t bytes = e->plan[e->io[i].tensor].bytes;
+        if (e->io[i].mode != KILN_IO_INPUT || !bytes) continue;
+        kiln_status st = e->backend->upload(c->backend, c->staging[i], c->bindings[i], bytes);
+        if (st != KILN_OK) return st;
     }
     for (int n = 0; n < e->nb_nodes; n++) {
         const ke_node *node = &e->nodes[n];
@@ -178,5 +228,11 @@ kiln_status kiln_context_execute(kiln_context *c) {
         if (st != KILN_OK) return st;
         if (c->profile) c->profile(c->profile_user, l->name, kiln_layer_type_name(l->type), now_ms() - t0);
     }
-    return e->backend->finish(c->backend);
+    for (int i = 0; c->host_io && i < e->nb_io; i++) {
+        size_t bytes = e->plan[e->io[i].tensor].bytes;
+        if (e->io[i].mode != KILN_IO_OUTPUT || !bytes) continue;
+        kiln_status st = e->backend->download(c->backend, c->bindings[i], c->staging[i], bytes);
+        if (st != KILN_OK) return st;
+    }
+    return KILN_OK;
 }
