@@ -47,7 +47,10 @@ KILN_API void kiln_config_destroy(kiln_config *config);
 typedef enum kiln_builder_flag {
     KILN_FLAG_FP16 = 0, /* allow FP16 kernels */
     KILN_FLAG_TF32 = 1, /* allow TF32 tensor-core math for FP32 layers */
-    KILN_FLAG_INT8 = 2
+    KILN_FLAG_INT8 = 2,
+    /* keep every weight refittable (kiln_engine_refit): no folding that rewrites
+     * weights (batch norm into convolution), at some speed cost */
+    KILN_FLAG_REFIT = 3
 } kiln_builder_flag;
 
 /* Device the engine runs on (default CPU). */

@@ -29,15 +29,31 @@ typedef struct kiln_onnx_desc {
     int nb_shapes;
     const char *const *shape_names;
     const kiln_dims *shapes;
+    /* Model inputs to freeze: each named graph input becomes a constant holding
+     * frozen_values[i] (of dims frozen_dims[i], the model's dtype) instead of a network
+     * input, as if it were an initializer. For models that take a shape, axes or weights
+     * as an input: kiln needs those at import. Values are copied while parsing. */
+    int nb_frozen;
+    const char *const *frozen_names;
+    const kiln_dims *frozen_dims;
+    const kiln_weights *frozen_values;
 } kiln_onnx_desc;
-#define KILN_ONNX_DESC_INIT {sizeof(kiln_onnx_desc), 0, NULL, NULL}
+#define KILN_ONNX_DESC_INIT {sizeof(kiln_onnx_desc), 0, NULL, NULL, 0, NULL, NULL, NULL}
 
 /* desc may be NULL. The parser adds to `net`, which must outlive it. */
 KILN_API kiln_status kiln_onnx_parser_create(kiln_network *net, const kiln_onnx_desc *desc,
                                              kiln_onnx_parser **out);
 KILN_API void kiln_onnx_parser_destroy(kiln_onnx_parser *parser);
 
-/* Parses a model file; external data files are looked up next to it. On failure every
+/* A parser reads one model: a second parse call returns KILN_ERR_INVALID_STATE.
+ * Names: each ONNX value becomes the kiln tensor of the same name, so inputs and outputs
+ * bind by their ONNX names. Graph inputs that are also initializers are constants.
+ * Opsets 1 to 17 of the default domain are read (IR versions 3 to 9); ops of opsets
+ * before 7 keep their legacy meaning (broadcast attributes, attribute-style inputs).
+ * Host buffers the parser hands to the network (weights, folded constants) are plain
+ * malloc allocations owned by the parser.
+ *
+ * Parses a model file; external data files are looked up next to it. On failure every
  * problem found (each unsupported node, not just the first) is listed by
  * kiln_onnx_num_errors/kiln_onnx_error, and kiln_last_error() holds a summary. */
 KILN_API kiln_status kiln_onnx_parse_file(kiln_onnx_parser *parser, const char *path);
@@ -49,6 +65,25 @@ KILN_API kiln_status kiln_onnx_parse_memory(kiln_onnx_parser *parser, const void
 KILN_API int kiln_onnx_num_errors(const kiln_onnx_parser *parser);
 /* One line per problem: node name, op type, domain, opset and why. NULL when out of range. */
 KILN_API const char *kiln_onnx_error(const kiln_onnx_parser *parser, int index);
+/* The status of problem `index`: KILN_ERR_UNSUPPORTED when the model is valid but uses
+ * something kiln cannot import (an op, attribute value, dtype, data-dependent shape);
+ * KILN_ERR_FORMAT / KILN_ERR_IO for a corrupt file or missing data; KILN_OK when out
+ * of range. */
+KILN_API kiln_status kiln_onnx_error_status(const kiln_onnx_parser *parser, int index);
+
+/* ---- tensor files: a serialized onnx.TensorProto, as in the ONNX test data ---- */
+
+/* Reads a .pb tensor file. On success *data holds the elements (contiguous, row-major,
+ * little-endian; bools one byte each) and *name_out (if name_out is not NULL) the
+ * tensor's name or NULL when it has none. Both are allocated with plain malloc: the
+ * caller releases them with free(). External data is looked up next to the file.
+ * Types kiln has no dtype for (string, uint16, complex...) give KILN_ERR_UNSUPPORTED. */
+KILN_API kiln_status kiln_onnx_read_tensor_file(const char *path, char **name_out, kiln_dtype *dtype,
+                                                kiln_dims *dims, void **data);
+/* Writes `data` (volume(dims) elements of dtype) as a TensorProto with raw_data.
+ * name may be NULL. */
+KILN_API kiln_status kiln_onnx_write_tensor_file(const char *path, const char *name, kiln_dtype dtype,
+                                                 kiln_dims dims, const void *data);
 
 #ifdef __cplusplus
 }

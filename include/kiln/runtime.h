@@ -52,6 +52,56 @@ KILN_API kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const ch
  * (CPU engines). Fails with KILN_ERR_INVALID_STATE if an input or output is unbound. */
 KILN_API kiln_status kiln_context_execute(kiln_context *ctx);
 
+/* ---- engine files (.plan; the format is docs/PLAN_FORMAT.md) ---- */
+
+/* Serializes the engine: the optimized graph, its weights in their final form, each
+ * layer's kernel choice, the memory plan and the device fingerprint. *data is allocated
+ * with malloc and owned by the caller (free()). */
+KILN_API kiln_status kiln_engine_serialize(const kiln_engine *engine, void **data, size_t *size);
+/* Writes the serialized engine to path (through a temporary file renamed at the end:
+ * no partial file is left on failure). */
+KILN_API kiln_status kiln_engine_save(const kiln_engine *engine, const char *path);
+
+/* A runtime loads engines, with a logger and allocator like a builder's. */
+typedef struct kiln_runtime kiln_runtime;
+typedef struct kiln_runtime_desc {
+    uint32_t size; /* sizeof(kiln_runtime_desc) */
+    kiln_log_fn log;
+    void *log_user;
+    kiln_log_level log_level;
+    const kiln_allocator *allocator;
+    /* A plan made on another device or library version normally loads by choosing its
+     * kernels again for this device (and says so in one log line); set this to refuse
+     * it with KILN_ERR_UNSUPPORTED instead. */
+    int refuse_device_mismatch;
+    int threads; /* CPU worker threads per context; 0 = the plan's setting */
+} kiln_runtime_desc;
+#define KILN_RUNTIME_DESC_INIT {sizeof(kiln_runtime_desc), NULL, NULL, KILN_LOG_WARNING, NULL, 0, 0}
+
+KILN_API kiln_status kiln_runtime_create(const kiln_runtime_desc *desc, kiln_runtime **out);
+KILN_API void kiln_runtime_destroy(kiln_runtime *runtime);
+/* Loads an engine from bytes (only read during the call). Corrupt, truncated or
+ * newer-format data gives KILN_ERR_FORMAT with the reason. The caller owns *out. */
+KILN_API kiln_status kiln_runtime_load(kiln_runtime *runtime, const void *data, size_t size,
+                                       kiln_engine **out);
+KILN_API kiln_status kiln_runtime_load_file(kiln_runtime *runtime, const char *path,
+                                            kiln_engine **out);
+
+/* ---- refit: new weights without rebuilding ---- */
+
+/* Weights that can be replaced, named "<layer>.<role>" (role: kernel, bias, scale,
+ * shift, power) or "<layer>" for a constant layer. Weights a build pass rewrote (batch
+ * norm folded into a convolution) are not listed: build with KILN_FLAG_REFIT to keep
+ * them all. */
+KILN_API int kiln_engine_num_weights(const kiln_engine *engine);
+KILN_API const char *kiln_engine_weights_name(const kiln_engine *engine, int index);
+KILN_API kiln_status kiln_engine_weights_info(const kiln_engine *engine, const char *name,
+                                              kiln_dtype *dtype, int64_t *count);
+/* Replaces the named weights (same dtype and count; values only read during the call).
+ * Must not run while a context of this engine executes; contexts created before see the
+ * new weights at their next execute. */
+KILN_API kiln_status kiln_engine_refit(kiln_engine *engine, const char *name, kiln_weights weights);
+
 /* Where buffers bound with kiln_context_set_tensor_address live. */
 typedef enum kiln_memory_location { KILN_MEMORY_DEVICE = 0, KILN_MEMORY_HOST = 1 } kiln_memory_location;
 

@@ -126,4 +126,5 @@ const kb_backend kb_cpu_backend = {
     "cpu", KILN_DEVICE_CPU, kcpu_can_fuse_act, cpu_prepare, cpu_release, cpu_const_data,
     cpu_ctx_create, cpu_ctx_destroy, cpu_run, cpu_finish, cpu_set_stream,
     NULL, NULL, NULL, NULL, /* host memory: no staging */
+    NULL,                   /* kernels depend on the layer alone */
 };

@@ -111,6 +111,7 @@ struct kiln_layer {
     bool has_post_act;
     kg_act_params post_act;
     bool removed; /* folded away: produces nothing, runs nothing */
+    bool weights_rewritten; /* a pass changed w[] (folding): not refittable */
 };
 
 struct kiln_graph {

@@ -82,6 +82,7 @@ kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count) {
             bias[co] = bias[co] * a + b;
         }
         absorb(conv, sc);
+        conv->weights_rewritten = true;
         (*count)++;
     }
     return KILN_OK;
@@ -105,7 +106,7 @@ kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *coun
 
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
     int folded = 0, fused = 0;
-    kiln_status st = kopt_fold_scale_into_conv(g, &folded);
+    kiln_status st = o && o->keep_weights ? KILN_OK : kopt_fold_scale_into_conv(g, &folded);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE, "optimise: %d scales folded into convolutions, %d activations fused", folded,

@@ -10,6 +10,8 @@ typedef struct kopt_options {
     /* whether the chosen backend's kernel for this layer type applies a fused
      * activation of this kind (l->has_post_act) */
     bool (*can_fuse_act)(kiln_layer_type producer, kiln_activation_type act);
+    /* keep weights as given (refittable engine): skip passes that rewrite them */
+    bool keep_weights;
 } kopt_options;
 
 /* Number of layers reading tensor t (not counting removed layers). */

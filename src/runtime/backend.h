@@ -36,6 +36,10 @@ typedef struct kb_backend {
     void (*dev_free)(kb_ctx *c, void *ptr);
     kiln_status (*upload)(kb_ctx *c, void *dst, const void *src, size_t bytes);
     kiln_status (*download)(kb_ctx *c, void *dst, const void *src, size_t bytes);
+    /* Describes the device and library versions kernels were chosen for, as one line of
+     * "key=value;" pairs; a plan whose fingerprint differs re-chooses its kernels. NULL:
+     * nothing device-specific (kernels depend on the layer alone). */
+    void (*fingerprint)(const kiln_env *env, char *buf, size_t size);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

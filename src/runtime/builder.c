@@ -262,6 +262,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     e->device = cfg->device;
     e->backend = backend;
     e->threads = cfg->threads > 0 ? cfg->threads : 0;
+    e->flags = cfg->flags;
     kiln_status st = kg_graph_clone(&net->g, env, &e->graph);
     if (st != KILN_OK) {
         kiln_free(env, e);
@@ -274,7 +275,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     st = apply_input_shapes(g, cfg);
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) st = kg_infer_layer(g->layers[i]);
     if (st == KILN_OK) {
-        kopt_options opt = {backend->can_fuse_act};
+        kopt_options opt = {backend->can_fuse_act, (cfg->flags >> KILN_FLAG_REFIT) & 1u};
         st = kopt_run(g, &opt);
     }
     if (st != KILN_OK) goto fail;

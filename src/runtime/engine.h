@@ -56,6 +56,7 @@ struct kiln_engine {
     size_t scratch_bytes; /* max over nodes */
     int max_inputs, max_outputs; /* arity bounds for the run-time pointer arrays */
     int threads; /* CPU worker threads per context; 0 = all cores */
+    unsigned flags; /* kiln_builder_flag bits the engine was built with */
 };
 
 /* Drops one reference; frees the engine with the last. */
