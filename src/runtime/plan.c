@@ -438,6 +438,11 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
         default: return BAD("tensor '%s' has unknown storage %u", x->name, (unsigned)p->storage);
         }
     }
+    /* the planner never needs more than all arena buffers side by side */
+    size_t worst = 0;
+    for (uint32_t t = 0; t < nt; t++)
+        if (e->plan[t].storage == KE_ARENA && e->plan[t].root == (int)t) worst += KILN_ALIGN_UP(e->plan[t].bytes, KILN_ALIGN);
+    if (e->arena_bytes > worst) return BAD("the activation arena (%zu bytes) is larger than all its buffers (%zu)", e->arena_bytes, worst);
     /* every I/O tensor is bound to itself */
     for (int i = 0; i < e->nb_io; i++) {
         const ke_tensor_plan *p = &e->plan[e->io[i].tensor];
