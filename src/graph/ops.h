@@ -58,6 +58,10 @@ KG_INFER(tile);
 KG_INFER(depth_to_space);
 KG_INFER(space_to_depth);
 KG_INFER(resize);
+/* Slice resolved against the input shape: the clamped start and the step of every input
+ * axis (untouched axes: 0 and 1) and the output dims. Shared by inference and kernels so
+ * they always agree. */
+kiln_status kg_slice_resolve(const kiln_layer *l, int64_t *start, int64_t *step, kiln_dims *out);
 /* shape_basic.c */
 KG_INFER(shuffle);
 KG_INFER(constant);
