@@ -40,6 +40,24 @@ KILN_API size_t kiln_engine_activation_bytes(const kiln_engine *engine);
 /* Layers the engine runs (after optimization). */
 KILN_API int kiln_engine_num_layers(const kiln_engine *engine);
 
+/* One layer as the engine runs it, after fusion. Strings live as long as the engine. */
+typedef struct kiln_layer_info {
+    const char *name;
+    const char *type;       /* layer type name ("Convolution") */
+    const char *kernel;     /* the kernel the backend chose ("cpu.Convolution") */
+    const char *fused;      /* activation fused into it ("Relu"), or "" */
+    kiln_dtype precision;   /* dtype of its first output */
+    int nb_inputs, nb_outputs;
+    const char *output;     /* name of its first output tensor */
+} kiln_layer_info;
+/* index in [0, kiln_engine_num_layers). */
+KILN_API kiln_status kiln_engine_layer_info(const kiln_engine *engine, int index, kiln_layer_info *info);
+
+/* Memory an engine uses: activations (per context), scratch (per context) and weights
+ * (once, shared). Any pointer may be NULL. */
+KILN_API void kiln_engine_memory(const kiln_engine *engine, size_t *activations, size_t *scratch,
+                                 size_t *weights);
+
 /* Allocates the context's activation memory and threads. The caller owns *out. */
 KILN_API kiln_status kiln_context_create(kiln_engine *engine, kiln_context **out);
 KILN_API void kiln_context_destroy(kiln_context *ctx);

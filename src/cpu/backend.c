@@ -116,6 +116,16 @@ static kiln_status cpu_finish(kb_ctx *c) {
     return KILN_OK;
 }
 
+static const char *cpu_kernel_name(const ke_node *node) {
+    switch (node->layer->type) {
+    case KILN_LAYER_CONVOLUTION: return "cpu.conv_im2col_sgemm";
+    case KILN_LAYER_DECONVOLUTION: return "cpu.deconv_sgemm_col2im";
+    case KILN_LAYER_GEMM:
+    case KILN_LAYER_MATMUL: return "cpu.sgemm";
+    default: return "cpu.direct";
+    }
+}
+
 static kiln_status cpu_set_stream(kb_ctx *c, void *stream) {
     (void)c;
     (void)stream;
@@ -127,4 +137,5 @@ const kb_backend kb_cpu_backend = {
     cpu_ctx_create, cpu_ctx_destroy, cpu_run, cpu_finish, cpu_set_stream,
     NULL, NULL, NULL, NULL, /* host memory: no staging */
     NULL,                   /* kernels depend on the layer alone */
+    cpu_kernel_name,
 };

@@ -40,6 +40,8 @@ typedef struct kb_backend {
      * "key=value;" pairs; a plan whose fingerprint differs re-chooses its kernels. NULL:
      * nothing device-specific (kernels depend on the layer alone). */
     void (*fingerprint)(const kiln_env *env, char *buf, size_t size);
+    /* Name of the kernel chosen for a node ("cpu.Convolution"); NULL: the type name. */
+    const char *(*kernel_name)(const ke_node *node);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

@@ -64,6 +64,43 @@ int kiln_engine_num_layers(const kiln_engine *e) {
     return n;
 }
 
+static const char *act_name(kiln_activation_type t) {
+    static const char *names[KILN_ACT_COUNT] = {"Relu",  "LeakyRelu", "Sigmoid", "Tanh",     "Clip",     "SiLU",
+                                                "HardSigmoid", "HardSwish", "GeluErf", "GeluTanh", "Elu", "Selu",
+                                                "Softplus", "Softsign", "ThresholdedRelu", "Mish"};
+    return (unsigned)t < KILN_ACT_COUNT ? names[t] : "?";
+}
+
+kiln_status kiln_engine_layer_info(const kiln_engine *e, int index, kiln_layer_info *info) {
+    if (!e || !info) return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "layer info: %s is NULL", e ? "info" : "engine");
+    int k = -1;
+    for (int n = 0; n < e->nb_nodes; n++) {
+        if (e->nodes[n].skip || ++k != index) continue;
+        const kiln_layer *l = e->nodes[n].layer;
+        info->name = l->name;
+        info->type = kiln_layer_type_name(l->type);
+        info->kernel = e->backend->kernel_name ? e->backend->kernel_name(&e->nodes[n]) : info->type;
+        info->fused = l->has_post_act ? act_name(l->post_act.type) : "";
+        info->precision = l->outputs[0]->dtype;
+        info->nb_inputs = l->nb_inputs;
+        info->nb_outputs = l->nb_outputs;
+        info->output = l->outputs[0]->name;
+        return KILN_OK;
+    }
+    return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "layer info: index %d is outside [0, %d)", index, k + 1);
+}
+
+void kiln_engine_memory(const kiln_engine *e, size_t *activations, size_t *scratch, size_t *weights) {
+    size_t w = 0;
+    for (int n = 0; e && n < e->nb_nodes; n++) {
+        const kiln_layer *l = e->nodes[n].layer;
+        for (int k = 0; k < KG_MAX_WEIGHTS; k++) w += (size_t)l->w[k].count * kiln_dtype_size(l->w[k].dtype);
+    }
+    if (activations) *activations = e ? e->arena_bytes : 0;
+    if (scratch) *scratch = e ? e->scratch_bytes : 0;
+    if (weights) *weights = w;
+}
+
 static int find_io(const kiln_engine *e, const char *name) {
     if (!e || !name) return -1;
     for (int i = 0; i < e->nb_io; i++)
