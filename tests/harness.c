@@ -61,6 +61,7 @@ double th_rel_error(const float *got, const double *ref, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         if (isnan(ref[i]) && isnan(got[i])) continue;
         if (isinf(ref[i]) && got[i] == ref[i]) continue;
+        if (!isfinite(ref[i])) return INFINITY; /* NaN/Inf expected, something else got */
         if (!isfinite(got[i])) return INFINITY;
         double d = fabs((double)got[i] - ref[i]);
         if (d > maxdiff) maxdiff = d;

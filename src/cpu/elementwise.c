@@ -1,12 +1,10 @@
-/* kiln CPU backend: binary element-wise ops, PRelu and select, with numpy broadcasting.
- * Shapes are collapsed at prepare so that the innermost loop of every operand is either
- * unit-stride or one broadcast value: same-shape, scalar and per-channel operands all
- * become long vectorizable rows, and only row boundaries pay for index arithmetic. */
+/* kiln CPU backend: binary element-wise ops, PRelu and select, with numpy broadcasting
+ * over shapes collapsed so that inner loops are unit-stride or a broadcast scalar. */
+
 /* Lets GCC turn the selects of point-wise loops (x >= 0 ? x : a * x) into vector blends:
  * under its default -ftrapping-math it must assume a skipped multiply could raise a
  * floating-point exception that someone inspects. kiln never reads the FP flags. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
 #endif
 #include <math.h>
 #include <stdatomic.h>
@@ -290,12 +288,23 @@ typedef struct bc_state {
 static kiln_status bc_prepare(const kiln_layer *l, const kiln_env *env, void **state, bc_row_fn row) {
     bc_state *s = kiln_alloc(env, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
-    const kiln_dims *in[BC_OPS];
+    const kiln_dims *in[BC_OPS], *out = &l->outputs[0]->dims;
     for (int k = 0; k < l->nb_inputs; k++) {
         in[k] = &l->inputs[k]->dims;
         s->es[k] = kiln_dtype_size(l->inputs[k]->dtype);
+        /* the walk trusts these shapes: an operand that does not stretch to the output
+         * would be read out of bounds */
+        bool fits = in[k]->nb_dims <= out->nb_dims;
+        for (int i = 0; fits && i < in[k]->nb_dims; i++) {
+            int64_t dk = in[k]->d[i], dout = out->d[out->nb_dims - in[k]->nb_dims + i];
+            fits = dk == 1 || dk == dout;
+        }
+        if (!fits) {
+            kiln_free(env, s);
+            return kg_layer_error(l, KILN_ERR_INTERNAL, "input %d does not broadcast to the output shape", k);
+        }
     }
-    bc_plan_make(&s->plan, &l->outputs[0]->dims, in, l->nb_inputs);
+    bc_plan_make(&s->plan, out, in, l->nb_inputs);
     s->row = row;
     s->oes = kiln_dtype_size(l->outputs[0]->dtype);
     *state = s;

@@ -1,11 +1,5 @@
 /* kiln CPU backend: normalizations: scale (also folded batch norm), instance norm and
  * local response normalization, float32. */
-/* Lets GCC turn the selects of point-wise loops (x >= 0 ? x : a * x) into vector blends:
- * under its default -ftrapping-math it must assume a skipped multiply could raise a
- * floating-point exception that someone inspects. kiln never reads the FP flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 #include <math.h>
 #include <string.h>
 
@@ -94,9 +88,17 @@ static kiln_status scale_prepare(const kiln_layer *l, const kiln_env *env, void 
     if (l->inputs[0]->dtype != KILN_FLOAT32 || (unsigned)l->p.scale.mode > KILN_SCALE_ELEMENTWISE)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CPU kernel for %s input in scale mode %d",
                               kiln_dtype_name(l->inputs[0]->dtype), (int)l->p.scale.mode);
+    /* the run indexes weights by channel or element: re-check the counts inference checked,
+     * in case a pass rewrote the layer */
+    const kiln_dims *d = &l->inputs[0]->dims;
+    int64_t want = 1;
+    if (l->p.scale.mode == KILN_SCALE_CHANNEL) want = d->nb_dims >= 2 ? d->d[1] : -1;
+    if (l->p.scale.mode == KILN_SCALE_ELEMENTWISE)
+        for (int i = 1; i < d->nb_dims; i++) want *= d->d[i];
     for (int i = 0; i < 3; i++)
-        if (l->w[i].count && l->w[i].dtype != KILN_FLOAT32)
-            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU kernel takes float32 weights only");
+        if (l->w[i].count && (l->w[i].dtype != KILN_FLOAT32 || l->w[i].count != want))
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "weights %d: %lld %s values, the kernel needs %lld float32",
+                                  i, (long long)l->w[i].count, kiln_dtype_name(l->w[i].dtype), (long long)want);
     return KILN_OK;
 }
 

@@ -1,12 +1,6 @@
 /* kiln CPU backend: reductions over any set of axes and arg max/min along one axis.
  * Axes are collapsed at prepare into runs of kept and reduced dimensions so that the
  * inner loop is either a contiguous reduction or a contiguous vector of accumulators. */
-/* Lets GCC turn the selects of point-wise loops (x >= 0 ? x : a * x) into vector blends:
- * under its default -ftrapping-math it must assume a skipped multiply could raise a
- * floating-point exception that someone inspects. kiln never reads the FP flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,11 +37,17 @@ typedef struct red_plan {
     int parts; /* > 1: each row's contiguous run is cut into this many pieces */
 } red_plan;
 
-static void plan_make(red_plan *p, const kiln_layer *l) {
+/* False if the axes are invalid (inference rejects them; this guards the indexing). */
+static bool plan_make(red_plan *p, const kiln_layer *l) {
     const kiln_dims *d = &l->inputs[0]->dims;
     const kg_reduce_params *rp = &l->p.reduce;
     bool red[KILN_MAX_DIMS] = {false};
-    for (int i = 0; i < rp->nb_axes; i++) red[kg_axis(rp->axes[i], d->nb_dims)] = true;
+    if (rp->nb_axes < 0 || rp->nb_axes > KILN_MAX_DIMS) return false;
+    for (int i = 0; i < rp->nb_axes; i++) {
+        int a = kg_axis(rp->axes[i], d->nb_dims);
+        if (a < 0) return false;
+        red[a] = true;
+    }
     if (rp->nb_axes == 0)
         for (int i = 0; i < d->nb_dims; i++) red[i] = true;
     /* groups of same-kind neighbours, size-1 axes dropped (they change nothing) */
@@ -91,6 +91,7 @@ static void plan_make(red_plan *p, const kiln_layer *l) {
     p->parts = 1;
     if (p->kin == 1 && p->nr == 0 && p->rows <= RED_SPLIT_ROWS && p->rin >= RED_SPLIT_MIN)
         p->parts = (int)KILN_MIN(RED_MAX_PARTS, p->rin / (RED_SPLIT_MIN / 2));
+    return true;
 }
 
 static int first_kind(kiln_reduce_op op) {
@@ -393,7 +394,10 @@ static kiln_status red_prepare(const kiln_layer *l, const kiln_env *env, void **
                               kiln_dtype_name(t));
     red_plan *p = kiln_alloc(env, sizeof *p);
     if (!p) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
-    plan_make(p, l);
+    if (!plan_make(p, l)) {
+        kiln_free(env, p);
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "invalid reduce axes");
+    }
     *scratch = p->parts > 1 ? (size_t)(p->rows * (p->parts + 1)) * sizeof(racc) : 0;
     *state = p;
     return KILN_OK;

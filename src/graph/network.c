@@ -2,6 +2,7 @@
  * records the layer and, when the input shapes are known, infers its outputs at once
  * so mistakes surface at the call that made them. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "graph/graph.h"
@@ -303,6 +304,9 @@ kiln_layer *kiln_network_add_batch_norm(kiln_network *net, kiln_tensor *input, k
     if (!l) {
         kiln_free(env, sc);
         kiln_free(env, sh);
+        char msg[800];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        kiln_error(NULL, KILN_ERR_SHAPE, "add batch norm (%lld channels): %s", (long long)c, msg);
         return NULL;
     }
     l->w_owned[0] = l->w_owned[1] = true;

@@ -1,0 +1,457 @@
+/* kiln tests: every reduction over single, multiple, negative, unsorted and all axes with
+ * and without keep_dims (float32; int32/int64 where allowed), long reductions that are
+ * split across threads, arg max/min with ties, and the errors the add calls report. */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "harness.h"
+
+static kiln_builder *B;
+
+static kiln_network *net_new(void) {
+    kiln_network *n = NULL;
+    if (kiln_network_create(B, &n) != KILN_OK) {
+        fprintf(stderr, "network create failed: %s\n", kiln_last_error());
+        exit(2);
+    }
+    return n;
+}
+
+static void *run_layer(kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od, const char *what) {
+    void *out = NULL;
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        kiln_status st = th_run(B, net, inputs, &out, od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st != KILN_OK) {
+            free(out);
+            out = NULL;
+        }
+    }
+    kiln_network_destroy(net);
+    return out;
+}
+
+/* Builds and runs net with `threads` CPU workers (th_run uses every core), so chunk
+ * boundaries land mid-row and every kernel path is split several ways. out has room for
+ * the single output. */
+static kiln_status run_threads(kiln_network *net, int threads, void *const *inputs, void *out) {
+    kiln_config *cfg = NULL;
+    kiln_engine *eng = NULL;
+    kiln_context *ctx = NULL;
+    kiln_status st = kiln_config_create(B, &cfg);
+    if (st == KILN_OK) st = kiln_config_set_num_threads(cfg, threads);
+    if (st == KILN_OK) st = kiln_builder_build(B, net, cfg, &eng);
+    if (st == KILN_OK) st = kiln_context_create(eng, &ctx);
+    for (int i = 0; st == KILN_OK && i < kiln_network_num_inputs(net); i++)
+        st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_input(net, i)), inputs[i]);
+    if (st == KILN_OK) st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_output(net, 0)), out);
+    if (st == KILN_OK) st = kiln_context_execute(ctx);
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(eng);
+    kiln_config_destroy(cfg);
+    return st;
+}
+
+static void expect_fail(const kiln_layer *l, const char *what, const char *type, const char *needle) {
+    CHECK(l == NULL, "%s: the add call accepted it", what);
+    const char *e = kiln_last_error();
+    CHECK(strstr(e, type) != NULL && strstr(e, needle) != NULL, "%s: error '%s' lacks '%s' / '%s'", what, e, type,
+          needle);
+}
+
+static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
+
+/* The expected output shape and, for each input element, the output element it lands in. */
+static kiln_dims reduced_dims(const kiln_dims *d, const bool *red, int keep) {
+    kiln_dims o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < d->nb_dims; i++) {
+        if (!red[i]) o.d[o.nb_dims++] = d->d[i];
+        else if (keep) o.d[o.nb_dims++] = 1;
+    }
+    return o;
+}
+
+static int64_t out_index(const kiln_dims *d, const bool *red, int64_t i) {
+    int64_t idx = 0, stride = 1;
+    for (int k = d->nb_dims - 1; k >= 0; k--) {
+        int64_t c = i % d->d[k];
+        i /= d->d[k];
+        if (red[k]) continue;
+        idx += c * stride;
+        stride *= d->d[k];
+    }
+    return idx;
+}
+
+static bool dims_same(const kiln_dims *a, const kiln_dims *b) {
+    if (a->nb_dims != b->nb_dims) return false;
+    for (int i = 0; i < a->nb_dims; i++)
+        if (a->d[i] != b->d[i]) return false;
+    return true;
+}
+
+/* ---- float reductions ---- */
+
+static void ref_reduce(kiln_reduce_op op, const kiln_dims *d, const bool *red, const float *x, double *y, int64_t m) {
+    int64_t n = kiln_dims_volume(d), cnt = n / (m ? m : 1);
+    double *mx = malloc((size_t)(m ? m : 1) * sizeof(double));
+    for (int64_t j = 0; j < m; j++) {
+        y[j] = op == KILN_REDUCE_PROD ? 1 : op == KILN_REDUCE_MAX ? -INFINITY : op == KILN_REDUCE_MIN ? INFINITY : 0;
+        mx[j] = -INFINITY;
+    }
+    for (int64_t i = 0; i < n; i++) mx[out_index(d, red, i)] = fmax(mx[out_index(d, red, i)], x[i]);
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], *a = &y[out_index(d, red, i)];
+        switch (op) {
+        case KILN_REDUCE_SUM:
+        case KILN_REDUCE_MEAN:
+        case KILN_REDUCE_LOG_SUM: *a += v; break;
+        case KILN_REDUCE_MAX: *a = fmax(*a, v); break;
+        case KILN_REDUCE_MIN: *a = fmin(*a, v); break;
+        case KILN_REDUCE_PROD: *a *= v; break;
+        case KILN_REDUCE_L1: *a += fabs(v); break;
+        case KILN_REDUCE_L2:
+        case KILN_REDUCE_SUM_SQUARE: *a += v * v; break;
+        case KILN_REDUCE_LOG_SUM_EXP: *a += exp(v - mx[out_index(d, red, i)]); break;
+        }
+    }
+    for (int64_t j = 0; j < m; j++) {
+        if (op == KILN_REDUCE_MEAN) y[j] /= (double)cnt;
+        if (op == KILN_REDUCE_L2) y[j] = sqrt(y[j]);
+        if (op == KILN_REDUCE_LOG_SUM) y[j] = log(y[j]);
+        if (op == KILN_REDUCE_LOG_SUM_EXP) y[j] = mx[j] + log(y[j]);
+    }
+    free(mx);
+}
+
+static void input_range(kiln_reduce_op op, float *lo, float *hi) {
+    *lo = -3;
+    *hi = 3;
+    if (op == KILN_REDUCE_LOG_SUM) *lo = 0.1f, *hi = 1;        /* positive sums */
+    if (op == KILN_REDUCE_PROD) *lo = 0.85f, *hi = 1.2f;       /* products stay in range */
+    if (op == KILN_REDUCE_LOG_SUM_EXP) *lo = -60, *hi = 90;    /* exp would overflow float */
+}
+
+static void reduce_case(kiln_reduce_op op, kiln_dims d, int nb_axes, const int64_t *axes, int keep) {
+    bool red[KILN_MAX_DIMS] = {false};
+    for (int i = 0; i < nb_axes; i++) red[axes[i] < 0 ? axes[i] + d.nb_dims : axes[i]] = true;
+    if (nb_axes == 0)
+        for (int i = 0; i < d.nb_dims; i++) red[i] = true;
+    kiln_dims want = reduced_dims(&d, red, keep);
+    int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
+    float lo, hi;
+    input_range(op, &lo, &hi);
+    float *x = th_rand_array(n, lo, hi);
+    kiln_network *net = net_new();
+    kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, d);
+    char what[128];
+    int k = snprintf(what, sizeof what, "reduce op %d rank %d keep %d axes", (int)op, d.nb_dims, keep);
+    for (int i = 0; i < nb_axes && k < 100; i++) k += snprintf(what + k, sizeof what - (size_t)k, " %lld", (long long)axes[i]);
+    if (!nb_axes) snprintf(what + k, sizeof what - (size_t)k, " (all)");
+    void *ip[1] = {x};
+    kiln_dims od;
+    float *y = run_layer(net, kiln_network_add_reduce(net, in, op, nb_axes, axes, keep), ip, &od, what);
+    if (y) {
+        CHECK(dims_same(&od, &want), "%s: output dims", what);
+        double *ref = malloc((size_t)m * sizeof(double));
+        ref_reduce(op, &d, red, x, ref, m);
+        th_check_close(what, y, ref, m, 1e-5);
+        free(ref);
+    }
+    free(y);
+    free(x);
+}
+
+static void test_reduce_float(void) {
+    int64_t d4[4] = {3, 4, 5, 6};
+    static const struct {
+        int n;
+        int64_t a[4];
+    } sets[] = {{0, {0}},     {1, {0}},     {1, {1}},      {1, {3}},        {1, {-1}},          {1, {-3}}, {2, {0, 2}},
+                {2, {1, 3}},  {2, {-1, -3}}, {2, {2, 0}},  {3, {0, 1, 3}},  {4, {0, 1, 2, 3}}, {2, {1, 2}}, {3, {3, -4, 1}}};
+    for (int op = 0; op < KILN_REDUCE_COUNT; op++)
+        for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
+            for (int keep = 0; keep < 2; keep++)
+                reduce_case((kiln_reduce_op)op, kiln_dims_make(4, d4), sets[s].n, sets[s].a, keep);
+    /* shapes that take the other paths: long contiguous runs split across threads, a wide
+     * kept innermost axis, size-1 axes, rank 1 and a scalar */
+    int64_t longrow[2] = {1, 300001}, three[2] = {3, 100003}, tall[2] = {1000, 300}, ones[5] = {1, 7, 1, 9, 1};
+    int64_t ax1[1] = {1}, ax0[1] = {0}, ax13[2] = {1, 3}, r1 = 1000;
+    for (int op = 0; op < KILN_REDUCE_COUNT; op++) {
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(2, longrow), 0, NULL, 0);
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(2, three), 1, ax1, 1);
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(2, tall), 1, ax0, 0);
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(5, ones), 2, ax13, 1);
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(1, &r1), 1, ax0, 0);
+        reduce_case((kiln_reduce_op)op, kiln_dims_make(0, NULL), 0, NULL, 0);
+    }
+}
+
+/* ---- reducing an axis of size 0: every output is the op's identity (ONNX) ---- */
+static void test_reduce_empty(void) {
+    static const double want[KILN_REDUCE_COUNT] = {0, NAN, -INFINITY, INFINITY, 1, 0, 0, 0, -INFINITY, -INFINITY};
+    int64_t d[3] = {2, 0, 3}, ax[1] = {1};
+    for (int op = 0; op < KILN_REDUCE_COUNT; op++) {
+        kiln_network *net = net_new();
+        kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(3, d));
+        float dummy[1] = {0};
+        void *ip[1] = {dummy};
+        kiln_dims od;
+        char what[64];
+        snprintf(what, sizeof what, "reduce op %d over an empty axis", op);
+        float *y = run_layer(net, kiln_network_add_reduce(net, in, (kiln_reduce_op)op, 1, ax, 0), ip, &od, what);
+        if (y) {
+            CHECK(od.nb_dims == 2 && od.d[0] == 2 && od.d[1] == 3, "%s: output dims", what);
+            double ref[6];
+            for (int i = 0; i < 6; i++) ref[i] = want[op];
+            th_check_close(what, y, ref, 6, 1e-6);
+            if (op == KILN_REDUCE_MEAN) /* th_check_close lets a finite value pass for a NaN */
+                for (int i = 0; i < 6; i++) CHECK(isnan(y[i]), "%s: element %d is %g, expected NaN", what, i, y[i]);
+        }
+        free(y);
+    }
+}
+
+/* ---- integer reductions (exact) ---- */
+
+static void test_reduce_int(void) {
+    static const kiln_reduce_op ops[4] = {KILN_REDUCE_SUM, KILN_REDUCE_MAX, KILN_REDUCE_MIN, KILN_REDUCE_PROD};
+    int64_t d4[4] = {3, 4, 5, 6}, longrow[2] = {2, 200000};
+    static const struct {
+        int n;
+        int64_t a[4];
+    } sets[] = {{0, {0}}, {1, {1}}, {1, {-1}}, {2, {0, 2}}, {2, {3, 1}}};
+    for (int it = 0; it < 2; it++) {
+        kiln_dtype t = it ? KILN_INT64 : KILN_INT32;
+        for (int o = 0; o < 4; o++)
+            for (size_t s = 0; s < sizeof sets / sizeof sets[0] + 1; s++)
+                for (int keep = 0; keep < 2; keep++) {
+                    bool big = s == sizeof sets / sizeof sets[0];
+                    kiln_dims d = kiln_dims_make(big ? 2 : 4, big ? longrow : d4);
+                    int nb = big ? 1 : sets[s].n;
+                    const int64_t *axes = big ? (const int64_t[]){1} : sets[s].a;
+                    bool red[KILN_MAX_DIMS] = {false};
+                    for (int i = 0; i < nb; i++) red[axes[i] < 0 ? axes[i] + d.nb_dims : axes[i]] = true;
+                    if (!nb)
+                        for (int i = 0; i < d.nb_dims; i++) red[i] = true;
+                    kiln_dims want = reduced_dims(&d, red, keep);
+                    int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
+                    int64_t *v = malloc((size_t)n * sizeof(int64_t));
+                    int32_t *v32 = malloc((size_t)n * sizeof(int32_t));
+                    for (int64_t i = 0; i < n; i++) {
+                        /* products wrap: both sides wrap the same way */
+                        v[i] = ops[o] == KILN_REDUCE_PROD ? rand_int(-3, 3) : rand_int(-1000000, 1000000);
+                        if (it == 0 && ops[o] == KILN_REDUCE_SUM) v[i] = rand_int(-1000, 1000);
+                        v32[i] = (int32_t)v[i];
+                    }
+                    uint64_t *acc = malloc((size_t)m * sizeof(uint64_t));
+                    int64_t *mm = malloc((size_t)m * sizeof(int64_t));
+                    for (int64_t j = 0; j < m; j++) {
+                        acc[j] = ops[o] == KILN_REDUCE_PROD ? 1 : 0;
+                        mm[j] = ops[o] == KILN_REDUCE_MAX ? INT64_MIN : INT64_MAX;
+                    }
+                    for (int64_t i = 0; i < n; i++) {
+                        int64_t j = out_index(&d, red, i);
+                        if (ops[o] == KILN_REDUCE_SUM) acc[j] += (uint64_t)v[i];
+                        if (ops[o] == KILN_REDUCE_PROD) acc[j] *= (uint64_t)v[i];
+                        if (ops[o] == KILN_REDUCE_MAX && v[i] > mm[j]) mm[j] = v[i];
+                        if (ops[o] == KILN_REDUCE_MIN && v[i] < mm[j]) mm[j] = v[i];
+                    }
+                    kiln_network *net = net_new();
+                    kiln_tensor *in = kiln_network_add_input(net, "x", t, d);
+                    void *ip[1] = {it ? (void *)v : (void *)v32};
+                    kiln_dims od;
+                    char what[96];
+                    snprintf(what, sizeof what, "%s reduce op %d set %d keep %d", kiln_dtype_name(t), (int)ops[o], (int)s,
+                             keep);
+                    void *y = run_layer(net, kiln_network_add_reduce(net, in, ops[o], nb, axes, keep), ip, &od, what);
+                    if (y) {
+                        CHECK(dims_same(&od, &want), "%s: output dims", what);
+                        int64_t bad = 0;
+                        for (int64_t j = 0; j < m; j++) {
+                            int64_t r = ops[o] == KILN_REDUCE_SUM || ops[o] == KILN_REDUCE_PROD ? (int64_t)acc[j] : mm[j];
+                            if (!it) r = (int32_t)(uint32_t)(uint64_t)r;
+                            int64_t got = it ? ((int64_t *)y)[j] : ((int32_t *)y)[j];
+                            bad += got != r;
+                        }
+                        CHECK(bad == 0, "%s: %lld of %lld wrong", what, (long long)bad, (long long)m);
+                    }
+                    free(y);
+                    free(v);
+                    free(v32);
+                    free(acc);
+                    free(mm);
+                }
+    }
+}
+
+/* ---- arg max / min ---- */
+
+static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, int last) {
+    int64_t n = kiln_dims_volume(&d);
+    int ax = axis < 0 ? axis + d.nb_dims : axis;
+    int64_t outer = 1, L = d.d[ax], inner = 1;
+    for (int i = 0; i < ax; i++) outer *= d.d[i];
+    for (int i = ax + 1; i < d.nb_dims; i++) inner *= d.d[i];
+    size_t es = t == KILN_INT64 ? 8 : 4;
+    char *x = malloc((size_t)n * es);
+    double *xv = malloc((size_t)n * sizeof(double));
+    int64_t *iv = malloc((size_t)n * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) iv[i] = rand_int(-5, 5);
+    /* every slice gets its extreme twice, at random places, so ties decide the answer */
+    for (int64_t o = 0; o < outer && L > 1; o++)
+        for (int64_t k = 0; k < inner; k++) {
+            int64_t ext = iv[o * L * inner + k];
+            for (int64_t i = 1; i < L; i++) {
+                int64_t v = iv[(o * L + i) * inner + k];
+                ext = is_min ? (v < ext ? v : ext) : (v > ext ? v : ext);
+            }
+            int64_t p1 = rand_int(0, L - 1), p2 = (p1 + rand_int(1, L - 1)) % L;
+            iv[(o * L + p1) * inner + k] = iv[(o * L + p2) * inner + k] = ext;
+        }
+    for (int64_t i = 0; i < n; i++) {
+        xv[i] = (double)iv[i];
+        if (t == KILN_FLOAT32) ((float *)x)[i] = (float)iv[i] * 0.5f;
+        else if (t == KILN_INT32) ((int32_t *)x)[i] = (int32_t)iv[i];
+        else ((int64_t *)x)[i] = iv[i] * 1000000000000LL;
+    }
+    free(iv);
+    kiln_network *net = net_new();
+    kiln_tensor *in = kiln_network_add_input(net, "x", t, d);
+    void *ip[1] = {x};
+    kiln_dims od;
+    char what[128];
+    snprintf(what, sizeof what, "arg%s %s rank %d axis %d keep %d last %d", is_min ? "min" : "max", kiln_dtype_name(t),
+             d.nb_dims, axis, keep, last);
+    int64_t *y = run_layer(net, kiln_network_add_arg_reduce(net, in, axis, keep, is_min, last), ip, &od, what);
+    if (y) {
+        bool red[KILN_MAX_DIMS] = {false};
+        red[ax] = true;
+        kiln_dims want = reduced_dims(&d, red, keep);
+        CHECK(dims_same(&od, &want), "%s: output dims", what);
+        int64_t bad = 0, ties = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < inner; k++) {
+                int64_t best = 0, hits = 1;
+                for (int64_t i = 1; i < L; i++) {
+                    double v = xv[(o * L + i) * inner + k], b = xv[(o * L + best) * inner + k];
+                    bool eq = v == b, better = is_min ? v < b : v > b;
+                    if (better) hits = 1;
+                    else if (eq) hits++;
+                    if (better || (eq && last)) best = i;
+                }
+                ties += hits > 1;
+                bad += y[o * inner + k] != best;
+            }
+        CHECK(bad == 0, "%s: %lld of %lld indices wrong", what, (long long)bad, (long long)(outer * inner));
+        CHECK(L == 1 || ties == outer * inner, "%s: a slice without a tie", what);
+    }
+    free(y);
+    free(x);
+    free(xv);
+}
+
+static void test_arg_reduce(void) {
+    int64_t d3[3] = {3, 4, 5}, wide[2] = {7, 700}, one = 11;
+    static const kiln_dtype types[3] = {KILN_FLOAT32, KILN_INT32, KILN_INT64};
+    for (int ti = 0; ti < 3; ti++)
+        for (int axis = -3; axis < 3; axis++)
+            for (int keep = 0; keep < 2; keep++)
+                for (int is_min = 0; is_min < 2; is_min++)
+                    for (int last = 0; last < 2; last++) {
+                        arg_case(types[ti], kiln_dims_make(3, d3), axis, keep, is_min, last);
+                        if (axis == 0 || axis == -1) arg_case(types[ti], kiln_dims_make(2, wide), axis, keep, is_min, last);
+                        if (axis == 0) arg_case(types[ti], kiln_dims_make(1, &one), 0, keep, is_min, last);
+                    }
+}
+
+/* ---- worker counts: the split path and the column blocks divided 1, 3 and 7 ways ---- */
+static void test_threads(void) {
+    static const int counts[3] = {1, 3, 7};
+    static const struct {
+        int n;
+        int64_t d[2];
+        int nb;
+        int64_t axis;
+        kiln_reduce_op op;
+    } cases[] = {{2, {1, 300001}, 0, 0, KILN_REDUCE_SUM},         {2, {5, 100003}, 1, 1, KILN_REDUCE_LOG_SUM_EXP},
+                 {2, {5, 100003}, 1, -1, KILN_REDUCE_MAX},        {2, {1000, 300}, 1, 0, KILN_REDUCE_MEAN},
+                 {2, {1000, 301}, 1, 1, KILN_REDUCE_L2}};
+    for (int t = 0; t < 3; t++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            kiln_dims d = kiln_dims_make(cases[k].n, cases[k].d);
+            bool red[KILN_MAX_DIMS] = {false};
+            if (cases[k].nb) red[cases[k].axis < 0 ? cases[k].axis + 2 : cases[k].axis] = true;
+            else red[0] = red[1] = true;
+            kiln_dims want = reduced_dims(&d, red, 0);
+            int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
+            float *x = th_rand_array(n, -2, 2), *y = malloc((size_t)m * sizeof(float));
+            double *ref = malloc((size_t)m * sizeof(double));
+            ref_reduce(cases[k].op, &d, red, x, ref, m);
+            kiln_network *net = net_new();
+            kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, d);
+            kiln_layer *l = kiln_network_add_reduce(net, in, cases[k].op, cases[k].nb, &cases[k].axis, 0);
+            char what[96];
+            snprintf(what, sizeof what, "reduce op %d case %d with %d threads", (int)cases[k].op, (int)k, counts[t]);
+            CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+            if (l) {
+                kiln_network_mark_output(net, kiln_layer_output(l, 0));
+                void *ip[1] = {x};
+                memset(y, 0xFF, (size_t)m * sizeof(float));
+                kiln_status st = run_threads(net, counts[t], ip, y);
+                CHECK(st == KILN_OK, "%s: %s", what, kiln_last_error());
+                if (st == KILN_OK) th_check_close(what, y, ref, m, 1e-5);
+            }
+            kiln_network_destroy(net);
+            free(x);
+            free(y);
+            free(ref);
+        }
+}
+
+/* ---- errors ---- */
+
+static void test_errors(void) {
+    int64_t d4[4] = {2, 3, 4, 5};
+    kiln_network *net = net_new();
+    kiln_tensor *f = kiln_network_add_input(net, "f", KILN_FLOAT32, kiln_dims_make(4, d4));
+    kiln_tensor *i = kiln_network_add_input(net, "i", KILN_INT32, kiln_dims_make(4, d4));
+    kiln_tensor *bo = kiln_network_add_input(net, "bo", KILN_BOOL, kiln_dims_make(4, d4));
+    kiln_tensor *s = kiln_network_add_input(net, "s", KILN_FLOAT32, kiln_dims_make(0, NULL));
+    int before = kiln_network_num_layers(net);
+    int64_t a4[1] = {4}, am5[1] = {-5}, dup[2] = {1, -3}, dup2[2] = {2, 2};
+    expect_fail(kiln_network_add_reduce(net, f, KILN_REDUCE_SUM, 1, a4, 0), "reduce axis 4", "Reduce", "axis 4");
+    expect_fail(kiln_network_add_reduce(net, f, KILN_REDUCE_SUM, 1, am5, 0), "reduce axis -5", "Reduce", "axis -5");
+    expect_fail(kiln_network_add_reduce(net, f, KILN_REDUCE_MAX, 2, dup, 1), "reduce axes 1, -3", "Reduce", "twice");
+    expect_fail(kiln_network_add_reduce(net, f, KILN_REDUCE_MAX, 2, dup2, 1), "reduce axes 2, 2", "Reduce", "twice");
+    expect_fail(kiln_network_add_reduce(net, i, KILN_REDUCE_MEAN, 0, NULL, 0), "mean of int32", "Reduce", "int32");
+    expect_fail(kiln_network_add_reduce(net, i, KILN_REDUCE_L2, 0, NULL, 0), "l2 of int32", "Reduce", "int32");
+    expect_fail(kiln_network_add_reduce(net, bo, KILN_REDUCE_SUM, 0, NULL, 0), "sum of bool", "Reduce", "bool");
+    expect_fail(kiln_network_add_reduce(net, f, (kiln_reduce_op)KILN_REDUCE_COUNT, 0, NULL, 0), "reduce op 10",
+                "Reduce", "unknown");
+    expect_fail(kiln_network_add_reduce(net, s, KILN_REDUCE_SUM, 1, (const int64_t[]){0}, 0), "reduce axis 0 of a scalar",
+                "Reduce", "axis 0");
+    expect_fail(kiln_network_add_arg_reduce(net, f, 4, 1, 0, 0), "argmax axis 4", "ArgReduce", "axis 4");
+    expect_fail(kiln_network_add_arg_reduce(net, f, -5, 1, 1, 0), "argmin axis -5", "ArgReduce", "axis -5");
+    expect_fail(kiln_network_add_arg_reduce(net, bo, 0, 1, 0, 0), "argmax of bool", "ArgReduce", "bool");
+    expect_fail(kiln_network_add_arg_reduce(net, s, 0, 1, 0, 0), "argmax of a scalar", "ArgReduce", "axis 0");
+    CHECK(kiln_network_num_layers(net) == before, "failed adds left %d layers behind",
+          kiln_network_num_layers(net) - before);
+    kiln_network_destroy(net);
+}
+
+int main(void) {
+    B = th_builder();
+    test_reduce_float();
+    test_reduce_empty();
+    test_reduce_int();
+    test_arg_reduce();
+    test_threads();
+    test_errors();
+    kiln_builder_destroy(B);
+    return th_exit("test_ops_reduce");
+}
