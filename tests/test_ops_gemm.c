@@ -29,7 +29,7 @@ static kiln_dims ref_matmul(kiln_dims a, kiln_dims b, const float *x, const floa
     if (a.nb_dims == 1) pa = kiln_dims_make(2, (int64_t[]){1, a.d[0]});
     if (b.nb_dims == 1) pb = kiln_dims_make(2, (int64_t[]){b.d[0], 1});
     int rank = pa.nb_dims > pb.nb_dims ? pa.nb_dims : pb.nb_dims;
-    int64_t ea[KILN_MAX_DIMS], eb[KILN_MAX_DIMS], eo[KILN_MAX_DIMS];
+    int64_t ea[KILN_MAX_DIMS] = {0}, eb[KILN_MAX_DIMS] = {0}, eo[KILN_MAX_DIMS] = {0};
     for (int i = 0; i < rank; i++) {
         int ia = i - (rank - pa.nb_dims), ib = i - (rank - pb.nb_dims);
         ea[i] = ia >= 0 ? pa.d[ia] : 1;

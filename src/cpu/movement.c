@@ -5,6 +5,7 @@
 
 #include "core/half.h"
 #include "cpu/cpu.h"
+#include "graph/ops.h"
 
 /* Defined in src/graph/shape_movement.c: the clamped start and step of every axis. */
 
