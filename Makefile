@@ -6,15 +6,26 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# The CUDA backend is compiled whenever a toolkit is installed (GPU or not).
+NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifneq ($(NVCC),)
+CUDA_FLAGS := -DCMAKE_CUDA_COMPILER=$(NVCC) -DCMAKE_CUDA_ARCHITECTURES=90
+endif
 
 .PHONY: all deps test demo asan bench clean
 
+
 all:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CUDA_FLAGS) $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 deps:
 	./scripts/deps.sh
+
+demo:
+	KILN_DEPS_DEMO=1 ./scripts/deps.sh
+	$(MAKE) all
+	./$(BUILD)/examples/fashion_mnist_demo models/fashion_mnist.onnx /usr/share/datasets/fashion-mnist
 
 test: deps all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

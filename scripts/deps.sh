@@ -6,6 +6,7 @@ pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libprotobuf-c-dev pro
       libonnx-testdata)
 [ "${KILN_DEPS_PYTHON:-0}" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy
       dataset-fashion-mnist)
+[ "${KILN_DEPS_DEMO:-0}" = 1 ] && pkgs+=(dataset-fashion-mnist)
 [ "${KILN_DEPS_FUZZ:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
