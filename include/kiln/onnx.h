@@ -1,6 +1,9 @@
-/* kiln: ONNX importer. Fills a kiln_network from an ONNX model (opsets 7-17, as
- * PyTorch exports them). Its own library (libkiln_onnx); protobuf types never appear
- * here and the runtime does not depend on protobuf.
+/* kiln: ONNX importer. Fills a kiln_network from an ONNX model (opsets 7-17 as PyTorch
+ * and torchvision export them; older opsets are read too). Its own library
+ * (libkiln_onnx); protobuf types never appear here and the runtime does not depend on
+ * protobuf. Shape computations (Shape -> Gather -> Concat -> Reshape ...) are folded at
+ * import, so every shape, axes or pads argument must be known then: constant, computed
+ * from constants and input shapes, or a frozen input (kiln_onnx_desc).
  *
  * Use, like TensorRT's ONNX parser:
  *   kiln_onnx_parser *p;  kiln_onnx_parser_create(net, NULL, &p);
@@ -21,11 +24,13 @@ extern "C" {
 
 typedef struct kiln_onnx_parser kiln_onnx_parser;
 
-/* Options. Start with KILN_ONNX_DESC_INIT. */
+/* Options. Start with KILN_ONNX_DESC_INIT; `size` says which fields the caller has. */
 typedef struct kiln_onnx_desc {
     uint32_t size; /* sizeof(kiln_onnx_desc) */
     /* Concrete shapes for model inputs whose dimensions are symbolic or -1
-     * (nb_shapes entries); other inputs keep the model's shape. */
+     * (nb_shapes entries); other inputs keep the model's shape. A model input with a
+     * symbolic dimension and no entry here is an error naming it; so is an entry that
+     * contradicts a fixed dimension, or names no input. */
     int nb_shapes;
     const char *const *shape_names;
     const kiln_dims *shapes;
@@ -40,7 +45,8 @@ typedef struct kiln_onnx_desc {
 } kiln_onnx_desc;
 #define KILN_ONNX_DESC_INIT {sizeof(kiln_onnx_desc), 0, NULL, NULL, 0, NULL, NULL, NULL}
 
-/* desc may be NULL. The parser adds to `net`, which must outlive it. */
+/* desc may be NULL (its arrays are copied). The parser adds to `net` while parsing only;
+ * the network borrows the parser's weights until it is built. */
 KILN_API kiln_status kiln_onnx_parser_create(kiln_network *net, const kiln_onnx_desc *desc,
                                              kiln_onnx_parser **out);
 KILN_API void kiln_onnx_parser_destroy(kiln_onnx_parser *parser);
@@ -55,7 +61,8 @@ KILN_API void kiln_onnx_parser_destroy(kiln_onnx_parser *parser);
  *
  * Parses a model file; external data files are looked up next to it. On failure every
  * problem found (each unsupported node, not just the first) is listed by
- * kiln_onnx_num_errors/kiln_onnx_error, and kiln_last_error() holds a summary. */
+ * kiln_onnx_num_errors/kiln_onnx_error, and kiln_last_error() holds a summary (when
+ * linked statically: the shared libkiln exports no way to set it from outside yet). */
 KILN_API kiln_status kiln_onnx_parse_file(kiln_onnx_parser *parser, const char *path);
 /* Parses a model held in memory; base_dir (nullable) locates external data. The bytes
  * are only read during the call. */
