@@ -61,8 +61,7 @@ KILN_API void kiln_onnx_parser_destroy(kiln_onnx_parser *parser);
  *
  * Parses a model file; external data files are looked up next to it. On failure every
  * problem found (each unsupported node, not just the first) is listed by
- * kiln_onnx_num_errors/kiln_onnx_error, and kiln_last_error() holds a summary (when
- * linked statically: the shared libkiln exports no way to set it from outside yet). */
+ * kiln_onnx_num_errors/kiln_onnx_error, and kiln_last_error() holds a summary. */
 KILN_API kiln_status kiln_onnx_parse_file(kiln_onnx_parser *parser, const char *path);
 /* Parses a model held in memory; base_dir (nullable) locates external data. The bytes
  * are only read during the call. */

@@ -50,6 +50,10 @@ KILN_API const char *kiln_status_string(kiln_status status);
  * Empty string when nothing failed yet. */
 KILN_API const char *kiln_last_error(void);
 
+/* Records a failure as the calling thread's kiln_last_error() and returns status. For
+ * libraries built on kiln (the ONNX importer) so their callers see one error channel. */
+KILN_API kiln_status kiln_set_last_error(kiln_status status, const char *message);
+
 /* Element types. Append-only. */
 typedef enum kiln_dtype {
     KILN_FLOAT32 = 0,

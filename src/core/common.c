@@ -11,6 +11,11 @@ const char *kiln_version(void) { return "0.1.0"; }
 
 const char *kiln_last_error(void) { return last_error; }
 
+kiln_status kiln_set_last_error(kiln_status status, const char *message) {
+    snprintf(last_error, sizeof last_error, "%s", message ? message : "");
+    return status;
+}
+
 const char *kiln_status_string(kiln_status status) {
     switch (status) {
     case KILN_OK: return "ok";

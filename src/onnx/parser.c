@@ -9,20 +9,7 @@
 #include "onnx_internal.h"
 #include "tensor_io.h"
 
-#ifdef KILN_ONNX_INTERNALS
-#include "core/common.h"
-#endif
-
-/* kiln_last_error() lives in libkiln; only the static build can reach its setter (the
- * shared libkiln exports the public API alone). The parser's own list always works. */
-static void set_last_error(kiln_status st, const char *msg) {
-#ifdef KILN_ONNX_INTERNALS
-    kiln_error(NULL, st, "%s", msg);
-#else
-    (void)st;
-    (void)msg;
-#endif
-}
+static void set_last_error(kiln_status st, const char *msg) { kiln_set_last_error(st, msg); }
 
 /* ---- errors ---- */
 
