@@ -23,7 +23,9 @@ static double ref_coord(kiln_resize_coord mode, double x, double scale, int64_t 
     switch (mode) {
     case KILN_COORD_HALF_PIXEL: return (x + 0.5) / scale - 0.5;
     case KILN_COORD_PYTORCH_HALF_PIXEL: return len_out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case KILN_COORD_ALIGN_CORNERS: return len_out == 1 ? 0.0 : x * (double)(len_in - 1) / (double)(len_out - 1);
+    /* ONNX's reference: the resized length is len_in * scale, unrounded (it equals len_out
+     * when sizes define the scale) */
+    case KILN_COORD_ALIGN_CORNERS: return len_out == 1 ? 0.0 : x * (double)(len_in - 1) / ((double)len_in * scale - 1.0);
     case KILN_COORD_ASYMMETRIC: return x / scale;
     case KILN_COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
     }

@@ -25,7 +25,8 @@ static double rs_coord(kiln_resize_coord mode, double x, double scale, int64_t i
     switch (mode) {
     case KILN_COORD_HALF_PIXEL: return (x + 0.5) / scale - 0.5;
     case KILN_COORD_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case KILN_COORD_ALIGN_CORNERS: return out > 1 ? x * (double)(in - 1) / (double)(out - 1) : 0.0;
+    /* the resized length is in*scale, unrounded, when scales were given (ONNX) */
+    case KILN_COORD_ALIGN_CORNERS: return out > 1 ? x * (double)(in - 1) / ((double)in * scale - 1.0) : 0.0;
     case KILN_COORD_ASYMMETRIC: return x / scale;
     case KILN_COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
     }
