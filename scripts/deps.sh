@@ -2,9 +2,9 @@
 # Installs the Debian packages kiln needs, only those missing. Needs root (or sudo)
 # when something is missing; does nothing otherwise.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+pkgs=(cmake make gcc pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev libopenblas-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
       libonnx-testdata)
-[ "${KILN_DEPS_PYTHON:-0}" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy
+[ "${KILN_DEPS_PYTHON:-0}" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pil
       dataset-fashion-mnist)
 [ "${KILN_DEPS_DEMO:-0}" = 1 ] && pkgs+=(dataset-fashion-mnist)
 [ "${KILN_DEPS_FUZZ:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
