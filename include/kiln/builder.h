@@ -66,6 +66,13 @@ KILN_API kiln_status kiln_config_set_num_threads(kiln_config *config, int thread
 KILN_API kiln_status kiln_config_set_input_shape(kiln_config *config, const char *input_name,
                                                  kiln_dims dims);
 
+/* Build progress: fn(user, phase, done, total) is called as the build goes through its
+ * phases ("check", "optimize", "plan memory", "kernels"), with done/total counting layers
+ * where that means something (else 0/0, then 1/1 when the phase ends). From the
+ * building thread; fn must not call back into kiln with this config. */
+typedef void (*kiln_progress_fn)(void *user, const char *phase, int done, int total);
+KILN_API kiln_status kiln_config_set_progress(kiln_config *config, kiln_progress_fn fn, void *user);
+
 /* Validates the network (shapes and dtypes of every layer; first problem reported
  * with the layer name), optimizes it, plans memory and selects kernels. A network can
  * be built once: its borrowed weights may be gone afterwards, so a second build

@@ -49,9 +49,17 @@ typedef struct kiln_layer_info {
     kiln_dtype precision;   /* dtype of its first output */
     int nb_inputs, nb_outputs;
     const char *output;     /* name of its first output tensor */
+    size_t output_bytes;    /* bytes of all its outputs */
+    size_t weight_bytes;    /* bytes of the weights it holds */
 } kiln_layer_info;
 /* index in [0, kiln_engine_num_layers). */
 KILN_API kiln_status kiln_engine_layer_info(const kiln_engine *engine, int index, kiln_layer_info *info);
+
+/* The device and library versions the engine's kernels were chosen for ("key=value;"
+ * pairs, as stored in plan files). Valid while the engine lives. */
+KILN_API const char *kiln_engine_fingerprint(const kiln_engine *engine);
+/* The kiln_builder_flag bits the engine was built with. */
+KILN_API unsigned kiln_engine_flags(const kiln_engine *engine);
 
 /* Memory an engine uses: activations (per context), scratch (per context) and weights
  * (once, shared). Any pointer may be NULL. */
@@ -133,6 +141,9 @@ KILN_API kiln_status kiln_context_set_io_memory(kiln_context *ctx, kiln_memory_l
  * own stream) and returns without waiting. CPU engines run synchronously. The bound
  * buffers must stay valid until the work is done. */
 KILN_API kiln_status kiln_context_enqueue(kiln_context *ctx, void *stream);
+
+/* Waits until the work enqueued on the context's stream is done (CPU: returns at once). */
+KILN_API kiln_status kiln_context_synchronize(kiln_context *ctx);
 
 /* Per-layer profiling, like TensorRT's IProfiler: after each layer of each execute the
  * callback gets the layer's name, type name and wall time in milliseconds. NULL turns it

@@ -211,8 +211,9 @@ done:
     return st;
 }
 
-static kiln_status prepare_kernels(kiln_engine *e) {
+static kiln_status prepare_kernels(kiln_engine *e, const kiln_config *cfg) {
     for (int n = 0; n < e->nb_nodes; n++) {
+        kc_progress(cfg, "kernels", n, e->nb_nodes);
         ke_node *node = &e->nodes[n];
         kiln_status st = e->backend->prepare(e, node);
         if (st != KILN_OK) return st;
@@ -261,6 +262,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     atomic_init(&e->refs, 1);
     e->device = cfg->device;
     e->backend = backend;
+    ke_fill_fingerprint(e);
     e->threads = cfg->threads > 0 ? cfg->threads : 0;
     e->flags = cfg->flags;
     kiln_status st = kg_graph_clone(&net->g, env, &e->graph);
@@ -273,8 +275,13 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     bool *live = NULL;
 
     st = apply_input_shapes(g, cfg);
-    for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) st = kg_infer_layer(g->layers[i]);
+    for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) {
+        kc_progress(cfg, "check", i, g->nb_layers);
+        st = kg_infer_layer(g->layers[i]);
+    }
+    kc_progress(cfg, "check", g->nb_layers, g->nb_layers);
     if (st == KILN_OK) {
+        kc_progress(cfg, "optimize", 0, 0);
         kopt_options opt = {backend->can_fuse_act, (cfg->flags >> KILN_FLAG_REFIT) & 1u};
         st = kopt_run(g, &opt);
     }
@@ -300,8 +307,12 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
         if (l->nb_inputs > e->max_inputs) e->max_inputs = l->nb_inputs;
         if (l->nb_outputs > e->max_outputs) e->max_outputs = l->nb_outputs;
     }
+    kc_progress(cfg, "optimize", 1, 1);
+    kc_progress(cfg, "plan memory", 0, 0);
     st = plan_memory(e, cfg);
-    if (st == KILN_OK) st = prepare_kernels(e);
+    kc_progress(cfg, "plan memory", 1, 1);
+    if (st == KILN_OK) st = prepare_kernels(e, cfg);
+    if (st == KILN_OK) kc_progress(cfg, "kernels", e->nb_nodes, e->nb_nodes);
     if (st != KILN_OK) goto fail;
     kiln_free(env, live);
     kiln_log(env, KILN_LOG_INFO, "built engine: %d layers, %zu bytes of activation memory", e->nb_nodes,

@@ -74,3 +74,10 @@ kiln_status kiln_config_set_input_shape(kiln_config *c, const char *name, kiln_d
     c->nb_shapes++;
     return KILN_OK;
 }
+
+kiln_status kiln_config_set_progress(kiln_config *c, kiln_progress_fn fn, void *user) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "config set progress: config is NULL");
+    c->progress = fn;
+    c->progress_user = user;
+    return KILN_OK;
+}

@@ -22,6 +22,12 @@ struct kiln_config {
     int threads;
     kc_shape *shapes;
     int nb_shapes, cap_shapes;
+    kiln_progress_fn progress;
+    void *progress_user;
 };
+
+static inline void kc_progress(const kiln_config *c, const char *phase, int done, int total) {
+    if (c->progress) c->progress(c->progress_user, phase, done, total);
+}
 
 #endif

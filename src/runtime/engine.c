@@ -1,6 +1,7 @@
 /* kiln: engines and execution contexts. A context allocates its arena, scratch and
  * threads once; execute resolves every tensor's address from the memory plan and runs
  * the prepared kernels in order, allocating nothing. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -85,10 +86,23 @@ kiln_status kiln_engine_layer_info(const kiln_engine *e, int index, kiln_layer_i
         info->nb_inputs = l->nb_inputs;
         info->nb_outputs = l->nb_outputs;
         info->output = l->outputs[0]->name;
+        info->output_bytes = 0;
+        for (int j = 0; j < l->nb_outputs; j++) info->output_bytes += e->plan[l->outputs[j]->id].bytes;
+        info->weight_bytes = 0;
+        for (int j = 0; j < KG_MAX_WEIGHTS; j++) info->weight_bytes += (size_t)l->w[j].count * kiln_dtype_size(l->w[j].dtype);
         return KILN_OK;
     }
     return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "layer info: index %d is outside [0, %d)", index, k + 1);
 }
+
+void ke_fill_fingerprint(kiln_engine *e) {
+    if (e->backend->fingerprint) e->backend->fingerprint(&e->env, e->fingerprint, sizeof e->fingerprint);
+    else snprintf(e->fingerprint, sizeof e->fingerprint, "device=%s;", e->backend->name);
+}
+
+const char *kiln_engine_fingerprint(const kiln_engine *e) { return e ? e->fingerprint : ""; }
+
+unsigned kiln_engine_flags(const kiln_engine *e) { return e ? e->flags : 0; }
 
 void kiln_engine_memory(const kiln_engine *e, size_t *activations, size_t *scratch, size_t *weights) {
     size_t w = 0;
@@ -192,6 +206,11 @@ kiln_status kiln_context_set_tensor_address(kiln_context *c, const char *name, v
         return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "set tensor address '%s': address is NULL", name);
     c->bindings[i] = address;
     return KILN_OK;
+}
+
+kiln_status kiln_context_synchronize(kiln_context *c) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "synchronize: context is NULL");
+    return c->engine->backend->finish(c->backend);
 }
 
 kiln_status kiln_context_set_io_memory(kiln_context *c, kiln_memory_location where) {

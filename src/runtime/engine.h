@@ -57,7 +57,11 @@ struct kiln_engine {
     int max_inputs, max_outputs; /* arity bounds for the run-time pointer arrays */
     int threads; /* CPU worker threads per context; 0 = all cores */
     unsigned flags; /* kiln_builder_flag bits the engine was built with */
+    char fingerprint[512];
 };
+
+/* Asks the backend for the fingerprint of this device (at build and load). */
+void ke_fill_fingerprint(kiln_engine *e);
 
 /* Drops one reference; frees the engine with the last. */
 void ke_engine_release(kiln_engine *e);

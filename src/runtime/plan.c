@@ -33,10 +33,6 @@ static uint32_t plan_crc(const uint8_t *p, size_t n) {
     return kiln_crc32(c, p + 36, n - 36);
 }
 
-static void fingerprint(const kb_backend *b, const kiln_env *env, char *buf, size_t size) {
-    if (b->fingerprint) b->fingerprint(env, buf, size);
-    else snprintf(buf, size, "device=%s;", b->name);
-}
 
 /* ---- writing ---- */
 
@@ -89,9 +85,7 @@ kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *siz
     kb_writer sec[SEC_COUNT + 1];
     memset(sec, 0, sizeof sec);
     for (int i = 1; i <= SEC_COUNT; i++) sec[i].env = env;
-    char fp[512];
-    fingerprint(e->backend, env, fp, sizeof fp);
-    kbw_str(&sec[SEC_FINGERPRINT], fp);
+    kbw_str(&sec[SEC_FINGERPRINT], e->fingerprint);
     write_graph(&sec[SEC_GRAPH], e, &sec[SEC_WEIGHTS]);
     kb_writer *m = &sec[SEC_MEMPLAN];
     kbw_u64(m, e->arena_bytes);
@@ -505,7 +499,7 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
     e->env = *env;
     atomic_init(&e->refs, 1);
     kg_graph_init(&e->graph, env);
-    char fp[512], here[512];
+    char fp[512];
     kbr_str(&sec[SEC_FINGERPRINT], fp, sizeof fp);
     kiln_status st = sec[SEC_FINGERPRINT].bad ? BAD("bad fingerprint section") : KILN_OK;
     if (st == KILN_OK) st = read_graph(e, &sec[SEC_GRAPH], &sec[SEC_WEIGHTS]);
@@ -517,12 +511,14 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
         if (!e->backend) st = KILN_ERR_UNSUPPORTED;
     }
     if (st == KILN_OK) {
-        fingerprint(e->backend, env, here, sizeof here);
-        if (strcmp(fp, here) != 0) {
+        ke_fill_fingerprint(e);
+        if (strcmp(fp, e->fingerprint) != 0) {
             if (rt->refuse_mismatch)
-                st = kiln_error(env, KILN_ERR_UNSUPPORTED, "plan: built for [%s], this machine is [%s] (refusing, as asked)", fp, here);
+                st = kiln_error(env, KILN_ERR_UNSUPPORTED, "plan: built for [%s], this machine is [%s] (refusing, as asked)", fp,
+                                e->fingerprint);
             else
-                kiln_log(env, KILN_LOG_WARNING, "plan: built for [%s], this machine is [%s]: choosing kernels again", fp, here);
+                kiln_log(env, KILN_LOG_WARNING, "plan: built for [%s], this machine is [%s]: choosing kernels again", fp,
+                         e->fingerprint);
         }
     }
     if (rt->threads) e->threads = rt->threads;
