@@ -387,7 +387,60 @@ static void test_threads(void) {
     kiln_builder_destroy(b);
 }
 
+typedef struct progress_log {
+    int calls, kernels_done, kernels_total, phases_seen;
+    char last_phase[32];
+} progress_log;
+
+static void on_progress(void *user, const char *phase, int done, int total) {
+    progress_log *p = user;
+    p->calls++;
+    if (strcmp(p->last_phase, phase) != 0) p->phases_seen++;
+    snprintf(p->last_phase, sizeof p->last_phase, "%s", phase);
+    if (!strcmp(phase, "kernels")) {
+        p->kernels_done = done;
+        p->kernels_total = total;
+    }
+}
+
+/* progress callback, fingerprint, flags, layer info */
+static void test_introspection(void) {
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, D(2, 4, 4, 0, 0));
+    kiln_layer *c = kiln_network_add_cast(net, x, KILN_FLOAT64);
+    kiln_layer *c2 = kiln_network_add_cast(net, kiln_layer_output(c, 0), KILN_FLOAT32);
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(c2, 0)));
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    progress_log pl = {0};
+    CHECK_OK(kiln_config_set_progress(cfg, on_progress, &pl));
+    CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_REFIT, 1));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(pl.phases_seen == 4 && !strcmp(pl.last_phase, "kernels") && pl.kernels_done == pl.kernels_total &&
+              pl.kernels_total == 2,
+          "progress: %d phases, last %s %d/%d", pl.phases_seen, pl.last_phase, pl.kernels_done, pl.kernels_total);
+    CHECK(e && !strcmp(kiln_engine_fingerprint(e), "device=cpu;"), "fingerprint '%s'", e ? kiln_engine_fingerprint(e) : "");
+    CHECK(e && (kiln_engine_flags(e) >> KILN_FLAG_REFIT & 1u), "flags kept");
+    kiln_layer_info li;
+    CHECK_OK(kiln_engine_layer_info(e, 1, &li));
+    CHECK(!strcmp(li.type, "Cast") && li.output_bytes == 64 && li.weight_bytes == 0 && li.precision == KILN_FLOAT32,
+          "layer info: %s %zu", li.type, li.output_bytes);
+    CHECK(kiln_engine_layer_info(e, 2, &li) == KILN_ERR_INVALID_ARGUMENT, "index out of range");
+    kiln_context *ctx;
+    CHECK_OK(kiln_context_create(e, &ctx));
+    CHECK_OK(kiln_context_synchronize(ctx));
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+}
+
 int main(void) {
+    test_introspection();
     test_null_and_misuse();
     test_input_also_output();
     test_shuffles();
