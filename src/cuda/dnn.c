@@ -1,0 +1,995 @@
+/* kiln CUDA backend: the layers that run through NVIDIA libraries. Convolution and
+ * deconvolution use cuDNN (NCHW float32), then one pass adds the bias and applies the fused
+ * activation; Gemm and MatMul use cuBLASLt on row-major data by computing the transposed
+ * product, with the bias (and ReLU) in the epilogue where it fits. Like TensorRT's tactic
+ * selection, the build times the candidates on the device and keeps the fastest: cuDNN's
+ * algorithms, cuDNN's fused bias + ReLU call, a 1x1 convolution as a cuBLASLt GEMM, and
+ * the cuBLASLt heuristics' top algorithms. */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "cuda/host.h"
+
+#define MM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt workspace: what its kernels want at most */
+
+static size_t align256(size_t v) { return KILN_ALIGN_UP(v, 256); }
+
+static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+/* ---- timing candidates at build time ----
+ * A bench holds a stream, library handles and scratch buffers for the layer's inputs
+ * and output; a candidate is timed by calling the layer's own run function on them. Any
+ * failure to set one up just means no timing: the heuristic choice stands. */
+
+#define BENCH_REPS 5
+
+typedef kiln_status (*run_fn)(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                              const kcu_exec *x);
+
+typedef struct bench {
+    kcu_exec x;
+    cudaEvent_t ev[2];
+    void *in[4], *out;
+    bool ok;
+} bench;
+
+static void bench_close(bench *bn) {
+    if (bn->x.dnn) cudnnDestroy(bn->x.dnn);
+    if (bn->x.lt) cublasLtDestroy(bn->x.lt);
+    if (bn->ev[0]) cudaEventDestroy(bn->ev[0]);
+    if (bn->ev[1]) cudaEventDestroy(bn->ev[1]);
+    if (bn->x.stream) {
+        cudaStreamSynchronize(bn->x.stream);
+        cudaStreamDestroy(bn->x.stream);
+    }
+    for (int i = 0; i < 4; i++)
+        if (bn->in[i]) cudaFree(bn->in[i]);
+    if (bn->out) cudaFree(bn->out);
+    if (bn->x.scratch) cudaFree(bn->x.scratch);
+    if (bn->x.err) cudaFree(bn->x.err);
+    memset(bn, 0, sizeof *bn);
+    (void)cudaGetLastError();
+}
+
+static bool bench_alloc(void **p, size_t bytes) {
+    if (cudaMalloc(p, bytes ? bytes : 256) != cudaSuccess) {
+        *p = NULL;
+        return false;
+    }
+    return cudaMemset(*p, 0, bytes ? bytes : 256) == cudaSuccess;
+}
+
+/* Buffers for every input and the output of l, and `scratch` bytes of scratch. */
+static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_t scratch) {
+    memset(bn, 0, sizeof *bn);
+    size_t total = scratch;
+    for (int i = 0; i < l->nb_inputs && i < 4; i++)
+        if (l->inputs[i]) total += (size_t)kiln_dims_volume(&l->inputs[i]->dims) * kiln_dtype_size(l->inputs[i]->dtype);
+    total += (size_t)kiln_dims_volume(&l->outputs[0]->dims) * kiln_dtype_size(l->outputs[0]->dtype);
+    if (total > 2 * b->ws_limit) return false; /* too big to time; the heuristics will do */
+    bool ok = cudaStreamCreateWithFlags(&bn->x.stream, cudaStreamNonBlocking) == cudaSuccess &&
+              cudaEventCreate(&bn->ev[0]) == cudaSuccess && cudaEventCreate(&bn->ev[1]) == cudaSuccess &&
+              cudnnCreate(&bn->x.dnn) == CUDNN_STATUS_SUCCESS && cublasLtCreate(&bn->x.lt) == CUBLAS_STATUS_SUCCESS &&
+              cudnnSetStream(bn->x.dnn, bn->x.stream) == CUDNN_STATUS_SUCCESS &&
+              bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err));
+    for (int i = 0; ok && i < l->nb_inputs && i < 4; i++)
+        if (l->inputs[i])
+            ok = bench_alloc(&bn->in[i],
+                             (size_t)kiln_dims_volume(&l->inputs[i]->dims) * kiln_dtype_size(l->inputs[i]->dtype));
+    if (ok)
+        ok = bench_alloc(&bn->out,
+                         (size_t)kiln_dims_volume(&l->outputs[0]->dims) * kiln_dtype_size(l->outputs[0]->dtype));
+    if (!ok) bench_close(bn);
+    bn->ok = ok;
+    (void)cudaGetLastError();
+    return ok;
+}
+
+/* Milliseconds per run of the layer with `state` as it is set now; INFINITY if it fails. */
+static float bench_time(bench *bn, const kiln_layer *l, const void *state, run_fn run) {
+    const void *in[4] = {bn->in[0], bn->in[1], bn->in[2], bn->in[3]};
+    void *out[1] = {bn->out};
+    for (int i = 0; i < 2; i++)
+        if (run(l, state, in, out, &bn->x) != KILN_OK) goto fail;
+    if (cudaEventRecord(bn->ev[0], bn->x.stream) != cudaSuccess) goto fail;
+    for (int i = 0; i < BENCH_REPS; i++)
+        if (run(l, state, in, out, &bn->x) != KILN_OK) goto fail;
+    float ms = 0;
+    if (cudaEventRecord(bn->ev[1], bn->x.stream) != cudaSuccess || cudaEventSynchronize(bn->ev[1]) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, bn->ev[0], bn->ev[1]) != cudaSuccess)
+        goto fail;
+    return ms / BENCH_REPS;
+fail:
+    cudaStreamSynchronize(bn->x.stream);
+    (void)cudaGetLastError();
+    return INFINITY;
+}
+
+/* ---- Gemm and MatMul through cuBLASLt ----
+ * Row-major C[m, n] = A[m, k] B[k, n] is column-major C^T[n, m] = B^T A^T: the first
+ * cuBLASLt operand is B, the second A, each read in place as its transpose. */
+
+enum { C_NONE = 0, C_BIAS, C_FILL };
+#define MM_CANDIDATES 6
+
+typedef struct mm_state {
+    kcu_state base;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t lp, lq, lo; /* first operand (B), second (A), output */
+    cublasLtMatmulAlgo_t algo[2];      /* [0]: 16-byte aligned pointers, [1]: any */
+    size_t algo_ws[2];
+    bool aligned_ok;                   /* batch strides keep 16-byte alignment */
+    size_t ws;                         /* most any kept algorithm needs */
+    /* C_BIAS reads the bias constant through a pointer captured at build; should it move (a
+     * refit re-places the constant), the fill path runs on op_fill instead */
+    const float *bias;
+    bool epi_relu; /* the ReLU is in op's epilogue */
+    cublasLtMatmulDesc_t op_fill;
+    cublasLtMatmulAlgo_t algo_fill;
+    size_t algo_fill_ws;
+    int nb_cand;                       /* the heuristics' aligned candidates, for timing */
+    cublasLtMatmulAlgo_t cand[MM_CANDIDATES];
+    size_t cand_ws[MM_CANDIDATES];
+    int64_t m, n, k;
+    float alpha, beta; /* of the cuBLASLt call: beta 1 over a C fill */
+    int cmode;
+    int64_t cs_m, cs_n;
+    float cbeta;
+    bool skip_mm; /* k == 0 or alpha == 0: only beta * C */
+    bool act_pass;
+    kcu_act act;
+    int64_t outputs; /* elements of the output */
+    /* batches: one cuBLASLt call covers a strided batch; outer axes loop on the host */
+    int nloop;
+    int64_t ldims[KILN_MAX_DIMS], la[KILN_MAX_DIMS], lb[KILN_MAX_DIMS], lc[KILN_MAX_DIMS]; /* elements */
+} mm_state;
+
+static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                            const kcu_exec *x);
+static kiln_status matmul_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                              const kcu_exec *x);
+
+static void mm_release(const kiln_env *env, void *state) {
+    mm_state *s = state;
+    if (!s) return;
+    if (s->op) cublasLtMatmulDescDestroy(s->op);
+    if (s->op_fill) cublasLtMatmulDescDestroy(s->op_fill);
+    if (s->lp) cublasLtMatrixLayoutDestroy(s->lp);
+    if (s->lq) cublasLtMatrixLayoutDestroy(s->lq);
+    if (s->lo) cublasLtMatrixLayoutDestroy(s->lo);
+    kcu_state_free(env, s);
+}
+
+static kiln_status layout(const kiln_layer *l, cublasLtMatrixLayout_t *lay, uint64_t rows, uint64_t cols, int64_t ld,
+                          int64_t count, int64_t stride) {
+    KCU_BLAS(l, cublasLtMatrixLayoutCreate(lay, CUDA_R_32F, rows, cols, ld));
+    if (count > 1) {
+        int32_t c = (int32_t)count;
+        KCU_BLAS(l, cublasLtMatrixLayoutSetAttribute(*lay, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &c, sizeof c));
+        KCU_BLAS(l, cublasLtMatrixLayoutSetAttribute(*lay, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                     sizeof stride));
+    }
+    return KILN_OK;
+}
+
+/* Asks the heuristics for the best algorithm at each pointer alignment. */
+static kiln_status mm_pick(const kiln_layer *l, const kcu_build *b, mm_state *s) {
+    cublasLtHandle_t h;
+    KCU_BLAS(l, cublasLtCreate(&h));
+    cublasLtMatmulPreference_t pref;
+    cublasStatus_t bs = cublasLtMatmulPreferenceCreate(&pref);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        cublasLtDestroy(h);
+        return kcu_blas_fail(l, bs, "cublasLtMatmulPreferenceCreate", __FILE__, __LINE__);
+    }
+    size_t ws = MM_WORKSPACE < b->ws_limit ? MM_WORKSPACE : b->ws_limit;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    kiln_status st = KILN_OK;
+    for (int v = 0; v < 2 && st == KILN_OK; v++) {
+        if (v == 0 && !s->aligned_ok) continue;
+        uint32_t align = v == 0 ? 16 : 4;
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+        cublasLtMatmulHeuristicResult_t res[MM_CANDIDATES];
+        int found = 0;
+        int want = v == 0 ? MM_CANDIDATES : 1;
+        bs = cublasLtMatmulAlgoGetHeuristic(h, s->op, s->lp, s->lq, s->lo, s->lo, pref, want, res, &found);
+        if (bs != CUBLAS_STATUS_SUCCESS || found < 1) {
+            st = bs != CUBLAS_STATUS_SUCCESS
+                     ? kcu_blas_fail(l, bs, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__)
+                     : kg_layer_error(l, KILN_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for this %lldx%lldx%lld product",
+                                      (long long)s->m, (long long)s->n, (long long)s->k);
+            break;
+        }
+        s->algo[v] = res[0].algo;
+        s->algo_ws[v] = res[0].workspaceSize;
+        if (v == 0) {
+            s->nb_cand = found;
+            for (int i = 0; i < found; i++) {
+                s->cand[i] = res[i].algo;
+                s->cand_ws[i] = res[i].workspaceSize;
+            }
+        }
+    }
+    if (st == KILN_OK && s->op_fill) { /* already at 4-byte alignment: fits any pointer */
+        cublasLtMatmulHeuristicResult_t res;
+        int found = 0;
+        bs = cublasLtMatmulAlgoGetHeuristic(h, s->op_fill, s->lp, s->lq, s->lo, s->lo, pref, 1, &res, &found);
+        if (bs != CUBLAS_STATUS_SUCCESS || found < 1)
+            st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for this %lldx%lldx%lld product",
+                                (long long)s->m, (long long)s->n, (long long)s->k);
+        else {
+            s->algo_fill = res.algo;
+            s->algo_fill_ws = res.workspaceSize;
+        }
+    }
+    s->ws = s->algo_ws[0] > s->algo_ws[1] ? s->algo_ws[0] : s->algo_ws[1];
+    if (s->algo_fill_ws > s->ws) s->ws = s->algo_fill_ws;
+    for (int i = 0; i < s->nb_cand; i++)
+        if (s->cand_ws[i] > s->ws) s->ws = s->cand_ws[i];
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtDestroy(h);
+    return st;
+}
+
+/* Creates the op descriptor and layouts. ta/tb: A and B stored transposed (Gemm);
+ * lda/ldb: their row lengths; count/strides: the strided batch of one call. */
+static kiln_status mm_setup(const kiln_layer *l, const kcu_build *b, mm_state *s, bool ta, bool tb, int64_t lda,
+                            int64_t ldb, int64_t count, int64_t sa, int64_t sb, int64_t sc, const float *bias) {
+    cublasComputeType_t ct = b->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasOperation_t op_p = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_q = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    for (int d = 0; d < (bias ? 2 : 1); d++) {
+        cublasLtMatmulDesc_t *op = d == 0 ? &s->op : &s->op_fill;
+        KCU_BLAS(l, cublasLtMatmulDescCreate(op, ct, CUDA_R_32F));
+        KCU_BLAS(l, cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_TRANSA, &op_p, sizeof op_p));
+        KCU_BLAS(l, cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_TRANSB, &op_q, sizeof op_q));
+    }
+    bool relu = s->act_pass && s->act.type == KILN_ACT_RELU;
+    cublasLtEpilogue_t epi = bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                  : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+    if (relu) s->act_pass = false;
+    s->epi_relu = relu;
+    s->bias = bias;
+    KCU_BLAS(l, cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (bias) KCU_BLAS(l, cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    /* B stored [k, n] (or [n, k] when tb) is column-major [n, k] (or [k, n]) with ld = its row length */
+    kiln_status st = layout(l, &s->lp, (uint64_t)(tb ? s->k : s->n), (uint64_t)(tb ? s->n : s->k), ldb, count, sb);
+    if (st == KILN_OK)
+        st = layout(l, &s->lq, (uint64_t)(ta ? s->m : s->k), (uint64_t)(ta ? s->k : s->m), lda, count, sa);
+    if (st == KILN_OK) st = layout(l, &s->lo, (uint64_t)s->n, (uint64_t)s->m, s->n, count, sc);
+    if (st != KILN_OK) return st;
+    s->aligned_ok = (sa * 4) % 16 == 0 && (sb * 4) % 16 == 0 && (sc * 4) % 16 == 0;
+    for (int i = 0; i < s->nloop; i++)
+        if ((s->la[i] * 4) % 16 || (s->lb[i] * 4) % 16 || (s->lc[i] * 4) % 16) s->aligned_ok = false;
+    return mm_pick(l, b, s);
+}
+
+static kiln_status mm_new(const kiln_layer *l, const kcu_build *b, mm_state **out) {
+    mm_state *s = kiln_calloc(b->env, 1, sizeof *s);
+    if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
+    s->alpha = 1.0f;
+    if (l->has_post_act) {
+        s->act_pass = true;
+        kcu_post_act(l, &s->act);
+    }
+    *out = s;
+    return KILN_OK;
+}
+
+static kiln_status mm_call(const kiln_layer *l, const mm_state *s, const kcu_exec *x, const float *a, const float *b,
+                           float *y) {
+    int v = s->aligned_ok && (((uintptr_t)a | (uintptr_t)b | (uintptr_t)y) % 16) == 0 ? 0 : 1;
+    KCU_BLAS(l, cublasLtMatmul(x->lt, s->op, &s->alpha, b, s->lp, a, s->lq, &s->beta, y, s->lo, y, s->lo,
+                               &s->algo[v], s->algo_ws[v] ? x->scratch : NULL, s->algo_ws[v], x->stream));
+    return KILN_OK;
+}
+
+/* Times the heuristics' aligned candidates by running the layer (run, state) on a bench and
+ * keeps the fastest; the workspace then shrinks to what the kept algorithms need. */
+static void mm_tune(bench *bn, const kiln_layer *l, mm_state *m, const void *state, run_fn run) {
+    if (bn->ok && m->aligned_ok && m->nb_cand > 1) {
+        float best = INFINITY;
+        int bi = 0;
+        for (int i = 0; i < m->nb_cand; i++) {
+            m->algo[0] = m->cand[i];
+            m->algo_ws[0] = m->cand_ws[i];
+            float t = bench_time(bn, l, state, run);
+            if (t < best) {
+                best = t;
+                bi = i;
+            }
+        }
+        m->algo[0] = m->cand[bi];
+        m->algo_ws[0] = m->cand_ws[bi];
+    }
+    m->ws = m->algo_ws[0] > m->algo_ws[1] ? m->algo_ws[0] : m->algo_ws[1];
+    if (m->algo_fill_ws > m->ws) m->ws = m->algo_fill_ws;
+}
+
+/* Tunes a Gemm/MatMul layer's own state against its run function. */
+static void mm_tune_layer(const kiln_layer *l, const kcu_build *b, mm_state *s, run_fn run) {
+    bench bn;
+    if (bench_open(l, b, &bn, s->ws)) {
+        mm_tune(&bn, l, s, s, run);
+        bench_close(&bn);
+    } else {
+        s->ws = s->algo_ws[0] > s->algo_ws[1] ? s->algo_ws[0] : s->algo_ws[1];
+        if (s->algo_fill_ws > s->ws) s->ws = s->algo_fill_ws;
+    }
+}
+
+/* The device address a constant input will have at run time (NULL if not a constant). */
+static const float *const_input(const kcu_build *b, const kiln_tensor *t) {
+    const ke_tensor_plan *p = &b->e->plan[t->id];
+    if (p->storage != KE_CONST) return NULL;
+    return b->e->plan[p->root].cdata;
+}
+
+static kiln_status gemm_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *scratch = 0;
+    for (int i = 0; i < l->nb_inputs; i++)
+        if (l->inputs[i] && l->inputs[i]->dtype != KILN_FLOAT32)
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend multiplies float32 only");
+    const kiln_gemm_desc *d = &l->p.gemm;
+    const kiln_dims *da = &l->inputs[0]->dims, *db = &l->inputs[1]->dims;
+    mm_state *s = NULL;
+    kiln_status st = mm_new(l, b, &s);
+    if (st != KILN_OK) return st;
+    *state = s;
+    bool ta = d->trans_a != 0, tb = d->trans_b != 0;
+    s->m = ta ? da->d[1] : da->d[0];
+    s->k = ta ? da->d[0] : da->d[1];
+    s->n = tb ? db->d[0] : db->d[1];
+    s->outputs = s->m * s->n;
+    s->alpha = d->alpha;
+    const kiln_tensor *c = l->nb_inputs > 2 ? l->inputs[2] : NULL;
+    s->skip_mm = s->k == 0 || d->alpha == 0.0f;
+    const float *bias = NULL;
+    if (c && d->beta != 0.0f) {
+        const kiln_dims *dc = &c->dims;
+        int64_t cn = dc->nb_dims >= 1 ? dc->d[dc->nb_dims - 1] : 1;
+        int64_t cm = dc->nb_dims >= 2 ? dc->d[0] : 1;
+        s->cs_n = cn == 1 ? 0 : 1;
+        s->cs_m = cm == 1 ? 0 : cn;
+        s->cbeta = d->beta;
+        /* a constant row of n values with beta 1 is the epilogue's bias vector */
+        bias = !s->skip_mm && d->beta == 1.0f && cm == 1 && cn == s->n && s->n > 1 ? const_input(b, c) : NULL;
+        s->cmode = bias ? C_BIAS : C_FILL;
+    }
+    s->beta = s->cmode == C_FILL ? 1.0f : 0.0f;
+    if (s->outputs == 0 || s->skip_mm) return KILN_OK;
+    st = mm_setup(l, b, s, ta, tb, da->d[1], db->d[1], 1, 0, 0, 0, bias);
+    if (st == KILN_OK) mm_tune_layer(l, b, s, gemm_run);
+    *scratch = s->ws;
+    return st;
+}
+
+static kiln_status mm_finish(const kiln_layer *l, const mm_state *s, const kcu_exec *x, float *y) {
+    if (s->act_pass) KCU_CUDA(l, kcu_activation(x->stream, s->outputs, y, y, s->act));
+    return KILN_OK;
+}
+
+static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                            const kcu_exec *x) {
+    const mm_state *s = state;
+    float *y = out[0];
+    if (s->outputs == 0) return KILN_OK;
+    if (s->cmode == C_BIAS && in[2] != (const void *)s->bias) {
+        /* the bias constant moved since the build: beta * C, then the plain product on top */
+        const float one = 1.0f;
+        KCU_CUDA(l, kcu_fill_c(x->stream, y, in[2], s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
+        KCU_BLAS(l, cublasLtMatmul(x->lt, s->op_fill, &s->alpha, in[1], s->lp, in[0], s->lq, &one, y, s->lo, y, s->lo,
+                                   &s->algo_fill, s->algo_fill_ws ? x->scratch : NULL, s->algo_fill_ws, x->stream));
+        if (s->epi_relu) {
+            kcu_act relu = {KILN_ACT_RELU, 0.0f, 0.0f};
+            KCU_CUDA(l, kcu_activation(x->stream, s->outputs, y, y, relu));
+        }
+        return mm_finish(l, s, x, y);
+    }
+    if (s->cmode == C_FILL) KCU_CUDA(l, kcu_fill_c(x->stream, y, in[2], s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
+    if (s->skip_mm) {
+        if (s->cmode != C_FILL)
+            KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * sizeof(float), x->stream));
+    } else {
+        kiln_status st = mm_call(l, s, x, in[0], in[1], y);
+        if (st != KILN_OK) return st;
+    }
+    return mm_finish(l, s, x, y);
+}
+
+const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release};
+
+/* numpy matmul: batch axes broadcast. Axes whose strides chain are merged; the innermost
+ * merged axis is cuBLASLt's strided batch (stride 0 broadcasts), the rest loop here. */
+static kiln_status matmul_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *scratch = 0;
+    if (l->inputs[0]->dtype != KILN_FLOAT32 || l->inputs[1]->dtype != KILN_FLOAT32)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend multiplies float32 only");
+    const kiln_dims *da = &l->inputs[0]->dims, *db = &l->inputs[1]->dims;
+    int ra = da->nb_dims, rb = db->nb_dims;
+    mm_state *s = NULL;
+    kiln_status st = mm_new(l, b, &s);
+    if (st != KILN_OK) return st;
+    *state = s;
+    s->m = ra == 1 ? 1 : da->d[ra - 2];
+    s->k = da->d[ra - 1];
+    s->n = rb == 1 ? 1 : db->d[rb - 1];
+    int ba = ra > 2 ? ra - 2 : 0, bb = rb > 2 ? rb - 2 : 0, rank = ba > bb ? ba : bb;
+    int64_t dims[KILN_MAX_DIMS], as[KILN_MAX_DIMS], bs[KILN_MAX_DIMS], cs[KILN_MAX_DIMS];
+    int64_t acc_a = 1, acc_b = 1, batch = 1;
+    int64_t am = s->m * s->k, bm = s->k * s->n, cm = s->m * s->n;
+    for (int i = rank - 1; i >= 0; i--) {
+        int ia = i - (rank - ba), ib = i - (rank - bb);
+        int64_t xa = ia >= 0 ? da->d[ia] : 1, xb = ib >= 0 ? db->d[ib] : 1;
+        dims[i] = xa == 1 ? xb : xa;
+        as[i] = xa == 1 ? 0 : acc_a * am;
+        bs[i] = xb == 1 ? 0 : acc_b * bm;
+        cs[i] = batch * cm;
+        acc_a *= xa;
+        acc_b *= xb;
+        batch *= dims[i];
+    }
+    s->outputs = batch * cm;
+    s->skip_mm = s->k == 0;
+    if (s->outputs == 0 || s->skip_mm) return KILN_OK;
+    if (acc_b == 1 && acc_a == batch) { /* B shared, A not broadcast: one GEMM of batch * m rows */
+        s->m *= batch;
+        st = mm_setup(l, b, s, false, false, s->k, s->n, 1, 0, 0, 0, NULL);
+        if (st == KILN_OK) mm_tune_layer(l, b, s, matmul_run);
+        *scratch = s->ws;
+        return st;
+    }
+    /* merge batch axes from the innermost out; size-1 axes move nothing */
+    int64_t md[KILN_MAX_DIMS], ma[KILN_MAX_DIMS], mb[KILN_MAX_DIMS], mc[KILN_MAX_DIMS];
+    int nm = 0;
+    for (int i = rank - 1; i >= 0; i--) {
+        if (dims[i] == 1) continue;
+        if (nm > 0 && as[i] == ma[nm - 1] * md[nm - 1] && bs[i] == mb[nm - 1] * md[nm - 1] &&
+            cs[i] == mc[nm - 1] * md[nm - 1]) {
+            md[nm - 1] *= dims[i];
+            continue;
+        }
+        md[nm] = dims[i];
+        ma[nm] = as[i];
+        mb[nm] = bs[i];
+        mc[nm] = cs[i];
+        nm++;
+    }
+    int64_t count = nm ? md[0] : 1, sa = nm ? ma[0] : 0, sb = nm ? mb[0] : 0, sc = nm ? mc[0] : 0;
+    if (count > INT32_MAX) return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "batch of %lld matrices", (long long)count);
+    s->nloop = nm > 1 ? nm - 1 : 0;
+    for (int i = 0; i < s->nloop; i++) { /* outermost first */
+        int j = nm - 1 - i;
+        s->ldims[i] = md[j];
+        s->la[i] = ma[j];
+        s->lb[i] = mb[j];
+        s->lc[i] = mc[j];
+    }
+    st = mm_setup(l, b, s, false, false, s->k, s->n, count, sa, sb, sc, NULL);
+    if (st == KILN_OK) mm_tune_layer(l, b, s, matmul_run);
+    *scratch = s->ws;
+    return st;
+}
+
+static kiln_status matmul_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                              const kcu_exec *x) {
+    const mm_state *s = state;
+    const float *a = in[0], *b = in[1];
+    float *y = out[0];
+    if (s->outputs == 0) return KILN_OK;
+    if (s->skip_mm) {
+        KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * sizeof(float), x->stream));
+        return mm_finish(l, s, x, y);
+    }
+    int64_t idx[KILN_MAX_DIMS] = {0}, ao = 0, bo = 0, co = 0;
+    for (;;) {
+        kiln_status st = mm_call(l, s, x, a + ao, b + bo, y + co);
+        if (st != KILN_OK) return st;
+        int i = s->nloop - 1;
+        for (; i >= 0; i--) { /* odometer over the looped axes */
+            ao += s->la[i];
+            bo += s->lb[i];
+            co += s->lc[i];
+            if (++idx[i] < s->ldims[i]) break;
+            ao -= s->la[i] * s->ldims[i];
+            bo -= s->lb[i] * s->ldims[i];
+            co -= s->lc[i] * s->ldims[i];
+            idx[i] = 0;
+        }
+        if (i < 0) break;
+    }
+    return mm_finish(l, s, x, y);
+}
+
+const kcu_kernel kcu_k_matmul = {matmul_prepare, matmul_run, mm_release};
+
+/* ---- convolution and deconvolution ---- */
+
+typedef struct conv_state {
+    kcu_state base; /* device block: weights, bias, pad/crop tables */
+    cudnnTensorDescriptor_t xd, yd; /* the layer's input, output (deconv: maybe the full output) */
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd;
+    size_t ws;       /* workspace bytes at the start of scratch */
+    size_t buf_off;  /* scratch offset of the padded input (conv) or full output (deconv) */
+    const float *w, *bias;
+    bool pad_input;    /* conv with asymmetric pads: a pad pass into scratch, cuDNN pads 0 */
+    bool crop_output;  /* deconv that cuDNN cannot size directly: full output, then a crop */
+    kcu_pad pad;
+    int64_t n, k, inner; /* output batch, channels and spatial size for the bias pass */
+    bool has_act;
+    kcu_act act;
+    int mode;              /* CONV_*: the timed winner */
+    cudnnTensorDescriptor_t bd; /* CONV_FUSED: bias [1, K, 1, 1] and the activation */
+    cudnnActivationDescriptor_t ad;
+    cudnnConvolutionFwdAlgo_t fused_algo;
+    size_t fused_ws;
+    mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a strided-batch GEMM */
+} conv_state;
+
+/* How a convolution runs: cuDNN then our bias/activation pass; cuDNN's fused bias + ReLU
+ * (or identity) call; a 1x1 stride-1 unpadded convolution as W[K, C] x X[C, HW] per image. */
+enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM };
+
+static void conv_release(const kiln_env *env, void *state) {
+    conv_state *s = state;
+    if (!s) return;
+    if (s->xd) cudnnDestroyTensorDescriptor(s->xd);
+    if (s->yd) cudnnDestroyTensorDescriptor(s->yd);
+    if (s->wd) cudnnDestroyFilterDescriptor(s->wd);
+    if (s->cd) cudnnDestroyConvolutionDescriptor(s->cd);
+    if (s->bd) cudnnDestroyTensorDescriptor(s->bd);
+    if (s->ad) cudnnDestroyActivationDescriptor(s->ad);
+    if (s->gemm) mm_release(env, s->gemm);
+    kcu_state_free(env, s);
+}
+
+/* Window geometry of a convolution layer; rank-3 (NCW) runs as N, C, 1, W. */
+typedef struct conv_geom {
+    int64_t n, c, h, w;   /* layer input */
+    int64_t k, oh, ow;    /* layer output */
+    int64_t g, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oph, opw;
+} conv_geom;
+
+static void geom_fill(const kiln_layer *l, conv_geom *g) {
+    const kiln_conv_desc *d = &l->p.conv;
+    const kiln_dims *in = &l->inputs[0]->dims, *out = &l->outputs[0]->dims;
+    bool r3 = in->nb_dims == 3;
+    g->n = in->d[0];
+    g->c = in->d[1];
+    g->h = r3 ? 1 : in->d[2];
+    g->w = in->d[r3 ? 2 : 3];
+    g->k = out->d[1];
+    g->oh = r3 ? 1 : out->d[2];
+    g->ow = out->d[r3 ? 2 : 3];
+    g->g = d->groups;
+    g->kh = r3 ? 1 : d->kernel[0];
+    g->kw = d->kernel[1];
+    g->sh = r3 ? 1 : d->stride[0];
+    g->sw = d->stride[1];
+    g->dh = r3 ? 1 : d->dilation[0];
+    g->dw = d->dilation[1];
+    g->pt = r3 ? 0 : d->pad_begin[0];
+    g->pl = d->pad_begin[1];
+    g->pb = r3 ? 0 : d->pad_end[0];
+    g->pr = d->pad_end[1];
+    g->oph = r3 ? 0 : d->output_padding[0];
+    g->opw = d->output_padding[1];
+}
+
+static kiln_status check_conv_sizes(const kiln_layer *l, const int64_t *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!fits_int(v[i]))
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "a size (%lld) exceeds what cuDNN takes (int)", (long long)v[i]);
+    return KILN_OK;
+}
+
+static kiln_status check_float(const kiln_layer *l) {
+    if (l->inputs[0]->dtype != KILN_FLOAT32 || l->outputs[0]->dtype != KILN_FLOAT32 ||
+        l->w[0].dtype != KILN_FLOAT32 || (l->w[1].count && l->w[1].dtype != KILN_FLOAT32))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend runs this layer in float32 only");
+    return KILN_OK;
+}
+
+/* Algorithms whose float32 error is well above plain accumulation: kept for TF32 builds. */
+static bool fwd_strict_ok(cudnnConvolutionFwdAlgo_t a) {
+    return a != CUDNN_CONVOLUTION_FWD_ALGO_FFT && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
+           a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+
+static bool bwd_strict_ok(cudnnConvolutionBwdDataAlgo_t a) {
+    return a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT && a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
+           a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+
+/* Without the TF32 flag every algorithm runs with FMA math: plain float32 products. */
+static cudnnMathType_t math_for(const kcu_build *b, cudnnMathType_t found) {
+    return b->tf32 ? found : CUDNN_FMA_MATH;
+}
+
+/* Times the forward candidates (cudnnFind on a temporary handle) and keeps the fastest
+ * that fits the workspace limit and the precision rules. */
+static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_state *s) {
+    cudnnHandle_t h;
+    KCU_DNN(l, cudnnCreate(&h));
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int found = 0;
+    cudnnStatus_t ds =
+        cudnnFindConvolutionForwardAlgorithm(h, s->xd, s->wd, s->cd, s->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf);
+    if (ds != CUDNN_STATUS_SUCCESS) { /* e.g. no memory to time with: take the heuristics' order */
+        (void)cudaGetLastError();
+        found = 0;
+        ds = cudnnGetConvolutionForwardAlgorithm_v7(h, s->xd, s->wd, s->cd, s->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                    &found, perf);
+        if (ds != CUDNN_STATUS_SUCCESS) found = 0;
+    }
+    bool chosen = false;
+    for (int i = 0; i < found && !chosen; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !fwd_strict_ok(perf[i].algo))) continue;
+        size_t ws = 0;
+        if (cudnnSetConvolutionMathType(s->cd, math_for(b, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
+            cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, perf[i].algo, &ws) !=
+                CUDNN_STATUS_SUCCESS ||
+            ws > b->ws_limit)
+            continue;
+        s->fwd = perf[i].algo;
+        s->ws = ws;
+        chosen = true;
+    }
+    if (!chosen) { /* implicit GEMM needs no workspace and takes every geometry */
+        s->fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+        ds = cudnnSetConvolutionMathType(s->cd, b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        if (ds == CUDNN_STATUS_SUCCESS)
+            ds = cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, s->fwd, &s->ws);
+        if (ds != CUDNN_STATUS_SUCCESS) {
+            cudnnDestroy(h);
+            return kcu_dnn_fail(l, ds, "choosing a convolution algorithm", __FILE__, __LINE__);
+        }
+    }
+    cudnnDestroy(h);
+    (void)cudaGetLastError();
+    return KILN_OK;
+}
+
+static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_state *s) {
+    cudnnHandle_t h;
+    KCU_DNN(l, cudnnCreate(&h));
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int found = 0;
+    /* the deconvolution input is the forward convolution's dy, its output dx */
+    cudnnStatus_t ds = cudnnFindConvolutionBackwardDataAlgorithm(h, s->wd, s->xd, s->cd, s->yd,
+                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf);
+    if (ds != CUDNN_STATUS_SUCCESS) {
+        (void)cudaGetLastError();
+        found = 0;
+        ds = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, s->wd, s->xd, s->cd, s->yd,
+                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf);
+        if (ds != CUDNN_STATUS_SUCCESS) found = 0;
+    }
+    bool chosen = false;
+    for (int i = 0; i < found && !chosen; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !bwd_strict_ok(perf[i].algo))) continue;
+        size_t ws = 0;
+        if (cudnnSetConvolutionMathType(s->cd, math_for(b, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
+            cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, perf[i].algo, &ws) !=
+                CUDNN_STATUS_SUCCESS ||
+            ws > b->ws_limit)
+            continue;
+        s->bwd = perf[i].algo;
+        s->ws = ws;
+        chosen = true;
+    }
+    if (!chosen) {
+        s->bwd = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        ds = cudnnSetConvolutionMathType(s->cd, b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        if (ds == CUDNN_STATUS_SUCCESS)
+            ds = cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, s->bwd, &s->ws);
+        if (ds != CUDNN_STATUS_SUCCESS) {
+            cudnnDestroy(h);
+            return kcu_dnn_fail(l, ds, "choosing a deconvolution algorithm", __FILE__, __LINE__);
+        }
+    }
+    cudnnDestroy(h);
+    (void)cudaGetLastError();
+    return KILN_OK;
+}
+
+/* Uploads weights, bias and (when used) the pad/crop tables into one device block. */
+static kiln_status conv_upload(const kiln_layer *l, const kcu_build *b, conv_state *s, const int64_t *maps,
+                               size_t map_count) {
+    const void *src[3] = {l->w[0].values, l->w[1].count ? l->w[1].values : NULL, maps};
+    size_t bytes[3] = {(size_t)l->w[0].count * sizeof(float), (size_t)l->w[1].count * sizeof(float),
+                       maps ? map_count * sizeof(int64_t) : 0};
+    void *dst[3];
+    (void)b;
+    kiln_status st = kcu_state_upload(l, &s->base, 3, src, bytes, dst);
+    if (st != KILN_OK) return st;
+    s->w = dst[0];
+    s->bias = dst[1];
+    s->pad.maps = dst[2];
+    return KILN_OK;
+}
+
+static kiln_status conv_descs(const kiln_layer *l, conv_state *s) {
+    KCU_DNN(l, cudnnCreateTensorDescriptor(&s->xd));
+    KCU_DNN(l, cudnnCreateTensorDescriptor(&s->yd));
+    KCU_DNN(l, cudnnCreateFilterDescriptor(&s->wd));
+    KCU_DNN(l, cudnnCreateConvolutionDescriptor(&s->cd));
+    return KILN_OK;
+}
+
+static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                            const kcu_exec *x);
+
+/* cuDNN's fused call takes a bias and ReLU or identity (identity only with the implicit
+ * precomputed GEMM algorithm); false when it does not apply here. */
+static bool prepare_fused(const kiln_layer *l, conv_state *s) {
+    if (!s->bias || (s->has_act && s->act.type != KILN_ACT_RELU)) return false;
+    s->fused_algo = s->has_act ? s->fwd : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    cudnnHandle_t h;
+    bool ok = cudnnCreate(&h) == CUDNN_STATUS_SUCCESS;
+    if (ok) {
+        ok = cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, s->fused_algo, &s->fused_ws) ==
+             CUDNN_STATUS_SUCCESS;
+        cudnnDestroy(h);
+    }
+    ok = ok && cudnnCreateTensorDescriptor(&s->bd) == CUDNN_STATUS_SUCCESS &&
+         cudnnSetTensor4dDescriptor(s->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)s->k, 1, 1) ==
+             CUDNN_STATUS_SUCCESS &&
+         cudnnCreateActivationDescriptor(&s->ad) == CUDNN_STATUS_SUCCESS &&
+         cudnnSetActivationDescriptor(s->ad, s->has_act ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
+                                      CUDNN_PROPAGATE_NAN, 0.0) == CUDNN_STATUS_SUCCESS;
+    if (!ok) s->fused_ws = 0;
+    (void)cudaGetLastError();
+    return ok;
+}
+
+/* A 1x1 convolution as Y[n] = W[K, C] X[n][C, HW]: one strided-batch GEMM, W shared. */
+static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s, const conv_geom *g) {
+    mm_state *m = kiln_calloc(b->env, 1, sizeof *m);
+    if (!m) return false;
+    int64_t hw = g->h * g->w;
+    m->alpha = 1.0f;
+    m->m = g->k;
+    m->k = g->c;
+    m->n = hw;
+    m->outputs = g->n * g->k * hw;
+    if (g->n > INT32_MAX ||
+        mm_setup(l, b, m, false, false, g->c, hw, g->n, 0, g->c * hw, g->k * hw, NULL) != KILN_OK) {
+        mm_release(b->env, m);
+        return false;
+    }
+    s->gemm = m;
+    return true;
+}
+
+static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *scratch = 0;
+    kiln_status st = check_float(l);
+    if (st != KILN_OK) return st;
+    conv_geom g;
+    geom_fill(l, &g);
+    bool asym = g.pt != g.pb || g.pl != g.pr;
+    int64_t ih = asym ? g.h + g.pt + g.pb : g.h, iw = asym ? g.w + g.pl + g.pr : g.w;
+    int64_t sizes[] = {g.n, g.c, ih, iw, g.k, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.g,
+                       g.n * g.c * ih * iw, g.n * g.k * g.oh * g.ow, g.k * (g.c / g.g) * g.kh * g.kw};
+    if ((st = check_conv_sizes(l, sizes, (int)(sizeof sizes / sizeof sizes[0]))) != KILN_OK) return st;
+    conv_state *s = kiln_calloc(b->env, 1, sizeof *s);
+    if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
+    *state = s;
+    s->n = g.n;
+    s->k = g.k;
+    s->inner = g.oh * g.ow;
+    if (l->has_post_act) {
+        s->has_act = true;
+        kcu_post_act(l, &s->act);
+    }
+    int64_t *maps = NULL;
+    size_t map_count = 0;
+    if (asym) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
+        int64_t dims[4] = {g.n, g.c, g.h, g.w}, pads[8] = {0, 0, g.pt, g.pl, 0, 0, g.pb, g.pr};
+        st = kcu_pad_plan(l, b->env, 4, dims, pads, KILN_PAD_CONSTANT, &s->pad, &maps, &map_count);
+        if (st != KILN_OK) return st;
+        s->pad_input = true;
+    }
+    st = conv_upload(l, b, s, maps, map_count);
+    kiln_free(b->env, maps);
+    if (st == KILN_OK) st = conv_descs(l, s);
+    if (st != KILN_OK) return st;
+    int ph = asym ? 0 : (int)g.pt, pw = asym ? 0 : (int)g.pl;
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.c, (int)ih, (int)iw));
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.k, (int)g.oh,
+                                          (int)g.ow));
+    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g.k, (int)(g.c / g.g),
+                                          (int)g.kh, (int)g.kw));
+    KCU_DNN(l, cudnnSetConvolution2dDescriptor(s->cd, ph, pw, (int)g.sh, (int)g.sw, (int)g.dh, (int)g.dw,
+                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    KCU_DNN(l, cudnnSetConvolutionGroupCount(s->cd, (int)g.g));
+    int on, ok, ooh, oow;
+    KCU_DNN(l, cudnnGetConvolution2dForwardOutputDim(s->cd, s->xd, s->wd, &on, &ok, &ooh, &oow));
+    if (on != g.n || ok != g.k || ooh != g.oh || oow != g.ow)
+        return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN sizes the output %dx%dx%dx%d, the layer %lldx%lldx%lldx%lld",
+                              on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
+    if ((st = pick_forward(l, b, s)) != KILN_OK) return st;
+    size_t pad_bytes = asym ? (size_t)(g.n * g.c * ih * iw) * sizeof(float) : 0;
+    bool fused = prepare_fused(l, s);
+    bool gemm = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
+                prepare_gemm(l, b, s, &g);
+    s->buf_off = align256(s->ws > s->fused_ws ? s->ws : s->fused_ws);
+    size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
+    s->mode = CONV_CUDNN;
+    bench bn;
+    if ((fused || gemm) && bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
+        float best = bench_time(&bn, l, s, conv_run);
+        if (fused) {
+            s->mode = CONV_FUSED;
+            float t = bench_time(&bn, l, s, conv_run);
+            if (t < best) best = t;
+            else s->mode = CONV_CUDNN;
+        }
+        if (gemm) {
+            int keep = s->mode;
+            s->mode = CONV_GEMM;
+            mm_tune(&bn, l, s->gemm, s, conv_run);
+            float t = bench_time(&bn, l, s, conv_run);
+            if (!(t < best)) s->mode = keep;
+        }
+        bench_close(&bn);
+    }
+    if (s->mode == CONV_GEMM) {
+        *scratch = s->gemm->ws;
+    } else {
+        mm_release(b->env, s->gemm);
+        s->gemm = NULL;
+        s->buf_off = align256(s->mode == CONV_FUSED ? s->fused_ws : s->ws);
+        *scratch = s->buf_off + pad_bytes;
+    }
+    return KILN_OK;
+}
+
+static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                            const kcu_exec *x) {
+    const conv_state *s = state;
+    const float one = 1.0f, zero = 0.0f;
+    const void *src = in[0];
+    char *scr = x->scratch;
+    if (s->mode == CONV_GEMM) {
+        kiln_status st = mm_call(l, s->gemm, x, s->w, src, out[0]);
+        if (st != KILN_OK) return st;
+    } else {
+        if (s->pad_input) {
+            float *buf = (float *)(scr + s->buf_off);
+            KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, 4, in[0], buf));
+            src = buf;
+        }
+        if (s->mode == CONV_FUSED) {
+            /* z = y with alpha2 = 0: cuDNN reads no residual */
+            KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
+                                                             s->fused_ws ? scr : NULL, s->fused_ws, &zero, s->yd,
+                                                             out[0], s->bd, s->bias, s->ad, s->yd, out[0]));
+            return KILN_OK;
+        }
+        KCU_DNN(l, cudnnConvolutionForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fwd, s->ws ? scr : NULL,
+                                           s->ws, &zero, s->yd, out[0]));
+    }
+    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->bias, s->n, s->k, s->inner, s->has_act ? &s->act : NULL));
+    return KILN_OK;
+}
+
+const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release};
+
+/* A deconvolution is cuDNN's backward-data of the convolution from its output to its input.
+ * cuDNN pads both sides alike and has no output padding: other geometries compute the full
+ * output (no padding) into scratch and crop [pad_begin, pad_begin + out) from it, zeros
+ * where output padding reaches past the full size. */
+static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *scratch = 0;
+    kiln_status st = check_float(l);
+    if (st != KILN_OK) return st;
+    conv_geom g;
+    geom_fill(l, &g);
+    /* here c is the deconvolution's input channels, k its output channels */
+    bool direct = g.pt == g.pb && g.pl == g.pr && g.oph == 0 && g.opw == 0;
+    int64_t fh = g.sh * (g.h - 1) + (g.kh - 1) * g.dh + 1, fw = g.sw * (g.w - 1) + (g.kw - 1) * g.dw + 1;
+    int64_t yh = direct ? g.oh : fh, yw = direct ? g.ow : fw;
+    int64_t sizes[] = {g.n, g.c, g.h, g.w, g.k, yh, yw, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.g,
+                       g.n * g.c * g.h * g.w, g.n * g.k * yh * yw, g.c * (g.k / g.g) * g.kh * g.kw};
+    if ((st = check_conv_sizes(l, sizes, (int)(sizeof sizes / sizeof sizes[0]))) != KILN_OK) return st;
+    conv_state *s = kiln_calloc(b->env, 1, sizeof *s);
+    if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
+    *state = s;
+    s->n = g.n;
+    s->k = g.k;
+    s->inner = g.oh * g.ow;
+    if (l->has_post_act) {
+        s->has_act = true;
+        kcu_post_act(l, &s->act);
+    }
+    int64_t *maps = NULL;
+    size_t map_count = 0;
+    if (!direct) {
+        int64_t dims[4] = {g.n, g.k, fh, fw};
+        int64_t pads[8] = {0, 0, -g.pt, -g.pl, 0, 0, g.oh - (fh - g.pt), g.ow - (fw - g.pl)};
+        st = kcu_pad_plan(l, b->env, 4, dims, pads, KILN_PAD_CONSTANT, &s->pad, &maps, &map_count);
+        if (st != KILN_OK) return st;
+        s->crop_output = true;
+    }
+    st = conv_upload(l, b, s, maps, map_count);
+    kiln_free(b->env, maps);
+    if (st == KILN_OK) st = conv_descs(l, s);
+    if (st != KILN_OK) return st;
+    int ph = direct ? (int)g.pt : 0, pw = direct ? (int)g.pl : 0;
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.c, (int)g.h,
+                                          (int)g.w));
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.k, (int)yh,
+                                          (int)yw));
+    /* kernel [C_in, C_out/g, kh, kw] is the forward filter from the output to the input */
+    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g.c, (int)(g.k / g.g),
+                                          (int)g.kh, (int)g.kw));
+    KCU_DNN(l, cudnnSetConvolution2dDescriptor(s->cd, ph, pw, (int)g.sh, (int)g.sw, (int)g.dh, (int)g.dw,
+                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    KCU_DNN(l, cudnnSetConvolutionGroupCount(s->cd, (int)g.g));
+    int on, ok, ooh, oow;
+    KCU_DNN(l, cudnnGetConvolution2dForwardOutputDim(s->cd, s->yd, s->wd, &on, &ok, &ooh, &oow));
+    if (on != g.n || ok != g.c || ooh != g.h || oow != g.w)
+        return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN maps the %lldx%lldx%lldx%lld output back to %dx%dx%dx%d",
+                              (long long)g.n, (long long)g.k, (long long)yh, (long long)yw, on, ok, ooh, oow);
+    if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
+    s->buf_off = align256(s->ws);
+    *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * sizeof(float));
+    return KILN_OK;
+}
+
+static kiln_status deconv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                              const kcu_exec *x) {
+    const conv_state *s = state;
+    const float one = 1.0f, zero = 0.0f;
+    char *scr = x->scratch;
+    void *dst = s->crop_output ? (void *)(scr + s->buf_off) : out[0];
+    KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
+                                            s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
+    if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, 4, dst, out[0]));
+    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->bias, s->n, s->k, s->inner, s->has_act ? &s->act : NULL));
+    return KILN_OK;
+}
+
+const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release};
+
+/* ---- names of the chosen kernels (engine inspection) ---- */
+
+static const char *const fwd_names[] = {
+    "cuda.cudnn_fwd_implicit_gemm", "cuda.cudnn_fwd_implicit_precomp_gemm", "cuda.cudnn_fwd_gemm",
+    "cuda.cudnn_fwd_direct", "cuda.cudnn_fwd_fft", "cuda.cudnn_fwd_fft_tiling", "cuda.cudnn_fwd_winograd",
+    "cuda.cudnn_fwd_winograd_nonfused"};
+static const char *const bwd_names[] = {
+    "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
+    "cuda.cudnn_bwd_data_winograd", "cuda.cudnn_bwd_data_winograd_nonfused"};
+
+const char *kcu_dnn_kernel_name(const ke_node *node) {
+    const void *state = node->state;
+    switch (node->layer->type) {
+    case KILN_LAYER_CONVOLUTION: {
+        const conv_state *s = state;
+        if (s && s->mode == CONV_GEMM) return "cuda.cublaslt_1x1";
+        if (s && s->mode == CONV_FUSED) return "cuda.cudnn_fused_bias_act";
+        return s && (unsigned)s->fwd < sizeof fwd_names / sizeof fwd_names[0] ? fwd_names[s->fwd] : "cuda.cudnn_fwd";
+    }
+    case KILN_LAYER_DECONVOLUTION: {
+        const conv_state *s = state;
+        return s && (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd]
+                                                                                : "cuda.cudnn_bwd_data";
+    }
+    case KILN_LAYER_GEMM:
+    case KILN_LAYER_MATMUL: {
+        const mm_state *s = state;
+        if (s && (s->skip_mm || s->outputs == 0)) return "cuda.fill";
+        return s && s->cmode == C_BIAS ? "cuda.cublaslt_bias" : "cuda.cublaslt";
+    }
+    default: return NULL;
+    }
+}

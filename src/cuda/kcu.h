@@ -1,0 +1,146 @@
+/* kiln CUDA backend internals shared by the host glue (C) and the kernels (.cu): launch
+ * parameter structs and the extern "C" launchers. Every launcher enqueues on the given
+ * stream, returns the launch status (cudaGetLastError) and never synchronizes. Sizes are
+ * in elements unless a name says bytes; dtype/op arguments take kiln's enum values. */
+#ifndef KILN_CUDA_KCU_H
+#define KILN_CUDA_KCU_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A data-dependent failure found by a kernel (an index out of range, an integer division
+ * by zero), in device memory; the host reads it when it synchronizes. The first writer
+ * wins (atomicCAS on code). */
+typedef struct kcu_err {
+    int code; /* KCU_FAULT_*, 0 = none */
+    int node; /* index of the engine node that failed */
+    long long a, b; /* gather: the raw index and its position */
+} kcu_err;
+
+enum { KCU_FAULT_NONE = 0, KCU_FAULT_GATHER_INDEX = 1, KCU_FAULT_INT_DIV = 2 };
+
+/* An activation applied by a kernel: kiln_activation_type and its parameters. */
+typedef struct kcu_act {
+    int type;
+    float alpha, beta;
+} kcu_act;
+
+/* numpy broadcasting over the output: collapsed dims and each operand's element strides
+ * (0 on broadcast axes). With rank 1 every operand is contiguous or a single value. */
+#define KCU_BC_OPS 3
+#define KCU_BC_RANK 8
+typedef struct kcu_bcast {
+    int rank;
+    int64_t total;
+    int64_t dims[KCU_BC_RANK];
+    int64_t st[KCU_BC_OPS][KCU_BC_RANK];
+} kcu_bcast;
+
+/* A strided read of a view into a contiguous output: output element (i_0, .., i_nd-1)
+ * (outermost first) reads src[src_offset + sum i_k * ss[k]]. Serves slice, transpose,
+ * expand, tile and the depth/space rearrangements. */
+#define KCU_MV_RANK 16
+typedef struct kcu_mv {
+    int nd;
+    int64_t total;
+    int64_t src_offset;
+    int64_t dims[KCU_MV_RANK];
+    int64_t ss[KCU_MV_RANK];
+} kcu_mv;
+
+/* Pad and crop: per output axis a device table maps each output position to an input
+ * index (-1: the constant). Axis k's table starts at maps + map_off[k]. */
+#define KCU_PAD_RANK 8
+typedef struct kcu_pad {
+    int rank;
+    int64_t total;
+    int64_t out[KCU_PAD_RANK];
+    int64_t in_stride[KCU_PAD_RANK];
+    int64_t map_off[KCU_PAD_RANK];
+    const int64_t *maps;
+    uint64_t value; /* the constant's bytes, element size of the tensor */
+} kcu_pad;
+
+/* Windowed pooling over planes of h x w (rank-3 input: h = 1). */
+typedef struct kcu_pool {
+    int64_t planes, h, w, oh, ow;
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int max, include_pad;
+} kcu_pool;
+
+/* Resize: per output axis, positions index device tables: idx[off[k] + x] (nearest or
+ * lower neighbour, as an element offset), idx[off[k] + out[k] + x] (upper neighbour) and
+ * wt[woff[k] + x] (weight of the upper one). */
+#define KCU_RS_RANK 8
+typedef struct kcu_resize {
+    int rank, linear;
+    int64_t total;
+    int64_t out[KCU_RS_RANK];
+    int64_t off[KCU_RS_RANK], woff[KCU_RS_RANK];
+    int interp[KCU_RS_RANK];
+    const int64_t *idx;
+    const float *wt;
+} kcu_resize;
+
+/* Reduction: outputs are the kept positions in input order; each reads `count` inputs. */
+#define KCU_RED_RANK 8
+typedef struct kcu_reduce {
+    int op, dtype;
+    int nk, nr;
+    int64_t klen[KCU_RED_RANK], kst[KCU_RED_RANK];
+    int64_t rlen[KCU_RED_RANK], rst[KCU_RED_RANK];
+    int64_t outputs, count;
+    int block_per_output; /* the innermost reduced group is contiguous: a block per output */
+} kcu_reduce;
+
+/* pointwise.cu */
+cudaError_t kcu_activation(cudaStream_t s, int64_t n, const float *x, float *y, kcu_act act);
+/* y[o, c, i] = act(y + bias[c]) in place over [outer, channels, inner]; bias and act may be NULL. */
+cudaError_t kcu_bias_act(cudaStream_t s, float *y, const float *bias, int64_t outer, int64_t channels, int64_t inner,
+                         const kcu_act *act);
+cudaError_t kcu_unary(cudaStream_t s, int dtype, int op, int64_t n, const void *x, void *y);
+/* act (NULL: none) is applied to float32 results. */
+cudaError_t kcu_binary(cudaStream_t s, const kcu_bcast *p, int dtype, int op, void *y, const void *a, const void *b,
+                       kcu_err *err, int node, const kcu_act *act);
+cudaError_t kcu_prelu(cudaStream_t s, const kcu_bcast *p, float *y, const float *x, const float *slope);
+cudaError_t kcu_select(cudaStream_t s, const kcu_bcast *p, int es, void *y, const uint8_t *cond, const void *a,
+                       const void *b);
+/* mode: kiln_scale_mode; shift/scale/power NULL when absent. inner, channels: see the CPU kernel. */
+cudaError_t kcu_scale(cudaStream_t s, int mode, int64_t n, int64_t inner, int64_t channels, const float *x, float *y,
+                      const float *shift, const float *scale, const float *power);
+cudaError_t kcu_cast(cudaStream_t s, int from, int to, int64_t n, const void *x, void *y);
+/* y[i, j] = beta * c[i * cs_m + j * cs_n] over [m, n]. */
+cudaError_t kcu_fill_c(cudaStream_t s, float *y, const float *c, int64_t m, int64_t n, int64_t cs_m, int64_t cs_n,
+                       float beta);
+
+/* movement.cu */
+cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst);
+cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst);
+/* out[o, k, i] = data[o, idx[k], i] over [outer, count, inner]; axis size D. */
+cudaError_t kcu_gather(cudaStream_t s, int es, const void *data, const void *idx, int idx64, int64_t outer,
+                       int64_t count, int64_t D, int64_t inner, void *out, kcu_err *err, int node);
+
+/* pool.cu */
+cudaError_t kcu_pool_run(cudaStream_t s, const kcu_pool *p, const float *x, float *y);
+cudaError_t kcu_global_pool(cudaStream_t s, int max, int64_t planes, int64_t hw, const float *x, float *y);
+cudaError_t kcu_resize_run(cudaStream_t s, const kcu_resize *p, int es, const void *x, void *y);
+
+/* reduce.cu */
+cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
+cudaError_t kcu_arg_reduce(cudaStream_t s, int dtype, int is_min, int last, int64_t outer, int64_t len, int64_t inner,
+                           const void *x, int64_t *y);
+cudaError_t kcu_softmax(cudaStream_t s, int log, int64_t outer, int64_t len, int64_t inner, const float *x, float *y);
+cudaError_t kcu_instance_norm(cudaStream_t s, int64_t rows, int64_t channels, int64_t spatial, float eps,
+                              const float *x, float *y, const float *scale, const float *bias);
+cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spatial, int64_t size, float alpha, float beta,
+                    float bias, const float *x, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,149 @@
+/* kiln CUDA backend: device-side helpers shared by the .cu files: launch geometry,
+ * activations (the same formulas as the CPU backend), faults and fp16/bf16 bit
+ * conversions that round exactly like src/core/half.h. */
+#ifndef KILN_CUDA_KCU_DEVICE_CUH
+#define KILN_CUDA_KCU_DEVICE_CUH
+
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda/kcu.h"
+#include "kiln/network.h"
+
+#define KCU_THREADS 256
+/* Grid-stride loops: enough blocks to fill a Hopper (132 SMs) several times over. */
+#define KCU_MAX_BLOCKS 8192
+
+static inline unsigned kcu_blocks(int64_t n, int threads = KCU_THREADS) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > KCU_MAX_BLOCKS) b = KCU_MAX_BLOCKS;
+    return (unsigned)b;
+}
+
+#define KCU_LOOP(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+static inline cudaError_t kcu_launched(void) { return cudaGetLastError(); }
+
+/* Records a fault; the first one wins. */
+__device__ inline void kcu_fault(kcu_err *err, int code, int node, long long a, long long b) {
+    if (!err) return;
+    if (atomicCAS(&err->code, 0, code) == 0) {
+        err->node = node;
+        err->a = a;
+        err->b = b;
+    }
+}
+
+__device__ inline float kcu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The activation formulas of src/cpu/activation.c, with the device's libm. */
+__device__ inline float kcu_act_apply(int type, float alpha, float beta, float x) {
+    switch (type) {
+    case KILN_ACT_RELU: return x < 0 ? 0.0f : x;
+    case KILN_ACT_LEAKY_RELU: return x >= 0 ? x : alpha * x;
+    case KILN_ACT_SIGMOID: return kcu_sigmoid(x);
+    case KILN_ACT_TANH: return tanhf(x);
+    case KILN_ACT_CLIP: {
+        float v = x < alpha ? alpha : x;
+        return v > beta ? beta : v;
+    }
+    case KILN_ACT_SILU: return x * kcu_sigmoid(x);
+    case KILN_ACT_HARD_SIGMOID: {
+        float v = alpha * x + beta;
+        v = v < 0 ? 0.0f : v;
+        return v > 1 ? 1.0f : v;
+    }
+    case KILN_ACT_HARD_SWISH: {
+        float v = x * (1.0f / 6.0f) + 0.5f;
+        v = v < 0 ? 0.0f : v;
+        return x * (v > 1 ? 1.0f : v);
+    }
+    case KILN_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case KILN_ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case KILN_ACT_ELU: return x >= 0 ? x : alpha * expm1f(x);
+    case KILN_ACT_SELU: return beta * (x > 0 ? x : alpha * expm1f(x));
+    case KILN_ACT_SOFTPLUS: return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x)));
+    case KILN_ACT_SOFTSIGN: return x / (1.0f + fabsf(x));
+    case KILN_ACT_THRESHOLDED_RELU: return x > alpha ? x : 0.0f;
+    case KILN_ACT_MISH: {
+        /* tanh(log(1 + e)) = (e^2 + 2e) / (e^2 + 2e + 2): one exp, no cancellation */
+        if (x > 20.0f) return x;
+        float e = expf(x);
+        float t = e * (e + 2.0f);
+        return x * t / (t + 2.0f);
+    }
+    default: return x;
+    }
+}
+
+/* ---- fp16 / bf16 bits, rounding to nearest even exactly as src/core/half.h ---- */
+
+__device__ inline float kcu_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((mant & 0x3FF) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    return __uint_as_float(bits);
+}
+
+__device__ inline uint16_t kcu_float_to_half(float f) {
+    uint32_t x = __float_as_uint(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7FFFFFFFu;
+    if (absx >= 0x7F800000u) return (uint16_t)(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
+    if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);
+    if (absx < 0x38800000u) {
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t mant = (absx & 0x7FFFFF) | 0x800000;
+        int shift = 126 - (int)(absx >> 23) + 14;
+        uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((absx >> 13) - ((127 - 15) << 10)), rem = absx & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+__device__ inline float kcu_bf16_to_float(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+__device__ inline uint16_t kcu_float_to_bf16(float f) {
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7FFF + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* Unsigned element types of each size: data movement copies bits. */
+template <int ES> struct kcu_bits;
+template <> struct kcu_bits<1> { typedef uint8_t T; };
+template <> struct kcu_bits<2> { typedef uint16_t T; };
+template <> struct kcu_bits<4> { typedef uint32_t T; };
+template <> struct kcu_bits<8> { typedef uint64_t T; };
+
+/* Dispatches a template launcher on an element size of 1, 2, 4 or 8 bytes. */
+#define KCU_BY_SIZE(es, CALL)                                                                              \
+    switch (es) {                                                                                          \
+    case 1: { typedef uint8_t E; CALL; } break;                                                            \
+    case 2: { typedef uint16_t E; CALL; } break;                                                           \
+    case 4: { typedef uint32_t E; CALL; } break;                                                           \
+    case 8: { typedef uint64_t E; CALL; } break;                                                           \
+    default: return cudaErrorInvalidValue;                                                                 \
+    }
+
+#endif

@@ -1,0 +1,169 @@
+/* kiln CUDA backend: data-movement kernels: the strided view copy (slice, transpose,
+ * expand, tile, depth/space), pad/crop through per-axis tables, and gather. They move
+ * bits, so one instantiation per element size serves every dtype. */
+#include "cuda/kcu_device.cuh"
+
+/* ---- strided copy ---- */
+
+template <typename E, int ND>
+__global__ void k_mv_fixed(kcu_mv p, const E *__restrict__ src, E *dst) {
+    KCU_LOOP(i, p.total) {
+        int64_t r = i, off = 0;
+#pragma unroll
+        for (int d = ND - 1; d >= 0; d--) {
+            int64_t c = r % p.dims[d];
+            r /= p.dims[d];
+            off += c * p.ss[d];
+        }
+        dst[i] = src[off];
+    }
+}
+
+template <typename E>
+__global__ void k_mv(kcu_mv p, const E *__restrict__ src, E *dst) {
+    KCU_LOOP(i, p.total) {
+        int64_t r = i, off = 0;
+        for (int d = p.nd - 1; d >= 0; d--) {
+            int64_t c = r % p.dims[d];
+            r /= p.dims[d];
+            off += c * p.ss[d];
+        }
+        dst[i] = src[off];
+    }
+}
+
+/* A transpose-like view whose inner output axis reads with a large stride while the axis
+ * before it reads contiguously goes through shared-memory tiles, so that both the reads
+ * and the writes are coalesced. */
+#define TILE 32
+template <typename E>
+__global__ void k_mv_transpose(int64_t batch, int64_t rows, int64_t cols, int64_t bs, int64_t rs, int64_t cs,
+                               const E *__restrict__ src, E *dst) {
+    /* output [b, r, c] = src[b*bs + r*rs + c*cs] with rs == 1: read tiles along r, write along c */
+    __shared__ E tile[TILE][TILE + 1];
+    int64_t tiles_r = (rows + TILE - 1) / TILE, tiles_c = (cols + TILE - 1) / TILE;
+    for (int64_t t = blockIdx.x; t < batch * tiles_r * tiles_c; t += gridDim.x) {
+        int64_t b = t / (tiles_r * tiles_c), rem = t % (tiles_r * tiles_c);
+        int64_t r0 = (rem / tiles_c) * TILE, c0 = (rem % tiles_c) * TILE;
+        const E *s = src + b * bs;
+        E *d = dst + b * rows * cols;
+        /* load: threadIdx.x walks r (contiguous in the source) */
+        for (int j = threadIdx.y; j < TILE; j += blockDim.y) {
+            int64_t r = r0 + threadIdx.x, c = c0 + j;
+            if (r < rows && c < cols) tile[j][threadIdx.x] = s[r * rs + c * cs];
+        }
+        __syncthreads();
+        /* store: threadIdx.x walks c (contiguous in the output) */
+        for (int j = threadIdx.y; j < TILE; j += blockDim.y) {
+            int64_t r = r0 + j, c = c0 + threadIdx.x;
+            if (r < rows && c < cols) d[r * cols + c] = tile[threadIdx.x][j];
+        }
+        __syncthreads();
+    }
+}
+
+template <typename E>
+static void launch_mv(cudaStream_t s, const kcu_mv *p, const E *src, E *dst) {
+    unsigned g = kcu_blocks(p->total);
+    int nd = p->nd;
+    /* transpose tile path: [.., rows (source stride 1), cols (large source stride)] */
+    if (nd >= 2 && nd <= 3 && p->ss[nd - 2] == 1 && p->ss[nd - 1] != 1 && p->dims[nd - 1] >= 8 &&
+        p->dims[nd - 2] >= 8) {
+        int64_t batch = nd == 3 ? p->dims[0] : 1, bs = nd == 3 ? p->ss[0] : 0;
+        int64_t rows = p->dims[nd - 2], cols = p->dims[nd - 1];
+        int64_t tiles = batch * ((rows + TILE - 1) / TILE) * ((cols + TILE - 1) / TILE);
+        dim3 block(TILE, 8);
+        unsigned gt = (unsigned)(tiles < KCU_MAX_BLOCKS ? tiles : KCU_MAX_BLOCKS);
+        k_mv_transpose<E><<<gt, block, 0, s>>>(batch, rows, cols, bs, 1, p->ss[nd - 1], src, dst);
+        return;
+    }
+    switch (nd) {
+    case 1: k_mv_fixed<E, 1><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+    case 2: k_mv_fixed<E, 2><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+    case 3: k_mv_fixed<E, 3><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+    case 4: k_mv_fixed<E, 4><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+    default: k_mv<E><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+    }
+}
+
+extern "C" cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst) {
+    if (p->total <= 0) return cudaSuccess;
+    KCU_BY_SIZE(es, launch_mv<E>(s, p, (const E *)src + p->src_offset, (E *)dst));
+    return kcu_launched();
+}
+
+/* ---- pad ---- */
+
+template <typename E>
+__global__ void k_pad(kcu_pad p, const E *__restrict__ src, E *dst) {
+    E value;
+    memcpy(&value, &p.value, sizeof(E));
+    KCU_LOOP(i, p.total) {
+        int64_t r = i, off = 0;
+        bool fill = false;
+        for (int d = p.rank - 1; d >= 0; d--) {
+            int64_t c = r % p.out[d];
+            r /= p.out[d];
+            int64_t from = p.maps[p.map_off[d] + c];
+            if (from < 0) fill = true;
+            else off += from * p.in_stride[d];
+        }
+        dst[i] = fill ? value : src[off];
+    }
+}
+
+extern "C" cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst) {
+    if (p->total <= 0) return cudaSuccess;
+    KCU_BY_SIZE(es, (k_pad<E><<<kcu_blocks(p->total), KCU_THREADS, 0, s>>>(*p, (const E *)src, (E *)dst)));
+    return kcu_launched();
+}
+
+/* ---- gather ---- */
+
+template <typename E, typename I>
+__global__ void k_gather(const E *__restrict__ data, const I *__restrict__ idx, int64_t outer, int64_t count,
+                         int64_t D, int64_t inner, E *out, kcu_err *err, int node) {
+    int64_t total = outer * count * inner;
+    KCU_LOOP(i, total) {
+        int64_t in = i % inner, t = i / inner, k = t % count, o = t / count;
+        int64_t raw = (int64_t)idx[k], v = raw < 0 ? raw + D : raw;
+        if (v < 0 || v >= D) {
+            /* never read out of bounds; the host reports the fault after the run */
+            kcu_fault(err, KCU_FAULT_GATHER_INDEX, node, raw, k);
+            out[i] = E(0);
+            continue;
+        }
+        out[i] = data[(o * D + v) * inner + in];
+    }
+}
+
+/* Checks the indices even when there is nothing to copy, as the CPU kernel does. */
+template <typename I>
+__global__ void k_check_indices(const I *__restrict__ idx, int64_t count, int64_t D, kcu_err *err, int node) {
+    KCU_LOOP(k, count) {
+        int64_t raw = (int64_t)idx[k], v = raw < 0 ? raw + D : raw;
+        if (v < 0 || v >= D) kcu_fault(err, KCU_FAULT_GATHER_INDEX, node, raw, k);
+    }
+}
+
+extern "C" cudaError_t kcu_gather(cudaStream_t s, int es, const void *data, const void *idx, int idx64, int64_t outer,
+                                  int64_t count, int64_t D, int64_t inner, void *out, kcu_err *err, int node) {
+    if (count <= 0) return cudaSuccess;
+    int64_t total = outer * count * inner;
+    if (total <= 0) {
+        if (idx64)
+            k_check_indices<int64_t><<<kcu_blocks(count), KCU_THREADS, 0, s>>>((const int64_t *)idx, count, D, err, node);
+        else
+            k_check_indices<int32_t><<<kcu_blocks(count), KCU_THREADS, 0, s>>>((const int32_t *)idx, count, D, err, node);
+        return kcu_launched();
+    }
+    unsigned g = kcu_blocks(total);
+    if (idx64) {
+        KCU_BY_SIZE(es, (k_gather<E, int64_t><<<g, KCU_THREADS, 0, s>>>((const E *)data, (const int64_t *)idx, outer,
+                                                                       count, D, inner, (E *)out, err, node)));
+    } else {
+        KCU_BY_SIZE(es, (k_gather<E, int32_t><<<g, KCU_THREADS, 0, s>>>((const E *)data, (const int32_t *)idx, outer,
+                                                                       count, D, inner, (E *)out, err, node)));
+    }
+    return kcu_launched();
+}

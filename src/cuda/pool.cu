@@ -1,0 +1,188 @@
+/* kiln CUDA backend: pooling (windowed and global) and resize. Window bounds and average
+ * divisors are computed exactly as src/cpu/pool.c tabulates them; resize reads the
+ * per-axis index/weight tables the host built at prepare (src/cpu/resize.c's mapping). */
+#include "cuda/kcu_device.cuh"
+
+/* The t in [0, count) with 0 <= t*stride + off < limit, as [*lo, *hi). */
+__device__ inline void tap_range(int64_t off, int64_t stride, int64_t limit, int64_t count, int64_t *lo, int64_t *hi) {
+    int64_t a = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int64_t b = limit - off > 0 ? (limit - off + stride - 1) / stride : 0;
+    if (b > count) b = count;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+__global__ void k_pool(kcu_pool p, const float *__restrict__ x, float *y) {
+    int64_t total = p.planes * p.oh * p.ow;
+    KCU_LOOP(idx, total) {
+        int64_t ow = idx % p.ow, t = idx / p.ow, oh = t % p.oh, plane = t / p.oh;
+        int64_t r0 = oh * p.sh - p.pt, c0 = ow * p.sw - p.pl;
+        int64_t i0, i1, j0, j1;
+        tap_range(r0, p.dh, p.h, p.kh, &i0, &i1);
+        tap_range(c0, p.dw, p.w, p.kw, &j0, &j1);
+        const float *xs = x + plane * p.h * p.w;
+        float r;
+        if (p.max) {
+            r = -INFINITY;
+            for (int64_t i = i0; i < i1; i++) {
+                const float *xr = xs + (r0 + i * p.dh) * p.w + c0;
+                for (int64_t j = j0; j < j1; j++) {
+                    float v = xr[j * p.dw];
+                    if (v > r || v != v) r = v; /* NaN propagates, as in ONNX Runtime and PyTorch */
+                }
+            }
+        } else {
+            float acc = 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                const float *xr = xs + (r0 + i * p.dh) * p.w + c0;
+                for (int64_t j = j0; j < j1; j++) acc += xr[j * p.dw];
+            }
+            float hd, wd;
+            if (p.include_pad) {
+                /* taps inside the padded extent, not those ceil mode adds beyond it */
+                int64_t a, b;
+                tap_range(oh * p.sh, p.dh, p.h + p.pt + p.pb, p.kh, &a, &b);
+                hd = (float)(b - a);
+                tap_range(ow * p.sw, p.dw, p.w + p.pl + p.pr, p.kw, &a, &b);
+                wd = (float)(b - a);
+            } else {
+                hd = (float)(i1 - i0);
+                wd = (float)(j1 - j0);
+            }
+            float div = hd * wd;
+            r = div > 0 ? acc / div : 0.0f;
+        }
+        y[idx] = r;
+    }
+}
+
+extern "C" cudaError_t kcu_pool_run(cudaStream_t s, const kcu_pool *p, const float *x, float *y) {
+    int64_t total = p->planes * p->oh * p->ow;
+    if (total <= 0) return cudaSuccess;
+    k_pool<<<kcu_blocks(total), KCU_THREADS, 0, s>>>(*p, x, y);
+    return kcu_launched();
+}
+
+/* NaN-propagating max, as the CPU's sequential scan gives. */
+__device__ inline float nan_max(float a, float b) { return (a != a) ? a : (b != b) ? b : (b > a ? b : a); }
+
+/* One block per plane; averages accumulate in double like the CPU kernel. */
+__global__ void k_global_pool(int max, int64_t planes, int64_t hw, const float *__restrict__ x, float *y) {
+    __shared__ double sd[KCU_THREADS];
+    __shared__ float sf[KCU_THREADS];
+    for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
+        const float *xs = x + p * hw;
+        double acc = 0;
+        float m = -INFINITY;
+        for (int64_t i = threadIdx.x; i < hw; i += blockDim.x) {
+            float v = xs[i];
+            if (max) m = nan_max(m, v);
+            else acc += v;
+        }
+        sd[threadIdx.x] = acc;
+        sf[threadIdx.x] = m;
+        __syncthreads();
+        for (int w = blockDim.x / 2; w > 0; w /= 2) {
+            if ((int)threadIdx.x < w) {
+                sd[threadIdx.x] += sd[threadIdx.x + w];
+                sf[threadIdx.x] = nan_max(sf[threadIdx.x], sf[threadIdx.x + w]);
+            }
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) y[p] = max ? sf[0] : (float)(sd[0] / (double)hw);
+        __syncthreads();
+    }
+}
+
+/* Small planes: one thread per plane keeps every thread busy. */
+__global__ void k_global_pool_small(int max, int64_t planes, int64_t hw, const float *__restrict__ x, float *y) {
+    KCU_LOOP(p, planes) {
+        const float *xs = x + p * hw;
+        double acc = 0;
+        float m = -INFINITY;
+        for (int64_t i = 0; i < hw; i++) {
+            float v = xs[i];
+            if (max) m = nan_max(m, v);
+            else acc += v;
+        }
+        y[p] = max ? m : (float)(acc / (double)hw);
+    }
+}
+
+extern "C" cudaError_t kcu_global_pool(cudaStream_t s, int max, int64_t planes, int64_t hw, const float *x, float *y) {
+    if (planes <= 0 || hw <= 0) return cudaSuccess;
+    if (hw <= 64) {
+        k_global_pool_small<<<kcu_blocks(planes), KCU_THREADS, 0, s>>>(max, planes, hw, x, y);
+    } else {
+        unsigned g = (unsigned)(planes < KCU_MAX_BLOCKS ? planes : KCU_MAX_BLOCKS);
+        k_global_pool<<<g, KCU_THREADS, 0, s>>>(max, planes, hw, x, y);
+    }
+    return kcu_launched();
+}
+
+/* ---- resize ---- */
+
+template <typename E>
+__global__ void k_resize_nearest(kcu_resize p, const E *__restrict__ x, E *y) {
+    KCU_LOOP(i, p.total) {
+        int64_t r = i, off = 0;
+        for (int k = p.rank - 1; k >= 0; k--) {
+            int64_t c = r % p.out[k];
+            r /= p.out[k];
+            off += p.idx[p.off[k] + c];
+        }
+        y[i] = x[off];
+    }
+}
+
+/* n-linear: the weighted sum over the 2^m corners of the m interpolating axes. */
+__global__ void k_resize_linear(kcu_resize p, const float *__restrict__ x, float *y) {
+    KCU_LOOP(i, p.total) {
+        int64_t r = i, base = 0;
+        int m = 0;
+        int64_t lo[KCU_RS_RANK], hi[KCU_RS_RANK];
+        float w[KCU_RS_RANK];
+        for (int k = p.rank - 1; k >= 0; k--) {
+            int64_t c = r % p.out[k];
+            r /= p.out[k];
+            int64_t a = p.idx[p.off[k] + c];
+            if (!p.interp[k]) {
+                base += a;
+                continue;
+            }
+            lo[m] = a;
+            hi[m] = p.idx[p.off[k] + p.out[k] + c];
+            w[m] = p.wt[p.woff[k] + c];
+            m++;
+        }
+        float acc = 0.0f;
+        for (int q = 0; q < (1 << m); q++) {
+            float cw = 1.0f;
+            int64_t off = base;
+            for (int k = 0; k < m; k++) {
+                if (q & (1 << k)) {
+                    cw *= w[k];
+                    off += hi[k];
+                } else {
+                    cw *= 1.0f - w[k];
+                    off += lo[k];
+                }
+            }
+            acc += cw * x[off];
+        }
+        y[i] = acc;
+    }
+}
+
+extern "C" cudaError_t kcu_resize_run(cudaStream_t s, const kcu_resize *p, int es, const void *x, void *y) {
+    if (p->total <= 0) return cudaSuccess;
+    unsigned g = kcu_blocks(p->total);
+    if (p->linear) {
+        if (es != 4) return cudaErrorInvalidValue;
+        k_resize_linear<<<g, KCU_THREADS, 0, s>>>(*p, (const float *)x, (float *)y);
+    } else {
+        KCU_BY_SIZE(es, (k_resize_nearest<E><<<g, KCU_THREADS, 0, s>>>(*p, (const E *)x, (E *)y)));
+    }
+    return kcu_launched();
+}
