@@ -55,9 +55,12 @@ typedef enum kiln_layer_type {
     KILN_LAYER_DEPTH_TO_SPACE,
     KILN_LAYER_SPACE_TO_DEPTH,
     KILN_LAYER_INSTANCE_NORM,
-    KILN_LAYER_LRN
+    KILN_LAYER_LRN,
+    /* Inserted by the builder only: converts between the storage precisions and memory
+     * layouts that device kernels chose (float32 <-> float16, NCHW <-> NHWC). */
+    KILN_LAYER_REFORMAT
 } kiln_layer_type;
-#define KILN_LAYER_TYPE_COUNT 31
+#define KILN_LAYER_TYPE_COUNT 32
 
 /* Name of a layer type ("Convolution"). Static storage. */
 KILN_API const char *kiln_layer_type_name(kiln_layer_type type);

@@ -95,7 +95,7 @@ typedef struct pw_job {
     }                                                                                                      \
     break;
 
-static void act_range(const kg_act_params *p, const float *in, float *out, int64_t n) {
+void kcpu_act_range(const kg_act_params *p, const float *in, float *out, int64_t n) {
     const float alpha = p->alpha, beta = p->beta;
     switch (p->type) {
     case KILN_ACT_RELU: ACT_LOOP(x < 0 ? 0.0f : x)
@@ -151,7 +151,7 @@ static void act_range(const kg_act_params *p, const float *in, float *out, int64
 
 static void act_chunk(void *arg, int64_t b, int64_t e) {
     const pw_job *j = arg;
-    act_range(&j->l->p.act, (const float *)j->in + b, (float *)j->out + b, e - b);
+    kcpu_act_range(&j->l->p.act, (const float *)j->in + b, (float *)j->out + b, e - b);
 }
 
 static kiln_status act_prepare(const kiln_layer *l, const kiln_env *env, void **state, size_t *scratch) {
@@ -377,3 +377,27 @@ static kiln_status sm_run(const kiln_layer *l, const void *state, const void *co
 }
 
 const kcpu_kernel kcpu_softmax = {sm_prepare, sm_run, NULL};
+
+/* ---- fused epilogue (residual add, activation) ---- */
+
+typedef struct epi_job {
+    const kiln_layer *l;
+    float *y;
+    const float *r;
+} epi_job;
+
+static void epi_chunk(void *arg, int64_t b, int64_t e) {
+    const epi_job *j = arg;
+    float *y = j->y + b;
+    if (j->r) {
+        const float *r = j->r + b;
+        for (int64_t i = 0; i < e - b; i++) y[i] += r[i];
+    }
+    if (j->l->has_post_act) kcpu_act_range(&j->l->post_act, y, y, e - b);
+}
+
+void kcpu_epilogue(const kiln_layer *l, float *y, const float *residual, kcpu_exec *x) {
+    if (!residual && !l->has_post_act) return;
+    epi_job j = {l, y, residual};
+    kcpu_parallel_for(x, kiln_dims_volume(&l->outputs[0]->dims), 1 << 14, epi_chunk, &j);
+}

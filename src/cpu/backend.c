@@ -35,6 +35,7 @@ static const kcpu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_SPACE_TO_DEPTH] = &kcpu_space_to_depth,
     [KILN_LAYER_INSTANCE_NORM] = &kcpu_instance_norm,
     [KILN_LAYER_LRN] = &kcpu_lrn,
+    [KILN_LAYER_REFORMAT] = &kcpu_reformat,
 };
 
 const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type) {
@@ -42,9 +43,13 @@ const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type) {
 }
 
 bool kcpu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act) {
-    (void)producer;
-    (void)act;
-    return false; /* until the convolution and gemm kernels apply post_act */
+    (void)act; /* kcpu_epilogue applies every activation */
+    return producer == KILN_LAYER_CONVOLUTION || producer == KILN_LAYER_GEMM || producer == KILN_LAYER_ELEMENTWISE;
+}
+
+static bool cpu_can_fuse_residual(const kiln_layer *conv) {
+    (void)conv;
+    return true;
 }
 
 static kiln_status cpu_prepare(const kiln_engine *e, ke_node *node) {
@@ -52,6 +57,14 @@ static kiln_status cpu_prepare(const kiln_engine *e, ke_node *node) {
     const kcpu_kernel *k = kcpu_kernel_for(l->type);
     if (!k || !k->run) return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU backend has no kernel for this layer type");
     node->kernel = k;
+    /* CPU kernels read tensors as their logical dtype, row-major: only a reformat may see
+     * another storage or layout (a plan made for a device, loaded here) */
+    for (int i = 0; l->type != KILN_LAYER_REFORMAT && i < l->nb_inputs + l->nb_outputs; i++) {
+        const kiln_tensor *t = i < l->nb_inputs ? l->inputs[i] : l->outputs[i - l->nb_inputs];
+        if (t && (kg_storage(t) != t->dtype || t->format != KG_FORMAT_LINEAR))
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "tensor '%s' is stored as %s%s, which CPU kernels do not read",
+                                  t->name, kiln_dtype_name(kg_storage(t)), t->format == KG_FORMAT_NHWC ? " NHWC" : "");
+    }
     if (node->skip || !k->prepare) return KILN_OK;
     return k->prepare(l, &e->env, &node->state, &node->scratch_bytes);
 }
@@ -138,4 +151,8 @@ const kb_backend kb_cpu_backend = {
     NULL, NULL, NULL, NULL, /* host memory: no staging */
     NULL,                   /* kernels depend on the layer alone */
     cpu_kernel_name,
+    cpu_can_fuse_residual,
+    NULL, /* float32, row-major everywhere */
+    NULL, /* refit: prepare again (repacks the weights) */
+    NULL, NULL,
 };

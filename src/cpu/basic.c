@@ -156,3 +156,60 @@ static kiln_status run_cast(const kiln_layer *l, const void *state, const void *
 }
 
 const kcpu_kernel kcpu_cast = {NULL, run_cast, NULL};
+
+/* ---- reformat: float32 <-> float16 storage, NCHW <-> NHWC layout ---- */
+
+typedef struct reformat_job {
+    const kiln_tensor *x, *y;
+    const void *src;
+    void *dst;
+    int64_t n, c, hw; /* 4-D: planes; otherwise n = volume, c = hw = 1 */
+} reformat_job;
+
+static float load_elem(kiln_dtype t, const void *p, int64_t i) {
+    return t == KILN_FLOAT16 ? kiln_half_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+static void store_elem(kiln_dtype t, void *p, int64_t i, float v) {
+    if (t == KILN_FLOAT16) ((uint16_t *)p)[i] = kiln_float_to_half(v);
+    else ((float *)p)[i] = v;
+}
+
+/* One image (index range over n) at a time: logical (n, c, s) -> physical offsets. */
+static void reformat_range(void *arg, int64_t begin, int64_t end) {
+    reformat_job *j = arg;
+    kiln_dtype ts = kg_storage(j->x), td = kg_storage(j->y);
+    bool sn = j->x->format == KG_FORMAT_NHWC, dn = j->y->format == KG_FORMAT_NHWC;
+    for (int64_t b = begin; b < end; b++)
+        for (int64_t ch = 0; ch < j->c; ch++)
+            for (int64_t s = 0; s < j->hw; s++) {
+                int64_t lin = (b * j->c + ch) * j->hw + s, nhwc = (b * j->hw + s) * j->c + ch;
+                store_elem(td, j->dst, dn ? nhwc : lin, load_elem(ts, j->src, sn ? nhwc : lin));
+            }
+}
+
+static kiln_status prepare_reformat(const kiln_layer *l, const kiln_env *env, void **state, size_t *scratch) {
+    (void)env, (void)state, (void)scratch;
+    const kiln_tensor *x = l->inputs[0], *y = l->outputs[0];
+    kiln_dtype ts = kg_storage(x), td = kg_storage(y);
+    if ((ts != KILN_FLOAT32 && ts != KILN_FLOAT16) || (td != KILN_FLOAT32 && td != KILN_FLOAT16))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "reformat between %s and %s storage", kiln_dtype_name(ts),
+                              kiln_dtype_name(td));
+    return KILN_OK;
+}
+
+static kiln_status run_reformat(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                                kcpu_exec *x) {
+    (void)state;
+    const kiln_tensor *t = l->inputs[0];
+    reformat_job j = {t, l->outputs[0], in[0], out[0], kiln_dims_volume(&t->dims), 1, 1};
+    if (t->dims.nb_dims == 4) {
+        j.n = t->dims.d[0];
+        j.c = t->dims.d[1];
+        j.hw = t->dims.d[2] * t->dims.d[3];
+    }
+    kcpu_parallel_for(x, j.n, 1, reformat_range, &j);
+    return KILN_OK;
+}
+
+const kcpu_kernel kcpu_reformat = {prepare_reformat, run_reformat, NULL};

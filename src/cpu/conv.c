@@ -445,6 +445,7 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     } else {
         conv_gemm(s, in[0], out[0], x);
     }
+    kcpu_epilogue(l, out[0], l->nb_inputs > 1 ? in[1] : NULL, x);
     return KILN_OK;
 }
 

@@ -72,6 +72,13 @@ KCPU_KERNEL(shuffle);
 KCPU_KERNEL(constant);
 KCPU_KERNEL(identity);
 KCPU_KERNEL(cast);
+KCPU_KERNEL(reformat);
+
+/* Applies an activation to n floats (out may be in). */
+void kcpu_act_range(const kg_act_params *p, const float *in, float *out, int64_t n);
+/* The epilogue of a layer with a fused residual and/or activation (kiln_layer
+ * has_post_act, a convolution's inputs[1]): y = act(y + residual), in parallel. */
+void kcpu_epilogue(const kiln_layer *l, float *y, const float *residual, kcpu_exec *x);
 
 /* Whether this backend's kernel for `producer` applies a fused activation `act`
  * (kiln_layer.has_post_act). */

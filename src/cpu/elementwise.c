@@ -326,6 +326,7 @@ static kiln_status bc_layer_run(const kiln_layer *l, const void *state, const vo
     if (bc_execute(x, &s->plan, s->row, out[0], s->oes, in, s->es, l->nb_inputs))
         return kg_layer_error(l, KILN_ERR_RUNTIME, "integer division by zero (%s)",
                               l->p.elt == KILN_ELT_POW ? "zero to a negative power" : "zero divisor");
+    if (l->outputs[0]->dtype == KILN_FLOAT32) kcpu_epilogue(l, out[0], NULL, x);
     return KILN_OK;
 }
 

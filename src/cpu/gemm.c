@@ -207,6 +207,7 @@ static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *
         beta = 1.0f;
     }
     product(s->ta, s->tb, s->m, s->n, s->k, s->alpha, in[0], s->lda, in[1], s->ldb, beta, y, s->n);
+    kcpu_epilogue(l, y, NULL, x);
     return KILN_OK;
 }
 

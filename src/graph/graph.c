@@ -60,6 +60,8 @@ kiln_tensor *kg_tensor_new(kiln_graph *g, const char *name, kiln_dtype dtype, ki
     t->id = g->nb_tensors;
     t->dtype = dtype;
     t->dims = dims;
+    t->storage = KG_STORAGE_SAME;
+    t->format = KG_FORMAT_LINEAR;
     g->tensors[g->nb_tensors++] = t;
     return t;
 }
@@ -137,6 +139,14 @@ kiln_status kg_layer_error(const kiln_layer *l, kiln_status status, const char *
 }
 
 kiln_status kg_infer_layer(kiln_layer *l) {
+    const kg_op_info *op = &kg_ops[l->type];
+    if (l->nb_inputs < op->min_in || (op->max_in >= 0 && l->nb_inputs > op->max_in) ||
+        (op->nb_out >= 0 ? l->nb_outputs != op->nb_out : l->nb_outputs < 1))
+        return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "%d inputs and %d outputs do not fit this layer type",
+                              l->nb_inputs, l->nb_outputs);
+    for (int i = 0; i < l->nb_inputs; i++)
+        if (!l->inputs[i] && !(i < 32 && (op->optional >> i) & 1u))
+            return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "input %d is missing", i);
     for (int i = 0; i < l->nb_inputs; i++) {
         const kiln_tensor *t = l->inputs[i];
         if (t && !kiln_dims_known(&t->dims))
@@ -159,6 +169,8 @@ kiln_status kg_graph_clone(const kiln_graph *src, const kiln_env *env, kiln_grap
         if (!t) goto oom;
         t->is_input = s->is_input;
         t->is_output = s->is_output;
+        t->storage = s->storage;
+        t->format = s->format;
     }
     for (int i = 0; i < src->nb_layers; i++) {
         const kiln_layer *s = src->layers[i];

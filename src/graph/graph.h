@@ -50,6 +50,8 @@ typedef struct kg_d2s_params { int64_t block; int crd; } kg_d2s_params;
 typedef struct kg_norm_params { float epsilon; } kg_norm_params; /* instance norm; w: scale, bias */
 typedef struct kg_lrn_params { int64_t size; float alpha, beta, bias; } kg_lrn_params;
 typedef struct kg_cast_params { kiln_dtype to; } kg_cast_params;
+/* reformat: the output's storage type and format (the input's are on its tensor) */
+typedef struct kg_reformat_params { int storage; int format; } kg_reformat_params;
 
 typedef union kg_params {
     kiln_conv_desc conv;   /* convolution, deconvolution; w: kernel, bias */
@@ -74,6 +76,7 @@ typedef union kg_params {
     kg_norm_params norm;
     kg_lrn_params lrn;
     kg_cast_params cast;
+    kg_reformat_params reformat;
     kiln_resize_desc resize;
     kiln_dims constant;    /* constant: output dims; w[0]: values */
 } kg_params;
@@ -91,7 +94,26 @@ struct kiln_tensor {
     kiln_layer *producer; /* NULL for network inputs */
     int producer_index;   /* which output of the producer */
     bool is_input, is_output;
+    /* Physical representation, chosen by the builder's format pass for device kernels:
+     * the element type in memory (KG_STORAGE_SAME: as dtype) and the layout of a 4-D
+     * tensor (KG_FORMAT_LINEAR: row-major in logical order; KG_FORMAT_NHWC: channels
+     * last). dtype and dims stay logical, so inference is unaffected. */
+    int storage;
+    int format;
 };
+
+#define KG_STORAGE_SAME (-1)
+enum { KG_FORMAT_LINEAR = 0, KG_FORMAT_NHWC = 1 };
+
+/* The element type a tensor has in memory. */
+static inline kiln_dtype kg_storage(const kiln_tensor *t) {
+    return t->storage == KG_STORAGE_SAME ? t->dtype : (kiln_dtype)t->storage;
+}
+/* Bytes a tensor takes in memory. */
+static inline size_t kg_tensor_bytes(const kiln_tensor *t) {
+    int64_t v = kiln_dims_volume(&t->dims);
+    return v < 0 ? 0 : (size_t)v * kiln_dtype_size(kg_storage(t));
+}
 
 struct kiln_layer {
     kiln_graph *graph;
@@ -111,6 +133,8 @@ struct kiln_layer {
     bool has_post_act;
     kg_act_params post_act;
     bool removed; /* folded away: produces nothing, runs nothing */
+    /* convolution: inputs[1] (when nb_inputs == 2) is a residual added after the bias and
+     * before post_act; set by the residual-fusion pass */
     bool weights_rewritten; /* a pass changed w[] (folding): not refittable */
 };
 

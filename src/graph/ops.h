@@ -23,6 +23,10 @@ typedef struct kg_op_info {
     const char *name;
     kg_infer_fn infer;
     unsigned flags;
+    /* arity: inputs in [min_in, max_in] (max_in -1: any number), outputs nb_out (-1: one
+     * or more); optional: bit i set when input i may be absent (NULL) */
+    int min_in, max_in, nb_out;
+    unsigned optional;
 } kg_op_info;
 
 extern const kg_op_info kg_ops[KILN_LAYER_TYPE_COUNT];
@@ -67,5 +71,6 @@ KG_INFER(shuffle);
 KG_INFER(constant);
 KG_INFER(identity);
 KG_INFER(cast);
+KG_INFER(reformat);
 
 #endif

@@ -129,3 +129,16 @@ KG_INFER(cast) {
     l->outputs[0]->dtype = to;
     return KILN_OK;
 }
+
+/* Logically the identity: only the physical storage and layout change. */
+KG_INFER(reformat) {
+    const kiln_tensor *x = l->inputs[0];
+    const kg_reformat_params *r = &l->p.reformat;
+    if (r->storage != KG_STORAGE_SAME && r->storage != KILN_FLOAT32 && r->storage != KILN_FLOAT16)
+        return kg_layer_error(l, KILN_ERR_DTYPE, "reformat to storage %d is not supported", r->storage);
+    if (r->format != KG_FORMAT_LINEAR && !(r->format == KG_FORMAT_NHWC && x->dims.nb_dims == 4))
+        return kg_layer_error(l, KILN_ERR_SHAPE, "reformat to format %d needs a 4-D tensor", r->format);
+    l->outputs[0]->dims = x->dims;
+    l->outputs[0]->dtype = x->dtype;
+    return KILN_OK;
+}

@@ -153,7 +153,14 @@ static kiln_status infer_conv_common(kiln_layer *l, bool transposed) {
     return KILN_OK;
 }
 
-KG_INFER(convolution) { return infer_conv_common(l, false); }
+KG_INFER(convolution) {
+    kiln_status st = infer_conv_common(l, false);
+    /* a fused residual (src/opt/passes.c) is added to the output: same shape and dtype */
+    const kiln_tensor *r = l->nb_inputs > 1 ? l->inputs[1] : NULL, *y = l->outputs[0];
+    if (st == KILN_OK && r && (!kiln_dims_equal(&r->dims, &y->dims) || r->dtype != y->dtype))
+        return kg_layer_error(l, KILN_ERR_SHAPE, "residual '%s' does not match the output's shape and dtype", r->name);
+    return st;
+}
 KG_INFER(deconvolution) { return infer_conv_common(l, true); }
 
 KG_INFER(pooling) {

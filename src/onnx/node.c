@@ -176,13 +176,13 @@ kiln_status ox_not_const(ox_node *n, int i, const char *what) {
     for (int k = 0; v->t && k < kiln_network_num_inputs(n->p->net); k++)
         graph_input |= kiln_network_input(n->p->net, k) == v->t;
     if (graph_input)
-        return ox_node_error(n, KILN_ERR_UNSUPPORTED,
-                             "input '%s' must be a constant, but value '%s' is a model input "
-                             "(freeze it with kiln_onnx_desc.frozen_names, or make it an initializer)",
-                             what, v->name);
+        return ox_node_error_value(n, v->dep ? v->dep : v->name, KILN_ERR_UNSUPPORTED,
+                                   "input '%s' must be a constant, but value '%s' is a model input "
+                                   "(freeze it with kiln_onnx_desc.frozen_names, or make it an initializer)",
+                                   what, v->name);
     if (v->dep)
-        return ox_node_error(
-            n, KILN_ERR_UNSUPPORTED,
+        return ox_node_error_value(
+            n, v->dep, KILN_ERR_UNSUPPORTED,
             "input '%s' must be a constant, but value '%s' is computed at run time from model input '%s'", what,
             v->name, v->dep);
     return ox_node_error(n, KILN_ERR_UNSUPPORTED,

@@ -86,7 +86,19 @@ struct kiln_onnx_parser {
 
     char **errors;
     kiln_status *error_status;
+    char **error_values; /* kiln_onnx_error_value: a model input to freeze, or NULL */
     int nb_errors, cap_errors;
+
+    /* kiln tensors by name, for the importer's own lookups: the network's are linear
+     * scans, which made naming every tensor quadratic in the model's size. Open
+     * addressing over (hash of the name when inserted, tensor); an entry whose tensor
+     * has since been renamed is stale and skipped. Layers the network gained since the
+     * last lookup are added lazily (tnames_layers counts those already in). */
+    kiln_tensor **tnames;
+    uint32_t *tnames_hash;
+    int tnames_cap, tnames_count, tnames_layers;
+    bool tnames_started; /* the network's inputs from before the parser are in */
+    bool tnames_broken;  /* out of memory once: the network's lookups instead */
 
     int opset; /* default-domain opset */
     int64_t ir_version;
@@ -142,6 +154,10 @@ void ox_parser_set_const_limit(kiln_onnx_parser *p, int64_t bytes);
 kiln_status ox_error(ox_parser *p, kiln_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Records a problem with the node: "file: node 'n' (Op, domain 'ai.onnx', opset v): ...". */
 kiln_status ox_node_error(ox_node *n, kiln_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Same, for a value that must be a constant: `model_input` (nullable) is the model input
+ * it is (or is computed from), reported by kiln_onnx_error_value. */
+kiln_status ox_node_error_value(ox_node *n, const char *model_input, kiln_status status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* A layer call failed: records the node error with kiln_last_error() as the reason. */
 kiln_status ox_layer_failed(ox_node *n, const char *what);
 
@@ -157,6 +173,10 @@ ox_value *ox_find_value(ox_parser *p, const char *name);
 ox_value *ox_new_value(ox_parser *p, const char *name);
 const ox_use *ox_find_use(const ox_parser *p, const char *name);
 
+/* The network's tensor of that name, or NULL (the parser's index, not a network scan). */
+kiln_tensor *ox_find_tensor(ox_parser *p, const char *name);
+/* Adds a tensor the parser created outside a layer (a network input) to the index. */
+void ox_index_tensor(ox_parser *p, kiln_tensor *t);
 /* Unique name for an internal tensor and the rename. */
 kiln_status ox_name_internal(ox_parser *p, kiln_tensor *t);
 /* Gives t the name, moving an internal tensor that holds it out of the way. */
@@ -183,8 +203,9 @@ kiln_tensor *ox_in_tensor(ox_node *n, int i);
 /* Input i must be a constant: its values as int64 (at most max). Records an error
  * naming the input otherwise. */
 kiln_status ox_in_ints(ox_node *n, int i, const char *what, int64_t *out, int max, int *nb);
-/* Records "input 'what' must be a constant, but value 'name' is computed at run time"
- * (the conformance runner reads the value name to freeze such graph inputs). */
+/* Records "input 'what' must be a constant, but value 'name' is computed at run time",
+ * with the model input behind it as the error's value (kiln_onnx_error_value), which the
+ * backend-test runner freezes. */
 kiln_status ox_not_const(ox_node *n, int i, const char *what);
 /* Same for a scalar (or one-element) float constant. */
 kiln_status ox_in_scalar_f(ox_node *n, int i, const char *what, double *out);

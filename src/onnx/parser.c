@@ -13,48 +13,84 @@ static void set_last_error(kiln_status st, const char *msg) { kiln_set_last_erro
 
 /* ---- errors ---- */
 
-static kiln_status push_error(ox_parser *p, kiln_status st, const char *msg) {
+static bool grow_errors(ox_parser *p) {
+    int ncap = p->cap_errors ? 2 * p->cap_errors : 8;
+    /* each array keeps its old block when realloc fails; cap_errors moves last */
+    char **e = realloc(p->errors, (size_t)ncap * sizeof *e);
+    if (!e) return false;
+    p->errors = e;
+    kiln_status *st = realloc(p->error_status, (size_t)ncap * sizeof *st);
+    if (!st) return false;
+    p->error_status = st;
+    char **v = realloc(p->error_values, (size_t)ncap * sizeof *v);
+    if (!v) return false;
+    p->error_values = v;
+    p->cap_errors = ncap;
+    return true;
+}
+
+static kiln_status push_error(ox_parser *p, kiln_status st, const char *msg, const char *value) {
     char *copy = strdup(msg);
-    if (copy && p->nb_errors == p->cap_errors) {
-        int ncap = p->cap_errors ? 2 * p->cap_errors : 8;
-        char **n = realloc(p->errors, (size_t)ncap * sizeof *n);
-        if (n) p->errors = n;
-        kiln_status *ns = n ? realloc(p->error_status, (size_t)ncap * sizeof *ns) : NULL;
-        if (ns) p->error_status = ns;
-        if (!n || !ns) {
-            free(copy);
-            copy = NULL;
-        } else {
-            p->cap_errors = ncap;
-        }
+    if (copy && p->nb_errors == p->cap_errors && !grow_errors(p)) {
+        free(copy);
+        copy = NULL;
     }
     if (copy) {
         p->error_status[p->nb_errors] = st;
+        p->error_values[p->nb_errors] = value ? strdup(value) : NULL; /* NULL on OOM: only the hint is lost */
         p->errors[p->nb_errors++] = copy;
     }
     set_last_error(st, msg);
     return st;
 }
 
-kiln_status ox_error(ox_parser *p, kiln_status st, const char *fmt, ...) {
+static kiln_status verror(ox_parser *p, const char *value, kiln_status st, const char *fmt, va_list ap) {
     char body[900], line[1024];
+    vsnprintf(body, sizeof body, fmt, ap);
+    snprintf(line, sizeof line, "%s: %s", p->label ? p->label : "onnx", body);
+    return push_error(p, st, line, value);
+}
+
+kiln_status ox_error(ox_parser *p, kiln_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    kiln_status r = verror(p, NULL, st, fmt, ap);
     va_end(ap);
-    snprintf(line, sizeof line, "%s: %s", p->label ? p->label : "onnx", body);
-    return push_error(p, st, line);
+    return r;
+}
+
+static kiln_status ox_error_value(ox_parser *p, const char *value, kiln_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static kiln_status ox_error_value(ox_parser *p, const char *value, kiln_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    kiln_status r = verror(p, value, st, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static kiln_status node_verror(ox_node *n, const char *value, kiln_status st, const char *fmt, va_list ap) {
+    char body[700];
+    vsnprintf(body, sizeof body, fmt, ap);
+    const char *dom = n->n->domain && *n->n->domain ? n->n->domain : "ai.onnx";
+    return ox_error_value(n->p, value, st, "node '%s' (%s, domain '%s', opset %d): %s", n->name,
+                          n->n->op_type ? n->n->op_type : "?", dom, n->opset, body);
 }
 
 kiln_status ox_node_error(ox_node *n, kiln_status st, const char *fmt, ...) {
-    char body[700];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    kiln_status r = node_verror(n, NULL, st, fmt, ap);
     va_end(ap);
-    const char *dom = n->n->domain && *n->n->domain ? n->n->domain : "ai.onnx";
-    return ox_error(n->p, st, "node '%s' (%s, domain '%s', opset %d): %s", n->name, n->n->op_type ? n->n->op_type : "?",
-                    dom, n->opset, body);
+    return r;
+}
+
+kiln_status ox_node_error_value(ox_node *n, const char *model_input, kiln_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    kiln_status r = node_verror(n, model_input, st, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 kiln_status ox_layer_failed(ox_node *n, const char *what) {
@@ -225,23 +261,107 @@ static bool build_uses(ox_parser *p, const Onnx__GraphProto *g) {
     return true;
 }
 
-/* ---- tensor naming ---- */
+/* ---- tensor names ---- */
+
+/* Inserts t under its current name. Stale entries (renamed tensors) are dropped when the
+ * table grows. False when out of memory. */
+static bool tnames_put(ox_parser *p, kiln_tensor *t) {
+    if (2 * (p->tnames_count + 1) > p->tnames_cap) {
+        int ncap = p->tnames_cap ? 2 * p->tnames_cap : 256;
+        kiln_tensor **nt = calloc((size_t)ncap, sizeof *nt);
+        uint32_t *nh = calloc((size_t)ncap, sizeof *nh);
+        if (!nt || !nh) {
+            free(nt);
+            free(nh);
+            return false;
+        }
+        int live = 0;
+        for (int i = 0; i < p->tnames_cap; i++) {
+            kiln_tensor *o = p->tnames[i];
+            if (!o) continue;
+            uint32_t h = hash_str(kiln_tensor_name(o));
+            if (h != p->tnames_hash[i]) continue; /* renamed since: its new name has its own entry */
+            uint32_t k = h & (uint32_t)(ncap - 1);
+            while (nt[k]) k = (k + 1) & (uint32_t)(ncap - 1);
+            nt[k] = o;
+            nh[k] = h;
+            live++;
+        }
+        free(p->tnames);
+        free(p->tnames_hash);
+        p->tnames = nt;
+        p->tnames_hash = nh;
+        p->tnames_cap = ncap;
+        p->tnames_count = live;
+    }
+    uint32_t h = hash_str(kiln_tensor_name(t)), mask = (uint32_t)p->tnames_cap - 1, k = h & mask;
+    while (p->tnames[k]) k = (k + 1) & mask;
+    p->tnames[k] = t;
+    p->tnames_hash[k] = h;
+    p->tnames_count++;
+    return true;
+}
+
+/* Brings the index up to date with the network: the inputs it had before the parser came
+ * (first call) and the outputs of layers added since. False when out of memory: the
+ * index is then given up for the network's own (slow, but right) lookups. */
+static bool tnames_sync(ox_parser *p) {
+    if (p->tnames_broken) return false;
+    if (!p->tnames_started) {
+        p->tnames_started = true;
+        for (int i = 0; i < kiln_network_num_inputs(p->net); i++)
+            if (!tnames_put(p, kiln_network_input(p->net, i))) goto broken;
+    }
+    for (int nl = kiln_network_num_layers(p->net); p->tnames_layers < nl; p->tnames_layers++) {
+        kiln_layer *l = kiln_network_layer(p->net, p->tnames_layers);
+        for (int j = 0; j < kiln_layer_num_outputs(l); j++)
+            if (!tnames_put(p, kiln_layer_output(l, j))) goto broken;
+    }
+    return true;
+broken:
+    p->tnames_broken = true;
+    return false;
+}
+
+kiln_tensor *ox_find_tensor(ox_parser *p, const char *name) {
+    if (!tnames_sync(p)) return kiln_network_find_tensor(p->net, name);
+    if (!p->tnames_cap) return NULL;
+    uint32_t h = hash_str(name), mask = (uint32_t)p->tnames_cap - 1;
+    for (uint32_t k = h & mask; p->tnames[k]; k = (k + 1) & mask)
+        if (p->tnames_hash[k] == h && strcmp(kiln_tensor_name(p->tnames[k]), name) == 0) return p->tnames[k];
+    return NULL;
+}
+
+void ox_index_tensor(ox_parser *p, kiln_tensor *t) {
+    /* a first sync indexes every network input, this one included */
+    bool started = p->tnames_started;
+    if (tnames_sync(p) && started && !tnames_put(p, t)) p->tnames_broken = true;
+}
+
+/* After t got a new name. */
+static void tnames_renamed(ox_parser *p, kiln_tensor *t) {
+    if (!p->tnames_broken && !tnames_put(p, t)) p->tnames_broken = true;
+}
 
 kiln_status ox_name_internal(ox_parser *p, kiln_tensor *t) {
     char buf[48];
     do snprintf(buf, sizeof buf, "onnx_tmp_%d", p->tmp_counter++);
-    while (kiln_network_find_tensor(p->net, buf));
-    return kiln_tensor_set_name(t, buf);
+    while (ox_find_tensor(p, buf));
+    kiln_status st = kiln_tensor_set_name(t, buf);
+    if (st == KILN_OK) tnames_renamed(p, t);
+    return st;
 }
 
 kiln_status ox_bind_name(ox_parser *p, kiln_tensor *t, const char *name) {
-    kiln_tensor *other = kiln_network_find_tensor(p->net, name);
+    kiln_tensor *other = ox_find_tensor(p, name);
     if (other == t) return KILN_OK;
     if (other) {
         kiln_status st = ox_name_internal(p, other);
         if (st != KILN_OK) return st;
     }
-    return kiln_tensor_set_name(t, name);
+    kiln_status st = kiln_tensor_set_name(t, name);
+    if (st == KILN_OK) tnames_renamed(p, t);
+    return st;
 }
 
 /* ---- create / destroy ---- */
@@ -342,9 +462,15 @@ void kiln_onnx_parser_destroy(kiln_onnx_parser *p) {
     free(p->vhash);
     free(p->uses);
     free(p->uhash);
-    for (int i = 0; i < p->nb_errors; i++) free(p->errors[i]);
+    for (int i = 0; i < p->nb_errors; i++) {
+        free(p->errors[i]);
+        free(p->error_values[i]);
+    }
     free(p->errors);
     free(p->error_status);
+    free(p->error_values);
+    free(p->tnames);
+    free(p->tnames_hash);
     free(p->skip);
     free(p);
 }
@@ -357,6 +483,10 @@ const char *kiln_onnx_error(const kiln_onnx_parser *p, int i) {
 
 kiln_status kiln_onnx_error_status(const kiln_onnx_parser *p, int i) {
     return p && i >= 0 && i < p->nb_errors ? p->error_status[i] : KILN_OK;
+}
+
+const char *kiln_onnx_error_value(const kiln_onnx_parser *p, int i) {
+    return p && i >= 0 && i < p->nb_errors ? p->error_values[i] : NULL;
 }
 
 void ox_parser_set_const_limit(kiln_onnx_parser *p, int64_t bytes) {
@@ -502,6 +632,7 @@ static kiln_status add_inputs(ox_parser *p, const Onnx__GraphProto *g) {
         }
         kiln_tensor *t = kiln_network_add_input(p->net, name, dt, dims);
         if (!t) FAIL(KILN_ERR_INVALID_ARGUMENT, "graph input '%s': %s", name, kiln_last_error());
+        ox_index_tensor(p, t);
         v->t = t;
         v->dep = v->name;
     }
@@ -790,7 +921,7 @@ static kiln_status parse_model(ox_parser *p, const Onnx__ModelProto *m) {
 
 static kiln_status parse_bytes(ox_parser *p, const void *data, size_t size) {
     if (p->parsed)
-        return push_error(p, KILN_ERR_INVALID_STATE, "kiln_onnx: a parser reads one model; create another one");
+        return push_error(p, KILN_ERR_INVALID_STATE, "kiln_onnx: a parser reads one model; create another one", NULL);
     p->parsed = true;
     kiln_status st;
     static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -856,7 +987,7 @@ kiln_status kiln_onnx_parse_file(kiln_onnx_parser *p, const char *path) {
     kiln_status st = ox_read_whole_file(path, &data, &size, err, sizeof err);
     if (st != KILN_OK) {
         p->parsed = true;
-        return push_error(p, st, err);
+        return push_error(p, st, err, NULL);
     }
     st = parse_bytes(p, data, size);
     free(data);

@@ -93,7 +93,9 @@ kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *coun
     if (!o || !o->can_fuse_act) return KILN_OK;
     for (int i = 0; i < g->nb_layers; i++) {
         kiln_layer *p = g->layers[i];
-        if (p->removed || p->has_post_act || (p->type != KILN_LAYER_CONVOLUTION && p->type != KILN_LAYER_GEMM)) continue;
+        if (p->removed || p->has_post_act ||
+            (p->type != KILN_LAYER_CONVOLUTION && p->type != KILN_LAYER_GEMM && p->type != KILN_LAYER_ELEMENTWISE))
+            continue;
         kiln_layer *act = only_reader(g, p->outputs[0]);
         if (!act || act->type != KILN_LAYER_ACTIVATION || !o->can_fuse_act(p->type, act->p.act.type)) continue;
         p->has_post_act = true;
@@ -104,12 +106,49 @@ kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *coun
     return KILN_OK;
 }
 
+kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count) {
+    *count = 0;
+    if (!o || !o->can_fuse_residual) return KILN_OK;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *conv = g->layers[i];
+        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || conv->has_post_act || conv->nb_inputs != 1 ||
+            !o->can_fuse_residual(conv))
+            continue;
+        kiln_layer *add = only_reader(g, conv->outputs[0]);
+        if (!add || add->type != KILN_LAYER_ELEMENTWISE || add->p.elt != KILN_ELT_ADD) continue;
+        int mine = add->inputs[0] == conv->outputs[0] ? 0 : 1;
+        kiln_tensor *res = add->inputs[1 - mine];
+        if (res == conv->outputs[0] || !kiln_dims_equal(&res->dims, &conv->outputs[0]->dims) ||
+            res->dtype != conv->outputs[0]->dtype)
+            continue;
+        /* the convolution moves to the add's place, where the residual exists */
+        kiln_tensor **ins = kiln_alloc(&g->env, 2 * sizeof *ins);
+        if (!ins) return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory fusing '%s'", add->name);
+        ins[0] = conv->inputs[0];
+        ins[1] = res;
+        kiln_free(&g->env, conv->inputs);
+        conv->inputs = ins;
+        conv->nb_inputs = 2;
+        int at = add->id;
+        absorb(conv, add);
+        g->layers[i] = add;
+        g->layers[at] = conv;
+        add->id = i;
+        conv->id = at;
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
-    int folded = 0, fused = 0;
+    int folded = 0, residual = 0, fused = 0, reformats = 0;
     kiln_status st = o && o->keep_weights ? KILN_OK : kopt_fold_scale_into_conv(g, &folded);
+    if (st == KILN_OK) st = kopt_fuse_residual(g, o, &residual);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
+    if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
     if (st == KILN_OK)
-        kiln_log(&g->env, KILN_LOG_VERBOSE, "optimise: %d scales folded into convolutions, %d activations fused", folded,
-                 fused);
+        kiln_log(&g->env, KILN_LOG_VERBOSE,
+                 "optimise: %d scales folded into convolutions, %d residual adds and %d activations fused, %d reformats",
+                 folded, residual, fused, reformats);
     return st;
 }

@@ -12,6 +12,14 @@ typedef struct kopt_options {
     bool (*can_fuse_act)(kiln_layer_type producer, kiln_activation_type act);
     /* keep weights as given (refittable engine): skip passes that rewrite them */
     bool keep_weights;
+    /* whether the backend's convolution adds a residual input (conv + add fusion) */
+    bool (*can_fuse_residual)(const kiln_layer *conv);
+    /* The storage type and layout the backend's kernel wants for this layer's float
+     * tensors, given the builder flags; false: the logical dtype, row-major. Called in
+     * execution order, so the layer's inputs already carry their choices. NULL: every
+     * layer takes the default (the CPU). */
+    bool (*layer_format)(const kiln_layer *l, unsigned flags, int *storage, int *format);
+    unsigned flags; /* kiln_builder_flag bits */
 } kopt_options;
 
 /* Number of layers reading tensor t (not counting removed layers). */
@@ -24,6 +32,15 @@ kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count);
 /* Moves an activation that is the only reader of a convolution or gemm output into that
  * layer (l->has_post_act) when the backend supports it. */
 kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *count);
+
+/* Folds an element-wise ADD whose one operand is a convolution's output (read only there)
+ * and whose other operand has the output's shape into the convolution as a residual
+ * input (inputs[1]), when the backend supports it. */
+kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count);
+/* Gives every float tensor the storage type and layout its reader and writer want and
+ * inserts KILN_LAYER_REFORMAT layers where they disagree; network inputs and outputs
+ * keep their logical dtype, row-major. */
+kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inserted);
 
 /* All passes in order. */
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o);

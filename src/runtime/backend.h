@@ -42,6 +42,20 @@ typedef struct kb_backend {
     void (*fingerprint)(const kiln_env *env, char *buf, size_t size);
     /* Name of the kernel chosen for a node ("cpu.Convolution"); NULL: the type name. */
     const char *(*kernel_name)(const ke_node *node);
+    /* ---- optional (NULL: not supported) ---- */
+    /* Whether the convolution kernel adds a residual input (inputs[1]). */
+    bool (*can_fuse_residual)(const kiln_layer *conv);
+    /* Storage type and layout wanted for a layer's float tensors (src/opt/passes.h). */
+    bool (*layer_format)(const kiln_layer *l, unsigned flags, int *storage, int *format);
+    /* Refit: the node's weights slot changed in place (same size); update derived copies
+     * without choosing the kernel again. NULL: release and prepare again. */
+    kiln_status (*refit)(const kiln_engine *e, ke_node *node, int slot);
+    /* Around one run of all nodes, with every tensor's resolved address (ptrs, by tensor
+     * id). run_begin may replay the whole run itself (a CUDA graph captured on an earlier
+     * run with the same addresses) and set *done; otherwise the runtime runs each node and
+     * then calls run_end. `graphable` is false while per-layer profiling is on. */
+    kiln_status (*run_begin)(kb_ctx *c, void *const *ptrs, int nb_ptrs, bool graphable, bool *done);
+    kiln_status (*run_end)(kb_ctx *c);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

@@ -98,9 +98,6 @@ static void mark_live(const kiln_graph *g, bool *live) {
     }
 }
 
-static size_t tensor_bytes(const kiln_tensor *t) {
-    return (size_t)kiln_dims_volume(&t->dims) * kiln_dtype_size(t->dtype);
-}
 
 /* Decides where every tensor lives. root[t] is the tensor whose storage t shares. */
 static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
@@ -123,7 +120,7 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
         first[t] = -1;
         last[t] = -1;
         buf_of[t] = -1;
-        e->plan[t].bytes = tensor_bytes(g->tensors[t]);
+        e->plan[t].bytes = kg_tensor_bytes(g->tensors[t]);
         e->plan[t].storage = KE_ARENA;
     }
     for (int i = 0; i < e->nb_io; i++) {
@@ -159,7 +156,8 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
             root[out] = r;
             node->skip = true;
         } else if ((flags & KG_OP_INPLACE) && e->plan[r].storage == KE_ARENA &&
-                   e->plan[out].bytes == e->plan[in].bytes && l->outputs[0]->dtype == l->inputs[0]->dtype) {
+                   e->plan[out].bytes == e->plan[in].bytes && l->outputs[0]->dtype == l->inputs[0]->dtype &&
+                   kg_storage(l->outputs[0]) == kg_storage(l->inputs[0]) && l->outputs[0]->format == l->inputs[0]->format) {
             /* in place only if nothing reads the shared storage after this step */
             int group_last = -1;
             for (int t = 0; t < nt; t++)
@@ -282,7 +280,8 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     kc_progress(cfg, "check", g->nb_layers, g->nb_layers);
     if (st == KILN_OK) {
         kc_progress(cfg, "optimize", 0, 0);
-        kopt_options opt = {backend->can_fuse_act, (cfg->flags >> KILN_FLAG_REFIT) & 1u};
+        kopt_options opt = {backend->can_fuse_act, (cfg->flags >> KILN_FLAG_REFIT) & 1u, backend->can_fuse_residual,
+                            backend->layer_format, cfg->flags};
         st = kopt_run(g, &opt);
     }
     if (st != KILN_OK) goto fail;

@@ -272,7 +272,12 @@ static kiln_status run_all(kiln_context *c) {
         kiln_status st = e->backend->upload(c->backend, c->staging[i], c->bindings[i], bytes);
         if (st != KILN_OK) return st;
     }
-    for (int n = 0; n < e->nb_nodes; n++) {
+    bool done = false;
+    if (e->backend->run_begin) {
+        kiln_status st = e->backend->run_begin(c->backend, c->ptrs, e->graph.nb_tensors, !c->profile, &done);
+        if (st != KILN_OK) return st;
+    }
+    for (int n = 0; !done && n < e->nb_nodes; n++) {
         const ke_node *node = &e->nodes[n];
         if (node->skip) continue;
         const kiln_layer *l = node->layer;
@@ -283,6 +288,10 @@ static kiln_status run_all(kiln_context *c) {
         if (st == KILN_OK && c->profile) st = e->backend->finish(c->backend);
         if (st != KILN_OK) return st;
         if (c->profile) c->profile(c->profile_user, l->name, kiln_layer_type_name(l->type), now_ms() - t0);
+    }
+    if (!done && e->backend->run_end) {
+        kiln_status st = e->backend->run_end(c->backend);
+        if (st != KILN_OK) return st;
     }
     for (int i = 0; c->host_io && i < e->nb_io; i++) {
         size_t bytes = e->plan[e->io[i].tensor].bytes;

@@ -45,6 +45,8 @@ static void write_graph(kb_writer *w, const kiln_engine *e, kb_writer *weights) 
         kbw_u32(w, (uint32_t)x->dtype);
         kbw_u32(w, (uint32_t)x->dims.nb_dims);
         for (int k = 0; k < x->dims.nb_dims; k++) kbw_i64(w, x->dims.d[k]);
+        kbw_u32(w, (uint32_t)x->storage);
+        kbw_u32(w, (uint32_t)x->format);
     }
     kbw_u32(w, (uint32_t)e->nb_nodes);
     for (int n = 0; n < e->nb_nodes; n++) {
@@ -228,8 +230,15 @@ static kiln_status read_graph(kiln_engine *e, kb_reader *r, kb_reader *wr) {
         if (r->bad || rank > KILN_MAX_DIMS || kiln_dtype_size((kiln_dtype)dtype) == 0)
             return BAD("tensor %u is malformed", t);
         for (uint32_t k = 0; k < rank; k++) d.d[k] = kbr_i64(r);
+        int storage = (int)kbr_u32(r), format = (int)kbr_u32(r);
         if (!kiln_dims_known(&d) || kiln_dims_volume(&d) < 0) return BAD("tensor '%s' has invalid dims", name);
-        if (!kg_tensor_new(g, name, (kiln_dtype)dtype, d)) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+        if ((storage != KG_STORAGE_SAME && storage != KILN_FLOAT32 && storage != KILN_FLOAT16) ||
+            (format != KG_FORMAT_LINEAR && !(format == KG_FORMAT_NHWC && rank == 4)))
+            return BAD("tensor '%s' has an unknown storage or layout", name);
+        kiln_tensor *nt_ = kg_tensor_new(g, name, (kiln_dtype)dtype, d);
+        if (!nt_) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+        nt_->storage = storage;
+        nt_->format = format;
     }
     uint32_t nl = kbr_u32(r);
     if (r->bad || nl > r->size) return BAD("the layer count %u is impossible", nl);
@@ -408,7 +417,7 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
     for (uint32_t t = 0; t < nt; t++) {
         ke_tensor_plan *p = &e->plan[t];
         const kiln_tensor *x = g->tensors[t];
-        size_t bytes = (size_t)kiln_dims_volume(&x->dims) * kiln_dtype_size(x->dtype);
+        size_t bytes = kg_tensor_bytes(x);
         if (p->bytes != bytes || p->root < 0 || (uint32_t)p->root >= nt || e->plan[p->root].storage != p->storage)
             return BAD("tensor '%s' has an inconsistent memory plan", x->name);
         switch (p->storage) {
@@ -650,11 +659,16 @@ kiln_status kiln_engine_refit(kiln_engine *e, const char *name, kiln_weights w) 
                           (long long)l->w[k].count, kiln_dtype_name(l->w[k].dtype), (long long)w.count,
                           kiln_dtype_name(w.dtype), w.values ? "" : " (NULL)");
     memcpy((void *)l->w[k].values, w.values, (size_t)w.count * kiln_dtype_size(w.dtype));
-    /* prepare again: packed or uploaded copies follow the new values */
-    e->backend->release(env, node);
-    node->scratch_bytes = 0;
-    kiln_status st = e->backend->prepare(e, node);
-    if (st != KILN_OK) return st;
+    kiln_status st;
+    if (e->backend->refit) {
+        st = e->backend->refit(e, node, k); /* the backend updates its copies in place */
+        if (st != KILN_OK) return st;
+    } else { /* prepare again: packed copies follow the new values */
+        e->backend->release(env, node);
+        node->scratch_bytes = 0;
+        st = e->backend->prepare(e, node);
+        if (st != KILN_OK) return st;
+    }
     if (node->scratch_bytes > e->scratch_bytes)
         return kiln_error(env, KILN_ERR_INTERNAL, "refit '%s': the kernel now needs more scratch memory", name);
     if (node->skip && l->type == KILN_LAYER_CONSTANT) {

@@ -1,0 +1,156 @@
+/* kiln internal: the format pass (see passes.h). Device kernels may want float tensors in
+ * another storage type (float16) or layout (NHWC) than the logical float32 row-major one.
+ * Each layer, in execution order, says what it wants; its outputs get that, and any input
+ * that arrived otherwise goes through a REFORMAT layer inserted just before it (one per
+ * tensor and target, shared by all readers). Network inputs and outputs stay logical. */
+#include <stdio.h>
+#include <string.h>
+
+#include "graph/ops.h"
+#include "opt/passes.h"
+
+static bool is_float(kiln_dtype t) { return t == KILN_FLOAT32 || t == KILN_FLOAT16; }
+
+typedef struct fmt_ctx {
+    kiln_graph *g;
+    kiln_layer **before; /* per original layer: the reformats that must run just before it */
+    int *nb_before;
+    kiln_layer **after; /* per original layer: a reformat that must run just after it */
+    int count;
+} fmt_ctx;
+
+static bool same(const kiln_tensor *t, int storage, int format) {
+    return kg_storage(t) == (storage == KG_STORAGE_SAME ? t->dtype : (kiln_dtype)storage) && t->format == format;
+}
+
+/* A tensor holding t's values as (storage, format): an existing reformat of t, or a new one. */
+static kiln_tensor *reformat_of(fmt_ctx *c, kiln_tensor *t, int storage, int format, int for_layer) {
+    kiln_graph *g = c->g;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *l = g->layers[i];
+        if (l->type == KILN_LAYER_REFORMAT && !l->removed && l->inputs[0] == t && same(l->outputs[0], storage, format))
+            return l->outputs[0];
+    }
+    kg_params p;
+    memset(&p, 0, sizeof p);
+    p.reformat.storage = storage;
+    p.reformat.format = format;
+    kiln_layer *r = kg_layer_new(g, KILN_LAYER_REFORMAT, &t, 1, 1, &p);
+    if (!r) return NULL;
+    char name[256];
+    snprintf(name, sizeof name, "%s.reformat_%s%s", t->name, storage == KILN_FLOAT16 ? "f16" : "f32",
+             format == KG_FORMAT_NHWC ? "_nhwc" : "");
+    kiln_free(&g->env, r->name);
+    r->name = kiln_strdup(&g->env, name);
+    if (!r->name || kg_infer_layer(r) != KILN_OK) return NULL;
+    r->outputs[0]->storage = storage;
+    r->outputs[0]->format = format;
+    int k = c->nb_before[for_layer]++;
+    c->before[(size_t)for_layer * KILN_MAX_DIMS + (size_t)k] = r;
+    c->count++;
+    return r->outputs[0];
+}
+
+kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inserted) {
+    *inserted = 0;
+    if (!o || !o->layer_format) return KILN_OK;
+    const kiln_env *env = &g->env;
+    int n = g->nb_layers;
+    fmt_ctx c = {g, NULL, NULL, NULL, 0};
+    /* a layer has at most KILN_MAX_DIMS reformatted inputs before it (more inputs than
+     * that share formats in practice; the rest keep working through the shared cache) */
+    c.before = kiln_calloc(env, (size_t)n * KILN_MAX_DIMS, sizeof *c.before);
+    c.nb_before = kiln_calloc(env, (size_t)n, sizeof *c.nb_before);
+    c.after = kiln_calloc(env, (size_t)n, sizeof *c.after);
+    kiln_layer **order = NULL;
+    kiln_status st = KILN_OK;
+    if (!c.before || !c.nb_before || !c.after) goto oom;
+    for (int i = 0; i < n; i++) {
+        kiln_layer *l = g->layers[i];
+        if (l->removed) continue;
+        int storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
+        if (!o->layer_format(l, o->flags, &storage, &format)) storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
+        for (int k = 0; k < l->nb_inputs; k++) {
+            kiln_tensor *t = l->inputs[k];
+            if (!t || !is_float(t->dtype) || same(t, storage, format)) continue;
+            if (c.nb_before[i] >= KILN_MAX_DIMS) {
+                st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "too many inputs to reformat");
+                goto done;
+            }
+            kiln_tensor *r = reformat_of(&c, t, storage, format, i);
+            if (!r) goto oom;
+            l->inputs[k] = r;
+        }
+        for (int k = 0; k < l->nb_outputs; k++) {
+            kiln_tensor *t = l->outputs[k];
+            if (!is_float(t->dtype) || same(t, storage, format)) continue;
+            if (!t->is_output) {
+                t->storage = storage;
+                t->format = format;
+                continue;
+            }
+            /* a network output stays logical: the layer writes an internal tensor and a
+             * reformat after it fills the output */
+            if (l->nb_outputs != 1) {
+                st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "cannot reformat output %d of a multi-output layer", k);
+                goto done;
+            }
+            kiln_tensor *inner = kg_tensor_new(g, NULL, t->dtype, t->dims);
+            if (!inner) goto oom;
+            char name[256];
+            snprintf(name, sizeof name, "%s.inner", t->name);
+            kiln_free(env, inner->name);
+            inner->name = kiln_strdup(env, name);
+            if (!inner->name) goto oom;
+            inner->storage = storage;
+            inner->format = format;
+            inner->producer = l;
+            inner->producer_index = k;
+            l->outputs[k] = inner;
+            kg_params p;
+            memset(&p, 0, sizeof p);
+            p.reformat.storage = KG_STORAGE_SAME;
+            p.reformat.format = KG_FORMAT_LINEAR;
+            kiln_layer *r = kg_layer_new(g, KILN_LAYER_REFORMAT, &inner, 1, 1, &p);
+            if (!r) goto oom;
+            /* the new layer's own output tensor is replaced by the network output */
+            kiln_tensor *made = r->outputs[0];
+            made->producer = NULL;
+            r->outputs[0] = t;
+            t->producer = r;
+            t->producer_index = 0;
+            snprintf(name, sizeof name, "%s.reformat_out", t->name);
+            kiln_free(env, r->name);
+            r->name = kiln_strdup(env, name);
+            if (!r->name) goto oom;
+            c.after[i] = r;
+            c.count++;
+        }
+    }
+    /* execution order: reformats of a layer's inputs just before it, of its output just after */
+    int total = g->nb_layers;
+    order = kiln_alloc(env, (size_t)total * sizeof *order);
+    if (!order) goto oom;
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < c.nb_before[i]; k++) order[at++] = c.before[(size_t)i * KILN_MAX_DIMS + (size_t)k];
+        order[at++] = g->layers[i];
+        if (c.after[i]) order[at++] = c.after[i];
+    }
+    if (at != total) {
+        st = kiln_error(env, KILN_ERR_INTERNAL, "format pass: ordered %d of %d layers", at, total);
+        goto done;
+    }
+    memcpy(g->layers, order, (size_t)total * sizeof *order);
+    for (int i = 0; i < total; i++) g->layers[i]->id = i;
+    *inserted = c.count;
+    goto done;
+oom:
+    st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory assigning tensor formats");
+done:
+    kiln_free(env, c.before);
+    kiln_free(env, c.nb_before);
+    kiln_free(env, c.after);
+    kiln_free(env, order);
+    return st;
+}
