@@ -8,6 +8,7 @@ named after the graph's input and output), which kiln_onnx_test runs and compare
   export.py resnet50 --out /tmp/r50 --weights resnet50_trained.pth   # your own weights
 """
 
+import inspect
 import argparse
 import os
 import sys
@@ -82,10 +83,15 @@ def export(model, example, path, input_name, output_names, opset, dynamic_batch,
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
         warnings.filterwarnings("ignore", message="It is recommended that constant folding")
+        extra = {}
+        # torch >= 2.5 defaults to the dynamo exporter (it needs onnxscript): keep the
+        # TorchScript one, which every supported torch has
+        if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+            extra["dynamo"] = False
         torch.onnx.export(model, example, path, input_names=[input_name], output_names=output_names,
                           opset_version=opset, do_constant_folding=True, dynamic_axes=dynamic_axes,
                           training=(torch.onnx.TrainingMode.PRESERVE if keep_bn
-                                    else torch.onnx.TrainingMode.EVAL))
+                                    else torch.onnx.TrainingMode.EVAL), **extra)
     onnx.checker.check_model(path)
 
 

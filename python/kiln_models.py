@@ -210,14 +210,14 @@ class Detect(nn.Module):
             b[:, 4] += math.log(8 / (640 / s) ** 2)
             b[:, 5:] += math.log(0.6 / (nc - 0.99))
 
-    def _grid(self, i, ny, nx):
-        key = (i, ny, nx)
+    def _grid(self, i, ny, nx, device, dtype):
+        key = (i, ny, nx, str(device), dtype)
         if key not in self._grids:
-            yv, xv = torch.meshgrid(torch.arange(ny, dtype=torch.float32),
-                                    torch.arange(nx, dtype=torch.float32), indexing="ij")
+            yv, xv = torch.meshgrid(torch.arange(ny, device=device, dtype=torch.float32),
+                                    torch.arange(nx, device=device, dtype=torch.float32), indexing="ij")
             grid = torch.stack((xv, yv), 2).expand(1, self.na, ny, nx, 2) - 0.5
-            anchor = self.anchors[i].view(1, self.na, 1, 1, 2).expand(1, self.na, ny, nx, 2)
-            self._grids[key] = (grid.contiguous(), anchor.contiguous().clone())
+            anchor = self.anchors[i].to(device).view(1, self.na, 1, 1, 2).expand(1, self.na, ny, nx, 2)
+            self._grids[key] = (grid.contiguous().to(dtype), anchor.contiguous().clone().to(dtype))
         return self._grids[key]
 
     def forward(self, xs):
@@ -228,7 +228,7 @@ class Detect(nn.Module):
             x = conv(x)
             bs, _, ny, nx = x.shape
             x = x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
-            grid, anchor = self._grid(i, int(ny), int(nx))
+            grid, anchor = self._grid(i, int(ny), int(nx), x.device, x.dtype)
             y = x.sigmoid()
             xy = (y[..., 0:2] * 2 + grid) * self.strides[i]
             wh = (y[..., 2:4] * 2) ** 2 * anchor

@@ -58,6 +58,16 @@ def _mem(rec):
     return rec.get("peak_gpu_mib") if rec.get("peak_gpu_mib") is not None else None
 
 
+def kiln_text(env):
+    """'kiln 0.1.0 (git abc123)' from `kiln --version` and the repository's revision."""
+    kiln = env.get("kiln_version") or env.get("kiln_git")
+    if not kiln:
+        return "kiln version unknown"
+    if env.get("kiln_version") and env.get("kiln_git") and env["kiln_git"] not in kiln:
+        kiln += f" (git {env['kiln_git']})"
+    return kiln if kiln.lower().startswith("kiln") else "kiln " + kiln
+
+
 def caption(results):
     env = results.get("env", {})
     gpu = env.get("gpu") or {}
@@ -83,10 +93,7 @@ def caption(results):
         parts.append("ONNX Runtime not installed")
     if env.get("onnx"):
         parts.append(f"onnx {env['onnx']}")
-    kiln = env.get("kiln_version") or env.get("kiln_git")
-    if kiln and env.get("kiln_version") and env.get("kiln_git") and env["kiln_git"] not in kiln:
-        kiln += f" (git {env['kiln_git']})"
-    parts.append(("" if str(kiln).lower().startswith("kiln") else "kiln ") + kiln if kiln else "kiln version unknown")
+    parts.append(kiln_text(env))
     parts.append(f"Python {env.get('python', '?')}")
     parts.append(results.get("created", "")[:10])
     if results.get("config", {}).get("quick"):

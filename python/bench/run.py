@@ -435,7 +435,7 @@ def main(argv=None):
     say("device: " + (f"{gpu_info.get('name')} (driver {gpu_info.get('driver')}, CUDA {gpu_info.get('cuda_driver')})"
                       if gpu_info.get("name") else f"{args.device} ({env.get('cpu')}, {env.get('cpu_count')} cores)"))
     say(f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, onnx {env.get('onnx')}, "
-        f"kiln {env.get('kiln_version') or env.get('kiln_git') or '?'} at {env.get('kiln_path')}")
+        f"{report.kiln_text(env)} at {env.get('kiln_path')}")
     for p in selected:
         say(f"  {p.name:22} {unavailable[p.name] or 'ready'}")
 
