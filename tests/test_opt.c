@@ -3,7 +3,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "graph/graph.h"
 #include "harness.h"
+#include "opt/passes.h"
 
 /* float64 reference: conv (stride 1, pad p, groups 1) then per-channel scale/shift */
 static void ref_conv_bn(const float *x, const float *w, const float *b, const double *sc, const double *sh, int n,
@@ -108,7 +110,111 @@ static void case_no_fold_when_shared(void) {
     kiln_builder_destroy(b);
 }
 
+/* conv -> add(residual) -> relu becomes one layer on the CPU, with the same result */
+static void case_residual(void) {
+    const int n = 1, c = 4, hw = 6;
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){n, c, hw, hw}));
+    kiln_tensor *r = kiln_network_add_input(net, "r", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){n, c, hw, hw}));
+    float *w = th_rand_array(c * c, -1, 1), *bias = th_rand_array(c, -1, 1);
+    kiln_conv_desc d = {.out_channels = c, .kernel = {1, 1}};
+    kiln_layer *cv = kiln_network_add_convolution(net, x, &d, (kiln_weights){KILN_FLOAT32, w, c * c},
+                                                  (kiln_weights){KILN_FLOAT32, bias, c});
+    kiln_layer *add = kiln_network_add_elementwise(net, r, kiln_layer_output(cv, 0), KILN_ELT_ADD);
+    kiln_layer *relu = kiln_network_add_activation(net, kiln_layer_output(add, 0), KILN_ACT_RELU, 0, 0);
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(relu, 0)));
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(e && kiln_engine_num_layers(e) == 1, "conv+add+relu fused: %d layers", e ? kiln_engine_num_layers(e) : -1);
+    kiln_layer_info li;
+    if (e && kiln_engine_layer_info(e, 0, &li) == KILN_OK)
+        CHECK(!strcmp(li.type, "Convolution") && !strcmp(li.fused, "Relu") && li.nb_inputs == 2, "fused layer %s %s %d",
+              li.type, li.fused, li.nb_inputs);
+    int64_t vol = n * c * hw * hw;
+    float *in = th_rand_array(vol, -1, 1), *res = th_rand_array(vol, -1, 1), *out = malloc((size_t)vol * sizeof *out);
+    double *ref = malloc((size_t)vol * sizeof *ref);
+    kiln_context *ctx;
+    CHECK_OK(kiln_context_create(e, &ctx));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, "r", res));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_layer_output(relu, 0)), out));
+    CHECK_OK(kiln_context_execute(ctx));
+    for (int co = 0; co < c; co++)
+        for (int p = 0; p < hw * hw; p++) {
+            double acc = bias[co];
+            for (int ci = 0; ci < c; ci++) acc += (double)w[co * c + ci] * in[ci * hw * hw + p];
+            acc += res[co * hw * hw + p];
+            ref[co * hw * hw + p] = acc > 0 ? acc : 0;
+        }
+    th_check_close("conv+residual+relu", out, ref, vol, 1e-5);
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(w), free(bias), free(in), free(res), free(out), free(ref);
+}
+
+/* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
+static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
+    (void)flags;
+    if (l->type != KILN_LAYER_CONVOLUTION) return false;
+    *storage = KILN_FLOAT16;
+    *format = KG_FORMAT_NHWC;
+    return true;
+}
+
+static void case_formats(void) {
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){1, 2, 4, 4}));
+    float w[4] = {1, 2, 3, 4};
+    kiln_conv_desc d = {.out_channels = 2, .kernel = {1, 1}};
+    kiln_layer *c1 = kiln_network_add_convolution(net, x, &d, (kiln_weights){KILN_FLOAT32, w, 4}, (kiln_weights){0});
+    kiln_layer *c2 = kiln_network_add_convolution(net, kiln_layer_output(c1, 0), &d, (kiln_weights){KILN_FLOAT32, w, 4},
+                                                  (kiln_weights){0});
+    kiln_layer *sm = kiln_network_add_softmax(net, kiln_layer_output(c2, 0), 1, 0);
+    kiln_layer *c3 = kiln_network_add_convolution(net, kiln_layer_output(c2, 0), &d, (kiln_weights){KILN_FLOAT32, w, 4},
+                                                  (kiln_weights){0});
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(sm, 0)));
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(c3, 0)));
+    kiln_graph *g = &net->g;
+    kopt_options o = {.layer_format = fake_format};
+    int inserted = 0;
+    CHECK_OK(kopt_assign_formats(g, &o, &inserted));
+    /* x -> f16 before c1; c2's output back to f32 linear for softmax (shared); c3's network
+     * output gets an internal tensor and a reformat after */
+    CHECK(inserted == 3, "%d reformats inserted", inserted);
+    int bad = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *l = g->layers[i];
+        CHECK(l->id == i, "ids renumbered");
+        for (int k = 0; k < l->nb_inputs; k++) /* every input is written earlier */
+            if (l->inputs[k] && l->inputs[k]->producer && l->inputs[k]->producer->id >= i) bad++;
+        if (l->type == KILN_LAYER_CONVOLUTION)
+            CHECK(kg_storage(l->inputs[0]) == KILN_FLOAT16 && l->inputs[0]->format == KG_FORMAT_NHWC &&
+                      kg_storage(l->outputs[0]) == KILN_FLOAT16,
+                  "conv '%s' reads and writes f16 NHWC", l->name);
+        if (l->type == KILN_LAYER_SOFTMAX)
+            CHECK(kg_storage(l->inputs[0]) == KILN_FLOAT32 && l->inputs[0]->format == KG_FORMAT_LINEAR, "softmax reads f32");
+    }
+    CHECK(bad == 0, "%d layers read tensors written later", bad);
+    for (int i = 0; i < g->nb_outputs; i++)
+        CHECK(kg_storage(g->outputs[i]) == KILN_FLOAT32 && g->outputs[i]->format == KG_FORMAT_LINEAR &&
+                  g->outputs[i]->producer->type == (i == 0 ? KILN_LAYER_SOFTMAX : KILN_LAYER_REFORMAT),
+              "network output %d stays logical", i);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+}
+
 int main(void) {
+    case_residual();
+    case_formats();
     case_conv_bn(0, 0);
     case_conv_bn(1, 0);
     case_conv_bn(1, 1);

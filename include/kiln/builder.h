@@ -66,6 +66,12 @@ KILN_API kiln_status kiln_config_set_num_threads(kiln_config *config, int thread
 KILN_API kiln_status kiln_config_set_input_shape(kiln_config *config, const char *input_name,
                                                  kiln_dims dims);
 
+/* Pins a layer (by the name it has in the network) to a precision: KILN_FLOAT32 keeps it
+ * in float32 under KILN_FLAG_FP16 (for layers whose values overflow float16, such as
+ * some normalisations). Checked at build: an unknown name fails it. */
+KILN_API kiln_status kiln_config_set_layer_precision(kiln_config *config, const char *layer_name,
+                                                     kiln_dtype precision);
+
 /* Build progress: fn(user, phase, done, total) is called as the build goes through its
  * phases ("check", "optimize", "plan memory", "kernels"), with done/total counting layers
  * where that means something (else 0/0, then 1/1 when the phase ends). From the

@@ -136,6 +136,7 @@ struct kiln_layer {
     /* convolution: inputs[1] (when nb_inputs == 2) is a residual added after the bias and
      * before post_act; set by the residual-fusion pass */
     bool weights_rewritten; /* a pass changed w[] (folding): not refittable */
+    bool pin_fp32;          /* the config pins it to float32: the format pass leaves it logical */
 };
 
 struct kiln_graph {

@@ -69,7 +69,8 @@ kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inser
         kiln_layer *l = g->layers[i];
         if (l->removed) continue;
         int storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
-        if (!o->layer_format(l, o->flags, &storage, &format)) storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
+        if (l->pin_fp32 || !o->layer_format(l, o->flags, &storage, &format))
+            storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
         for (int k = 0; k < l->nb_inputs; k++) {
             kiln_tensor *t = l->inputs[k];
             if (!t || !is_float(t->dtype) || same(t, storage, format)) continue;

@@ -273,6 +273,17 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     bool *live = NULL;
 
     st = apply_input_shapes(g, cfg);
+    for (int i = 0; st == KILN_OK && i < cfg->nb_pins; i++) {
+        bool found = false;
+        for (int k = 0; k < g->nb_layers; k++)
+            if (strcmp(g->layers[k]->name, cfg->pins[i].name) == 0) {
+                g->layers[k]->pin_fp32 = cfg->pins[i].dims.d[0] == KILN_FLOAT32;
+                found = true;
+            }
+        if (!found)
+            st = kiln_error(env, KILN_ERR_NOT_FOUND, "config pins the precision of layer '%s', which the network does not have",
+                            cfg->pins[i].name);
+    }
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) {
         kc_progress(cfg, "check", i, g->nb_layers);
         st = kg_infer_layer(g->layers[i]);

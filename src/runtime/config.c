@@ -18,6 +18,8 @@ void kiln_config_destroy(kiln_config *c) {
     if (!c) return;
     for (int i = 0; i < c->nb_shapes; i++) kiln_free(&c->env, c->shapes[i].name);
     kiln_free(&c->env, c->shapes);
+    for (int i = 0; i < c->nb_pins; i++) kiln_free(&c->env, c->pins[i].name);
+    kiln_free(&c->env, c->pins);
     kiln_free(&c->env, c);
 }
 
@@ -79,5 +81,28 @@ kiln_status kiln_config_set_progress(kiln_config *c, kiln_progress_fn fn, void *
     if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "config set progress: config is NULL");
     c->progress = fn;
     c->progress_user = user;
+    return KILN_OK;
+}
+
+kiln_status kiln_config_set_layer_precision(kiln_config *c, const char *name, kiln_dtype precision) {
+    if (!c || !name)
+        return kiln_error(c ? &c->env : NULL, KILN_ERR_INVALID_ARGUMENT, "config set layer precision: %s is NULL",
+                          c ? "name" : "config");
+    if (precision != KILN_FLOAT32 && precision != KILN_FLOAT16)
+        return kiln_error(&c->env, KILN_ERR_DTYPE, "config set layer precision '%s': %s is not float32 or float16", name,
+                          kiln_dtype_name(precision));
+    for (int i = 0; i < c->nb_pins; i++)
+        if (strcmp(c->pins[i].name, name) == 0) {
+            c->pins[i].dims.d[0] = precision;
+            return KILN_OK;
+        }
+    if (!kiln_grow(&c->env, (void **)&c->pins, &c->cap_pins, c->nb_pins + 1, sizeof *c->pins))
+        return kiln_error(&c->env, KILN_ERR_OUT_OF_MEMORY, "config set layer precision: out of host memory");
+    char *n = kiln_strdup(&c->env, name);
+    if (!n) return kiln_error(&c->env, KILN_ERR_OUT_OF_MEMORY, "config set layer precision: out of host memory");
+    c->pins[c->nb_pins].name = n;
+    c->pins[c->nb_pins].dims.nb_dims = 1;
+    c->pins[c->nb_pins].dims.d[0] = precision;
+    c->nb_pins++;
     return KILN_OK;
 }

@@ -24,6 +24,8 @@ struct kiln_config {
     int nb_shapes, cap_shapes;
     kiln_progress_fn progress;
     void *progress_user;
+    kc_shape *pins; /* layer precision pins: name, dims.d[0] = dtype */
+    int nb_pins, cap_pins;
 };
 
 static inline void kc_progress(const kiln_config *c, const char *phase, int done, int total) {
