@@ -4,7 +4,9 @@
  * inputs, legacy broadcast) and error paths (truncated and random bytes, PNG header,
  * several unsupported nodes, missing or escaping external data, unsupported opset and
  * IR versions, bad input shapes), each giving a non-OK status and a message naming
- * the file or node. */
+ * the file or node. Then the API around the import: model facts without importing, the
+ * model input behind a "must be a constant" problem, value names that collide with the
+ * importer's internal ones, and the backend-test runner on test directories made here. */
 #include "harness.h"
 
 #ifndef KILN_HAVE_ONNX
@@ -1002,6 +1004,518 @@ static void test_tensor_files(void) {
     unlink(path);
 }
 
+/* ---- model facts without importing (kiln_onnx_read_model_info) ---- */
+
+/* Prepends field `field` (length-delimited) around buf[at..end): buf is filled from the
+ * back. Returns the new start. */
+static size_t wrap_ld(uint8_t *buf, size_t at, size_t end, int field) {
+    size_t n = end - at;
+    uint8_t v[10];
+    int k = 0;
+    do {
+        v[k++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+        n >>= 7;
+    } while (n);
+    for (int i = k - 1; i >= 0; i--) buf[--at] = v[i];
+    buf[--at] = (uint8_t)(field << 3 | 2);
+    return at;
+}
+
+/* A model whose graph nests graph -> node -> attribute -> graph `levels` times: valid
+ * protobuf that a recursive decoder would need a deep stack for. malloc'd. */
+static uint8_t *nesting_bomb(int levels, size_t *len) {
+    size_t cap = (size_t)levels * 3 * 6 + 32, end = cap, at = cap;
+    uint8_t *buf = malloc(cap);
+    for (int i = 0; i < levels; i++) {
+        at = wrap_ld(buf, at, end, 6); /* AttributeProto.g */
+        at = wrap_ld(buf, at, end, 5); /* NodeProto.attribute */
+        at = wrap_ld(buf, at, end, 1); /* GraphProto.node */
+    }
+    at = wrap_ld(buf, at, end, 7); /* ModelProto.graph */
+    buf[--at] = 0x07;
+    buf[--at] = 0x08; /* ir_version 7 */
+    *len = end - at;
+    memmove(buf, buf + at, *len);
+    return buf;
+}
+
+static void test_model_info(void) {
+    int64_t xd[3] = {-1, 3, 8}, wd[2] = {8, 4}, big[9] = {1, 1, 1, 1, 1, 1, 1, 1, 2};
+    float w[32];
+    th_fill(w, 32, -1, 1);
+    mb b;
+    mb_init(&b, 13);
+    mb_input(&b, "x", 3, xd);
+    mb_input(&b, "w", 2, wd); /* also an initializer: a constant, not an input */
+    mb_init_f(&b, "w", 2, wd, w);
+    b.ins[b.nin++] = mb_vi(&b, "ids", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 9, big);
+    Onnx__ValueInfoProto *seq = mb_vi(&b, "seq", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, -1, NULL);
+    Onnx__TypeProto__Sequence *st = mb_alloc(&b, sizeof *st);
+    onnx__type_proto__sequence__init(st);
+    st->elem_type = mb_vi(&b, "elem", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, -1, NULL)->type;
+    seq->type->value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE; /* a sequence of float tensors */
+    seq->type->sequence_type = st;
+    b.ins[b.nin++] = seq;
+    b.ins[b.nin++] = mb_vi(&b, "words", ONNX__TENSOR_PROTO__DATA_TYPE__STRING, 0, NULL);
+    mb_node(&b, "MatMul", "mm", "x,w", "a");
+    mb_node(&b, "Relu", "r1", "a", "b");
+    mb_node(&b, "Relu", "r2", "b", "c");
+    Onnx__NodeProto *f = mb_node(&b, "Relu", "fancy", "c", "d");
+    f->domain = mb_str(&b, "com.example");
+    mb_node(&b, "Abs", "abs", "d", "y");
+    mb_output(&b, "y");
+    size_t len;
+    uint8_t *bytes = mb_pack(&b, &len);
+
+    kiln_onnx_model_info *mi = NULL;
+    CHECK_OK(kiln_onnx_read_model_info(bytes, len, &mi));
+    if (mi) {
+        CHECK(mi->ir_version == 8 && strcmp(mi->producer_name, "kiln-test") == 0 && strcmp(mi->producer_version, "") == 0 &&
+                  strcmp(mi->graph_name, "test") == 0,
+              "model header: ir %lld producer '%s' graph '%s'", (long long)mi->ir_version, mi->producer_name,
+              mi->graph_name);
+        CHECK(mi->nb_opsets == 1 && strcmp(mi->opsets[0].domain, "ai.onnx") == 0 && mi->opsets[0].version == 13,
+              "opsets");
+        CHECK(mi->nb_inputs == 4, "initializer 'w' must not count as an input: %d inputs", mi->nb_inputs);
+        const kiln_onnx_value_info *x = &mi->inputs[0];
+        CHECK(strcmp(x->name, "x") == 0 && x->kind == KILN_ONNX_VALUE_TENSOR && x->onnx_type == 1 &&
+                  strcmp(x->type_name, "float32") == 0 && x->dtype_known && x->dtype == KILN_FLOAT32,
+              "input x: name '%s' type %s", x->name, x->type_name);
+        CHECK(x->has_shape && x->rank == 3 && x->dims[0] == -1 && x->dim_names[0] && strcmp(x->dim_names[0], "N") == 0 &&
+                  x->dims[1] == 3 && x->dims[2] == 8 && !x->dim_names[1],
+              "x shape: symbolic first dimension named N, then 3x8");
+        const kiln_onnx_value_info *ids = &mi->inputs[1];
+        CHECK(strcmp(ids->name, "ids") == 0 && ids->rank == 9 && ids->dims[7] == 1 && ids->dtype == KILN_INT64 &&
+                  strcmp(ids->type_name, "int64") == 0,
+              "rank 9 input: rank %d", ids->rank);
+        const kiln_onnx_value_info *sq = &mi->inputs[2];
+        CHECK(strcmp(sq->name, "seq") == 0 && sq->kind == KILN_ONNX_VALUE_SEQUENCE && !sq->has_shape &&
+                  strcmp(sq->type_name, "undefined") == 0,
+              "sequence input: kind %d", (int)sq->kind);
+        const kiln_onnx_value_info *wd2 = &mi->inputs[3];
+        CHECK(strcmp(wd2->name, "words") == 0 && !wd2->dtype_known && strcmp(wd2->type_name, "string") == 0 &&
+                  wd2->has_shape && wd2->rank == 0,
+              "string scalar input: %s rank %d", wd2->type_name, wd2->rank);
+        CHECK(mi->nb_outputs == 1 && strcmp(mi->outputs[0].name, "y") == 0 && !mi->outputs[0].has_shape, "outputs");
+        CHECK(mi->nb_nodes == 5 && mi->nb_initializers == 1 && mi->initializer_bytes == 32 * 4,
+              "nodes %d, initializers %d (%lld bytes)", mi->nb_nodes, mi->nb_initializers,
+              (long long)mi->initializer_bytes);
+        /* by count, then by name: Relu x2, then Abs, MatMul, Relu of com.example */
+        CHECK(mi->nb_ops == 4, "op kinds: %d", mi->nb_ops);
+        if (mi->nb_ops == 4) {
+            CHECK(strcmp(mi->ops[0].op_type, "Relu") == 0 && mi->ops[0].count == 2 &&
+                      strcmp(mi->ops[0].domain, "ai.onnx") == 0,
+                  "first op: %s x%d", mi->ops[0].op_type, mi->ops[0].count);
+            CHECK(strcmp(mi->ops[1].op_type, "Abs") == 0 && strcmp(mi->ops[2].op_type, "MatMul") == 0 &&
+                      strcmp(mi->ops[3].op_type, "Relu") == 0 && strcmp(mi->ops[3].domain, "com.example") == 0 &&
+                      mi->ops[3].count == 1,
+                  "op order: %s %s %s/%s", mi->ops[1].op_type, mi->ops[2].op_type, mi->ops[3].op_type, mi->ops[3].domain);
+        }
+        kiln_onnx_model_info_destroy(mi);
+    }
+
+    /* the file variant gives the same facts; its messages name the file */
+    char path[512];
+    snprintf(path, sizeof path, "%s/info.onnx", tmpdir);
+    write_file(path, bytes, len);
+    mi = NULL;
+    CHECK_OK(kiln_onnx_read_model_info_file(path, &mi));
+    CHECK(mi && mi->nb_inputs == 4 && mi->nb_ops == 4, "model info from a file");
+    kiln_onnx_model_info_destroy(mi);
+    unlink(path);
+    mi = (kiln_onnx_model_info *)&b; /* must be reset on failure */
+    CHECK(kiln_onnx_read_model_info_file(path, &mi) == KILN_ERR_IO && mi == NULL && strstr(kiln_last_error(), path),
+          "missing file: %s", kiln_last_error());
+
+    /* not a model: truncated protobuf, garbage, nesting bombs */
+    CHECK(kiln_onnx_read_model_info(bytes, len / 2, &mi) == KILN_ERR_FORMAT && mi == NULL &&
+              strstr(kiln_last_error(), "<memory>: not an ONNX model"),
+          "truncated model: %s", kiln_last_error());
+    static const uint8_t junk[] = "this is not a model";
+    CHECK(kiln_onnx_read_model_info(junk, sizeof junk - 1, &mi) == KILN_ERR_FORMAT, "junk: %s", kiln_last_error());
+    size_t dl = 0;
+    uint8_t *deep = nesting_bomb(3000, &dl);
+    CHECK(kiln_onnx_read_model_info(deep, dl, &mi) == KILN_ERR_FORMAT && strstr(kiln_last_error(), "nested more than"),
+          "nesting bomb: %s", kiln_last_error());
+    free(deep);
+    static const uint8_t nograph[] = {0x08, 0x07}; /* ir_version 7 and nothing else */
+    CHECK(kiln_onnx_read_model_info(nograph, sizeof nograph, &mi) == KILN_ERR_FORMAT && strstr(kiln_last_error(), "no graph"),
+          "no graph: %s", kiln_last_error());
+    CHECK(kiln_onnx_read_model_info(NULL, 4, &mi) == KILN_ERR_INVALID_ARGUMENT &&
+              kiln_onnx_read_model_info(bytes, len, NULL) == KILN_ERR_INVALID_ARGUMENT,
+          "NULL arguments");
+    kiln_onnx_model_info_destroy(NULL);
+    free(bytes);
+    mb_free(&b);
+}
+
+/* ---- kiln_onnx_error_value: the model input to freeze ---- */
+
+static void test_error_value(void) {
+    int64_t xd[2] = {3, 4}, sd[1] = {2};
+    mb b;
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, xd);
+    b.ins[b.nin++] = mb_vi(&b, "shape", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, sd);
+    b.ins[b.nin++] = mb_vi(&b, "axes", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (int64_t[]){1});
+    b.ins[b.nin++] = mb_vi(&b, "k", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (int64_t[]){1});
+    mb_node(&b, "Reshape", "direct", "x,shape", "r1");          /* the input itself */
+    mb_node(&b, "Identity", "alias", "axes", "axes2");          /* an alias of an input */
+    mb_node(&b, "Unsqueeze", "via_alias", "x,axes2", "r2");
+    mb_node(&b, "Neg", "computed", "k", "k2");                  /* computed from an input */
+    mb_node(&b, "Unsqueeze", "via_computed", "x,k2", "r3");
+    mb_node(&b, "FancyOp", "fancy", "x", "r4");                 /* another kind of problem */
+    mb_node(&b, "Sum", "sum", "r1,r2,r3,r4", "y");
+    mb_output(&b, "y");
+    imported r = import_mb(&b, NULL);
+    CHECK(r.st == KILN_ERR_UNSUPPORTED, "status %s: %s", kiln_status_string(r.st), kiln_last_error());
+    int n = kiln_onnx_num_errors(r.p), seen = 0;
+    for (int i = 0; i < n; i++) {
+        const char *e = kiln_onnx_error(r.p, i), *v = kiln_onnx_error_value(r.p, i);
+        if (strstr(e, "node 'direct'")) {
+            CHECK(v && strcmp(v, "shape") == 0, "Reshape of a model input: value %s", v ? v : "NULL");
+            seen |= 1;
+        } else if (strstr(e, "node 'via_alias'")) {
+            CHECK(v && strcmp(v, "axes") == 0, "through an Identity: value %s (%s)", v ? v : "NULL", e);
+            seen |= 2;
+        } else if (strstr(e, "node 'via_computed'")) {
+            CHECK(v && strcmp(v, "k") == 0, "computed from an input: value %s (%s)", v ? v : "NULL", e);
+            seen |= 4;
+        } else if (strstr(e, "node 'fancy'")) {
+            CHECK(v == NULL, "an unsupported op names no value: %s", v);
+            seen |= 8;
+        }
+    }
+    CHECK(seen == 15, "expected problems on direct, via_alias, via_computed and fancy (seen %d of %d problems)", seen, n);
+    CHECK(kiln_onnx_error_value(r.p, n) == NULL && kiln_onnx_error_value(r.p, -1) == NULL &&
+              kiln_onnx_error_value(NULL, 0) == NULL,
+          "out-of-range error value");
+    release(&r);
+    mb_free(&b);
+}
+
+/* ---- the importer's tensor-name index: names that collide with internal ones ---- */
+
+static void test_name_collisions(void) {
+    int64_t xd[2] = {2, 5};
+    float x[10];
+    th_fill(x, 10, -1, 1);
+    mb b;
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, xd);
+    /* Sum of three inputs accumulates through a helper layer with an internal name
+     * (onnx_tmp_N); the model's own values take that name and a default layer-output name */
+    mb_node(&b, "Sum", "sum", "x,x,x", "onnx_tmp_0");
+    mb_node(&b, "Relu", "relu", "onnx_tmp_0", "tensor_1");
+    mb_node(&b, "Neg", "neg", "tensor_1", "onnx_tmp_1");
+    mb_node(&b, "Abs", "abs", "onnx_tmp_1", "y");
+    mb_output(&b, "y");
+    imported keep;
+    void *in[1] = {x};
+    kiln_dims od;
+    float *y = run_mb(&b, NULL, in, &od, &keep);
+    if (y) {
+        double ref[10];
+        for (int i = 0; i < 10; i++) ref[i] = fabs(-fmax(3.0 * x[i], 0));
+        th_check_close("names colliding with internal ones", y, ref, 10, 1e-6);
+    }
+    free(y);
+    if (keep.st == KILN_OK) {
+        const char *want[3][2] = {{"relu", "tensor_1"}, {"neg", "onnx_tmp_1"}, {"sum", "onnx_tmp_0"}};
+        for (int k = 0; k < 3; k++) {
+            kiln_tensor *t = kiln_network_find_tensor(keep.net, want[k][1]);
+            bool found = false;
+            for (int i = 0; i < kiln_network_num_layers(keep.net); i++) {
+                kiln_layer *l = kiln_network_layer(keep.net, i);
+                if (strcmp(kiln_layer_name(l), want[k][0]) == 0) found = t && kiln_layer_output(l, 0) == t;
+            }
+            CHECK(found, "tensor '%s' must be the output of layer '%s'", want[k][1], want[k][0]);
+        }
+    }
+    release(&keep);
+
+    /* a network input that predates the parser holds the first internal name: the importer
+     * must know it, or naming its helper tensor fails */
+    size_t len;
+    uint8_t *bytes = mb_pack(&b, &len);
+    imported r;
+    r.b = th_builder();
+    kiln_network_create(r.b, &r.net);
+    CHECK(kiln_network_add_input(r.net, "onnx_tmp_2", KILN_FLOAT32, kiln_dims_make(1, (int64_t[]){2})) != NULL,
+          "pre-existing input: %s", kiln_last_error());
+    r.st = kiln_onnx_parser_create(r.net, NULL, &r.p);
+    if (r.st == KILN_OK) r.st = kiln_onnx_parse_memory(r.p, bytes, len, NULL);
+    CHECK(r.st == KILN_OK, "import next to a pre-existing input named like an internal tensor: %s", kiln_last_error());
+    kiln_tensor *pre = kiln_network_find_tensor(r.net, "onnx_tmp_2");
+    CHECK(pre && pre == kiln_network_input(r.net, 0), "the pre-existing input keeps its name");
+    release(&r);
+    free(bytes);
+    mb_free(&b);
+
+    /* a long chain grows the index many times over: every value keeps its name */
+    enum { N = 1500 };
+    mb c;
+    mb_init(&c, 13);
+    Onnx__NodeProto **nodes = malloc(N * sizeof *nodes);
+    char a[32], o[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(a, sizeof a, i ? "t%d" : "x", i - 1);
+        snprintf(o, sizeof o, i == N - 1 ? "y" : "t%d", i);
+        Onnx__NodeProto *nd = mb_alloc(&c, sizeof *nd);
+        onnx__node_proto__init(nd);
+        nd->op_type = mb_str(&c, "Neg");
+        snprintf(o + 16, 16, "n%d", i);
+        nd->name = mb_str(&c, o + 16);
+        nd->n_input = mb_split(&c, a, &nd->input);
+        nd->n_output = mb_split(&c, o, &nd->output);
+        nodes[i] = nd;
+    }
+    mb_input(&c, "x", 2, xd);
+    mb_output(&c, "y");
+    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+    g.name = "chain";
+    g.n_node = N;
+    g.node = nodes;
+    g.n_input = 1;
+    g.input = c.ins;
+    g.n_output = 1;
+    g.output = c.outs;
+    Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp = &os;
+    os.domain = "";
+    os.has_version = 1;
+    os.version = 13;
+    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+    m.has_ir_version = 1;
+    m.ir_version = 8;
+    m.graph = &g;
+    m.n_opset_import = 1;
+    m.opset_import = &osp;
+    len = onnx__model_proto__get_packed_size(&m);
+    bytes = malloc(len);
+    onnx__model_proto__pack(&m, bytes);
+    r = import_bytes(bytes, len, NULL, NULL);
+    CHECK(r.st == KILN_OK, "chain of %d nodes: %s", N, kiln_last_error());
+    if (r.st == KILN_OK) {
+        int bad = 0;
+        for (int i = 0; i < N - 1; i += 7) {
+            snprintf(o, sizeof o, "t%d", i);
+            kiln_tensor *t = kiln_network_find_tensor(r.net, o);
+            kiln_layer *l = kiln_network_layer(r.net, i);
+            bad += !t || !l || kiln_layer_output(l, 0) != t;
+        }
+        CHECK(bad == 0, "%d chain values lost their layer's output", bad);
+        void *outs[1] = {NULL};
+        kiln_status st = th_run(r.b, r.net, in, outs, &od);
+        CHECK(st == KILN_OK, "chain run: %s", kiln_last_error());
+        if (st == KILN_OK) {
+            double ref[10];
+            for (int i = 0; i < 10; i++) ref[i] = N % 2 ? -(double)x[i] : x[i];
+            th_check_close("chain of Neg", outs[0], ref, 10, 1e-7);
+        }
+        free(outs[0]);
+    }
+    release(&r);
+    free(bytes);
+    free(nodes);
+    mb_free(&c);
+}
+
+/* ---- the backend-test runner (kiln_onnx_test_run, kiln_onnx_test_list) ---- */
+
+static void write_tensor(const char *dir, const char *file, const char *name, kiln_dtype dt, kiln_dims d, const void *v) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    CHECK_OK(kiln_onnx_write_tensor_file(p, name, dt, d, v));
+}
+
+/* dir/model.onnx from b, and dir/test_data_set_0 */
+static void write_test(const char *dir, mb *b, char *set, size_t setsz) {
+    mkdir(dir, 0700);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.onnx", dir);
+    size_t len;
+    uint8_t *bytes = mb_pack(b, &len);
+    write_file(p, bytes, len);
+    free(bytes);
+    snprintf(set, setsz, "%s/test_data_set_0", dir);
+    mkdir(set, 0700);
+}
+
+static void rm_test(const char *dir) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cannot remove %s", dir);
+}
+
+static kiln_onnx_test_result run_one(const char *dir, const kiln_onnx_test_desc *d, int *frozen, char *msg, size_t msz) {
+    kiln_onnx_test_result res = (kiln_onnx_test_result)-1;
+    int nf = -1;
+    CHECK_OK(kiln_onnx_test_run(dir, d, &res, &nf, msg, msz));
+    if (frozen) *frozen = nf;
+    return res;
+}
+
+static void test_backend_runner(void) {
+    char root[400], pass[500], fail[500], skip[500], frz[500], set[600], msg[2048];
+    snprintf(root, sizeof root, "%s/backend", tmpdir);
+    mkdir(root, 0700);
+    snprintf(pass, sizeof pass, "%s/test_relu_pass", root);
+    snprintf(fail, sizeof fail, "%s/test_relu_fail", root);
+    snprintf(skip, sizeof skip, "%s/test_fancy_skip", root);
+    snprintf(frz, sizeof frz, "%s/test_reshape_frozen", root);
+    kiln_dims d = kiln_dims_make(2, (int64_t[]){3, 4});
+    float x[12], y[12];
+    th_fill(x, 12, -1, 1);
+    for (int i = 0; i < 12; i++) y[i] = x[i] > 0 ? x[i] : 0;
+
+    mb b;
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, (int64_t[]){3, 4});
+    mb_node(&b, "Relu", "relu", "x", "y");
+    mb_output(&b, "y");
+    write_test(pass, &b, set, sizeof set);
+    write_tensor(set, "input_0.pb", "x", KILN_FLOAT32, d, x);
+    write_tensor(set, "output_0.pb", "y", KILN_FLOAT32, d, y);
+    write_test(fail, &b, set, sizeof set);
+    write_tensor(set, "input_0.pb", NULL, KILN_FLOAT32, d, x); /* unnamed: fed by position */
+    float ywrong[12];
+    memcpy(ywrong, y, sizeof y);
+    ywrong[5] += 0.01f;
+    write_tensor(set, "output_0.pb", "y", KILN_FLOAT32, d, ywrong);
+    mb_free(&b);
+
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, (int64_t[]){3, 4});
+    mb_node(&b, "FancyOp", "fancy", "x", "y");
+    mb_output(&b, "y");
+    write_test(skip, &b, set, sizeof set);
+    write_tensor(set, "input_0.pb", "x", KILN_FLOAT32, d, x);
+    write_tensor(set, "output_0.pb", "y", KILN_FLOAT32, d, y);
+    mb_free(&b);
+
+    /* a Reshape target fed as a model input, through a computation: frozen to the data */
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, (int64_t[]){3, 4});
+    b.ins[b.nin++] = mb_vi(&b, "shape", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (int64_t[]){2});
+    mb_node(&b, "Abs", "abs", "shape", "shape2");
+    mb_node(&b, "Reshape", "reshape", "x,shape2", "y");
+    mb_output(&b, "y");
+    write_test(frz, &b, set, sizeof set);
+    int64_t target[2] = {-6, 2}; /* Abs makes it 6x2 */
+    write_tensor(set, "input_0.pb", "x", KILN_FLOAT32, d, x);
+    write_tensor(set, "input_1.pb", "shape", KILN_INT64, kiln_dims_make(1, (int64_t[]){2}), target);
+    write_tensor(set, "output_0.pb", "y", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){6, 2}), x);
+    mb_free(&b);
+
+    kiln_onnx_test_desc desc = KILN_ONNX_TEST_DESC_INIT;
+    int nf = -1;
+    CHECK(run_one(pass, &desc, &nf, msg, sizeof msg) == KILN_ONNX_TEST_PASS && nf == 0 && msg[0] == 0,
+          "relu test must pass: %s", msg);
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL &&
+              strstr(msg, "test_data_set_0: output 'y': 1 of 12 values differ (first at 5"),
+          "a wrong value must fail, naming the output and the element: %s", msg);
+    CHECK(run_one(skip, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_SKIP &&
+              strstr(msg, "op 'FancyOp' is not supported") && !strstr(msg, "model.onnx"),
+          "an unsupported op must skip, with the reason and without the path: %s", msg);
+    CHECK(run_one(frz, &desc, &nf, msg, sizeof msg) == KILN_ONNX_TEST_PASS && nf == 1 &&
+              strcmp(msg, "frozen inputs: shape") == 0,
+          "a shape computed from a model input must be frozen: %s (%d frozen)", msg, nf);
+    desc.freeze = 0;
+    CHECK(run_one(frz, &desc, &nf, msg, sizeof msg) == KILN_ONNX_TEST_SKIP && nf == 0 && strstr(msg, "'shape'"),
+          "without freezing the same test is skipped: %s", msg);
+    desc.freeze = 1;
+
+    /* tolerances: the 0.01 error passes with atol 0.02, fails with 0.005; relative L2 */
+    desc.atol = 0.02;
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_PASS, "atol 0.02: %s", msg);
+    desc.atol = 0.005;
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL, "atol 0.005: %s", msg);
+    desc.atol = -1;
+    desc.rel_l2 = 0.5;
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_PASS, "rel L2 0.5: %s", msg);
+    desc.rel_l2 = 1e-6;
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL && strstr(msg, "relative L2 error"),
+          "rel L2 1e-6: %s", msg);
+    desc.rel_l2 = 0;
+
+    /* in a child process: same outcomes, message and count through the pipe */
+    desc.isolate = 1;
+    desc.timeout_s = 60;
+    CHECK(run_one(frz, &desc, &nf, msg, sizeof msg) == KILN_ONNX_TEST_PASS && nf == 1 &&
+              strcmp(msg, "frozen inputs: shape") == 0,
+          "isolated frozen test: %s", msg);
+    CHECK(run_one(fail, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL && strstr(msg, "output 'y'"),
+          "isolated failing test: %s", msg);
+    desc.isolate = 0;
+
+    /* data sets that disagree on the frozen value: nothing to freeze it to */
+    char set1[600];
+    snprintf(set1, sizeof set1, "%s/test_data_set_1", frz);
+    mkdir(set1, 0700);
+    int64_t other[2] = {4, 3};
+    write_tensor(set1, "input_0.pb", "x", KILN_FLOAT32, d, x);
+    write_tensor(set1, "input_1.pb", "shape", KILN_INT64, kiln_dims_make(1, (int64_t[]){2}), other);
+    write_tensor(set1, "output_0.pb", "y", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){4, 3}), x);
+    CHECK(run_one(frz, &desc, &nf, msg, sizeof msg) == KILN_ONNX_TEST_SKIP && nf == 0,
+          "data sets that disagree on a shape input cannot freeze it: %s", msg);
+
+    /* a data type kiln has no dtype for: skipped */
+    char p[700];
+    snprintf(p, sizeof p, "%s/test_data_set_0/input_0.pb", pass);
+    static const uint8_t string_tensor[] = {0x08, 0x01, 0x10, 0x08, 0x32, 0x01, 'a'}; /* dims [1], STRING, "a" */
+    write_file(p, string_tensor, sizeof string_tensor);
+    CHECK(run_one(pass, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_SKIP && strstr(msg, "STRING"),
+          "string test data: %s", msg);
+    /* corrupt test data fails */
+    write_file(p, "\x0a\xff\xff\xff\xff\x0f", 6);
+    CHECK(run_one(pass, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL && strstr(msg, "input_0.pb"),
+          "corrupt test data: %s", msg);
+    /* a directory without data sets, and a missing model */
+    char empty[500];
+    snprintf(empty, sizeof empty, "%s/test_nodata", root);
+    mb_init(&b, 13);
+    mb_input(&b, "x", 2, (int64_t[]){3, 4});
+    mb_node(&b, "Relu", "relu", "x", "y");
+    mb_output(&b, "y");
+    write_test(empty, &b, set, sizeof set);
+    rmdir(set);
+    mb_free(&b);
+    CHECK(run_one(empty, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL && strstr(msg, "no test_data_set"),
+          "no data sets: %s", msg);
+    CHECK(run_one(root, &desc, NULL, msg, sizeof msg) == KILN_ONNX_TEST_FAIL && strstr(msg, "model.onnx"),
+          "no model: %s", msg);
+
+    /* arguments */
+    kiln_onnx_test_result res;
+    CHECK(kiln_onnx_test_run(NULL, &desc, &res, NULL, msg, sizeof msg) == KILN_ERR_INVALID_ARGUMENT, "NULL dir");
+    CHECK(kiln_onnx_test_run(pass, &desc, NULL, NULL, msg, sizeof msg) == KILN_ERR_INVALID_ARGUMENT, "NULL result");
+    kiln_onnx_test_desc small = desc;
+    small.size = 8;
+    CHECK(kiln_onnx_test_run(pass, &small, &res, NULL, msg, sizeof msg) == KILN_ERR_INVALID_ARGUMENT, "desc too small");
+    CHECK(kiln_onnx_test_run(pass, NULL, &res, NULL, NULL, 0) == KILN_OK && res == KILN_ONNX_TEST_FAIL,
+          "NULL desc and message: the defaults");
+
+    /* discovery: the tests under a directory, sorted; a test directory is itself */
+    char **dirs = NULL;
+    int n = -1;
+    mkdir(p, 0700); /* not a test: holds no model.onnx */
+    CHECK_OK(kiln_onnx_test_list(root, &dirs, &n));
+    CHECK(n == 5 && dirs && strstr(dirs[0], "/test_fancy_skip") && strstr(dirs[1], "/test_nodata") &&
+              strstr(dirs[2], "/test_relu_fail") && strstr(dirs[3], "/test_relu_pass") &&
+              strstr(dirs[4], "/test_reshape_frozen"),
+          "test list under %s: %d entries", root, n);
+    kiln_onnx_test_list_free(dirs, n);
+    CHECK_OK(kiln_onnx_test_list(pass, &dirs, &n));
+    CHECK(n == 1 && strcmp(dirs[0], pass) == 0, "a test directory lists itself");
+    kiln_onnx_test_list_free(dirs, n);
+    snprintf(p, sizeof p, "%s/nowhere", root);
+    CHECK(kiln_onnx_test_list(p, &dirs, &n) == KILN_ERR_IO && dirs == NULL && n == 0 &&
+              strstr(kiln_last_error(), "not a directory"),
+          "missing directory: %s", kiln_last_error());
+    CHECK(kiln_onnx_test_list(root, NULL, &n) == KILN_ERR_INVALID_ARGUMENT, "NULL dirs");
+    rm_test(root);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln_onnx_test_%d", (int)getpid());
     mkdir(tmpdir, 0700);
@@ -1019,6 +1533,10 @@ int main(void) {
     test_versions();
     test_bad_graph();
     test_tensor_files();
+    test_model_info();
+    test_error_value();
+    test_name_collisions();
+    test_backend_runner();
     rmdir(tmpdir);
     return th_exit("test_onnx_import");
 }

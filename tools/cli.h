@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "kiln/kiln.h"
+#include "kiln/onnx.h" /* declarations only: calls are made when KILN_CLI_HAVE_ONNX */
 
 /* Exit statuses: 2 for a command line the tool cannot act on (unknown option, missing
  * argument, unknown input name), 1 for a failure while doing the work. */
@@ -187,48 +188,14 @@ bool cli_mkdirs(const char *path, char *err, size_t errsz);
  * at most 200 bytes. */
 void cli_sanitize_name(const char *name, char *out, size_t size);
 
-/* ---- ONNX model facts read from the protobuf (onnx_model.c) ---- */
-
-typedef struct model_value {
-    char *name;
-    int elem_type;     /* onnx TensorProto.DataType */
-    kiln_dtype dtype;  /* when dtype_ok */
-    bool dtype_ok;
-    bool has_shape;
-    int rank;
-    int64_t dims[KILN_MAX_DIMS]; /* -1: symbolic or unknown */
-    char *dim_names[KILN_MAX_DIMS];
-    bool is_tensor; /* false: sequence, map, optional */
-} model_value;
-
-typedef struct model_op_count {
-    char *domain;
-    char *op;
-    int count;
-} model_op_count;
-
-typedef struct model_info {
-    int64_t ir_version;
-    char *producer;
-    char *graph_name;
-    int nb_opsets;
-    char *opset_domain[32];
-    int64_t opset_version[32];
-    int nb_inputs, nb_outputs;
-    model_value inputs[CLI_MAX_IO]; /* graph inputs that are not initializers */
-    model_value outputs[CLI_MAX_IO];
-    int nb_nodes;
-    int nb_ops;
-    model_op_count *ops; /* sorted by count, descending */
-    int nb_initializers;
-    int64_t initializer_bytes;
-} model_info;
+/* ---- ONNX model facts (onnx_model.c), from the importer's kiln_onnx_read_model_info ---- */
 
 bool have_onnx(void);
-/* Reads the model's facts; false with a reason (not ONNX, truncated) in err. */
-bool model_info_read(const uint8_t *data, size_t size, model_info *mi, char *err, size_t errsz);
-void model_info_free(model_info *mi);
-const char *onnx_type_name(int elem_type);
+/* Reads the model's facts; false with a reason (not ONNX, truncated; without the "<memory>:"
+ * prefix) in err. *out is released with kiln_onnx_model_info_destroy. */
+bool model_info_read(const uint8_t *data, size_t size, kiln_onnx_model_info **out, char *err, size_t errsz);
+/* "batchx3x224x224" from a declared shape ("scalar", "unknown" when no shape is given). */
+const char *model_dims_str(const kiln_onnx_value_info *v, char *buf, size_t size);
 
 /* ---- loading a model (plan or ONNX) into an engine: model.c ---- */
 
@@ -257,8 +224,7 @@ void input_set_free(input_set *s);
 typedef struct loaded_model {
     kiln_engine *engine;
     bool is_plan;
-    bool have_info;
-    model_info info;
+    kiln_onnx_model_info *info; /* ONNX models: the model's facts */
     int layers_before; /* network layers before the build (ONNX only) */
     int consts_before; /* of which constants */
     double parse_ms, build_ms;
@@ -273,8 +239,9 @@ bool is_plan_file(const uint8_t *data, size_t size);
 
 /* Loads path (plan or ONNX) into an engine. ONNX inputs with symbolic dimensions take
  * their shapes from --shapes, then from the input files in `inputs` (NULL: none), then
- * --batch for a symbolic first dimension. Progress lines when `progress`. Returns
- * CLI_OK or an exit status after printing the error. */
+ * --batch for a symbolic first dimension. When `progress`: a line per phase (parse, build)
+ * and, while building, the library's progress redrawn in place. Returns CLI_OK or an exit
+ * status after printing the error. */
 int load_model(const cli *c, const char *path, const build_opts *o, const input_set *inputs, bool progress,
                loaded_model *out);
 void loaded_model_free(loaded_model *m);

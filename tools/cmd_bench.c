@@ -377,7 +377,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
     }
 
     /* enqueue time: the call alone. CPU engines run inside it; device engines return once
-     * the work is queued, and one execute on the same stream then waits for all of it. */
+     * the work is queued, and a synchronize then drains the stream. */
     int64_t nenq = iterations ? (iterations < 100 ? iterations : 100) : (w[0].n < 100 ? (w[0].n > 10 ? w[0].n : 10) : 100);
     enq = malloc((size_t)nenq * sizeof *enq);
     if (!enq) {
@@ -392,7 +392,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
         }
         enq[i] = cli_now_ms() - t0;
     }
-    if (kiln_context_execute(w[0].ctx) != KILN_OK) {
+    if (kiln_context_synchronize(w[0].ctx) != KILN_OK) {
         rc = cli_fail(c, "%s: run failed: %s", model, cli_last_error());
         goto done;
     }

@@ -284,16 +284,19 @@ int cmd_compare(cli *c, int argc, char **argv) {
         goto out;
     }
     if (!ref_cpu && !plan) {
-        model_info mi;
+        kiln_onnx_model_info *mi;
         if (!model_info_read(bytes, size, &mi, err, sizeof err)) {
             free(bytes);
             rc = cli_fail(c, "%s: %s", model, err);
             goto out;
         }
         const char *names[CLI_MAX_IO];
-        for (int i = 0; i < mi.nb_inputs; i++) names[i] = mi.inputs[i].name;
-        rc = inputs_from_dir(c, reference, names, mi.nb_inputs, ins);
-        model_info_free(&mi);
+        int n = mi->nb_inputs < CLI_MAX_IO ? mi->nb_inputs : CLI_MAX_IO;
+        for (int i = 0; i < n; i++) names[i] = mi->inputs[i].name;
+        rc = inputs_from_dir(c, reference, names, n, ins);
+#ifdef KILN_CLI_HAVE_ONNX
+        kiln_onnx_model_info_destroy(mi);
+#endif
     }
     free(bytes);
     if (rc != CLI_OK) goto out;
@@ -377,9 +380,9 @@ int cmd_compare(cli *c, int argc, char **argv) {
                 goto out;
             }
         }
-        bool model_output = !m.have_info || !o.all_layers;
-        for (int k2 = 0; m.have_info && o.all_layers && k2 < m.info.nb_outputs; k2++)
-            model_output |= strcmp(m.info.outputs[k2].name, io->name[i]) == 0;
+        bool model_output = !m.info || !o.all_layers;
+        for (int k2 = 0; m.info && o.all_layers && k2 < m.info->nb_outputs; k2++)
+            model_output |= strcmp(m.info->outputs[k2].name, io->name[i]) == 0;
         if (!have) {
             res[i].have_ref = false;
             if (model_output) missing_model_outputs++;
@@ -412,8 +415,8 @@ int cmd_compare(cli *c, int argc, char **argv) {
         for (int i = 0; i < io->n; i++) {
             if (io->mode[i] != KILN_IO_OUTPUT) continue;
             bool model_output = !o.all_layers;
-            for (int k2 = 0; m.have_info && k2 < m.info.nb_outputs; k2++)
-                model_output |= strcmp(m.info.outputs[k2].name, io->name[i]) == 0;
+            for (int k2 = 0; m.info && k2 < m.info->nb_outputs; k2++)
+                model_output |= strcmp(m.info->outputs[k2].name, io->name[i]) == 0;
             /* with --all-layers: the model's outputs and failures, or everything with -v */
             if (model_output || c->verbosity >= 2 || (res[i].have_ref && !res[i].pass)) print_row(io->name[i], &res[i]);
         }

@@ -5,6 +5,8 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -77,7 +79,9 @@ bool is_plan_file(const uint8_t *data, size_t size) { return size >= 8 && memcmp
 
 void loaded_model_free(loaded_model *m) {
     kiln_engine_destroy(m->engine);
-    if (m->have_info) model_info_free(&m->info);
+#ifdef KILN_CLI_HAVE_ONNX
+    kiln_onnx_model_info_destroy(m->info);
+#endif
     for (int i = 0; i < m->nb_marked; i++) {
         free(m->marked_tensor[i]);
         free(m->marked_layer[i]);
@@ -112,33 +116,74 @@ static void list_names(char *buf, size_t size, const char *const *names, int n) 
 }
 
 #ifdef KILN_CLI_HAVE_ONNX
-/* "batchx3x224x224" from the model's declared shape. */
-static const char *model_dims_str(const model_value *v, char *buf, size_t size) {
-    if (!v->has_shape) {
-        snprintf(buf, size, "unknown");
-        return buf;
-    }
-    if (v->rank == 0) {
-        snprintf(buf, size, "scalar");
-        return buf;
-    }
-    size_t at = 0;
-    buf[0] = 0;
-    for (int i = 0; i < v->rank && i < KILN_MAX_DIMS && at < size; i++) {
-        if (v->dims[i] >= 0) at += (size_t)snprintf(buf + at, size - at, i ? "x%lld" : "%lld", (long long)v->dims[i]);
-        else at += (size_t)snprintf(buf + at, size - at, i ? "x%s" : "%s", v->dim_names[i] ? v->dim_names[i] : "?");
-    }
-    return buf;
-}
-
-
 /* Does `want` fit the model's declared shape (same rank, fixed dimensions equal)? */
-static bool fits(const model_value *v, const kiln_dims *want) {
+static bool fits(const kiln_onnx_value_info *v, const kiln_dims *want) {
     if (!v->has_shape) return true;
     if (v->rank != want->nb_dims) return false;
     for (int i = 0; i < v->rank; i++)
         if (v->dims[i] >= 0 && v->dims[i] != want->d[i]) return false;
     return true;
+}
+
+/* The library's build progress, redrawn in place on the terminal: phase, layers done,
+ * time so far and, while kernels are chosen (the phase that grows with the model), an
+ * estimate of the time left in it. */
+typedef struct build_progress {
+    const cli *c;
+    const char *path;
+    double t0;       /* the build started */
+    double phase_t0; /* the current phase started */
+    double last_draw;
+    int phase_first_done; /* `done` of the phase's first call */
+    bool phase_counts;    /* the phase counts layers (a phase that does not goes 0/0, then 1/1) */
+    bool estimated;       /* an estimate was drawn in this phase */
+    char phase[32];
+} build_progress;
+
+static const char *seconds_str(double ms, char *buf, size_t size) {
+    double s = ms / 1e3;
+    if (s < 10) snprintf(buf, size, "%.1f s", s);
+    else if (s < 120) snprintf(buf, size, "%.0f s", s);
+    else snprintf(buf, size, "%d min %02d s", (int)(s / 60), (int)s % 60);
+    return buf;
+}
+
+static void on_build_progress(void *user, const char *phase, int done, int total) {
+    build_progress *bp = user;
+    double now = cli_now_ms();
+    bool new_phase = strncmp(bp->phase, phase, sizeof bp->phase - 1) != 0;
+    if (new_phase) {
+        snprintf(bp->phase, sizeof bp->phase, "%s", phase);
+        bp->phase_t0 = now;
+        bp->phase_first_done = done;
+        bp->phase_counts = total > 0;
+        bp->estimated = false;
+    }
+    bool kernels = strcmp(phase, "kernels") == 0;
+    bool can_estimate = kernels && done > bp->phase_first_done && done < total;
+    /* a redraw per layer would flood a slow terminal: at phase changes and ends, for the
+     * first estimate, else at most every 100 ms */
+    if (!new_phase && done != total && !(can_estimate && !bp->estimated) && now - bp->last_draw < 100) return;
+    bp->last_draw = now;
+    char line[512], b1[32], b2[32];
+    const char *base = strrchr(bp->path, '/') ? strrchr(bp->path, '/') + 1 : bp->path;
+    size_t at = (size_t)snprintf(line, sizeof line, "kiln %s: building %s: %s", bp->c->cmd, base, phase);
+    if (bp->phase_counts && at < sizeof line)
+        at += (size_t)snprintf(line + at, sizeof line - at, " %d/%d layers", done, total);
+    if (at < sizeof line)
+        at += (size_t)snprintf(line + at, sizeof line - at, ", %s", seconds_str(now - bp->t0, b1, sizeof b1));
+    if (can_estimate && at < sizeof line) {
+        /* the kernels left take as long, each, as those chosen so far */
+        double left = (now - bp->phase_t0) / (done - bp->phase_first_done) * (total - done);
+        snprintf(line + at, sizeof line - at, ", about %s left", seconds_str(left, b2, sizeof b2));
+        bp->estimated = true;
+    }
+    /* a line wider than the terminal would wrap, and \r would redraw only its end */
+    struct winsize ws;
+    size_t width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col : 80;
+    if (strlen(line) >= width) line[width - 1 < sizeof line ? width - 1 : sizeof line - 1] = 0;
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
 }
 #endif
 
@@ -187,7 +232,7 @@ static int check_plan(const cli *c, const char *path, kiln_engine *e, const buil
 #ifdef KILN_CLI_HAVE_ONNX
 /* The shape each model input gets: --shapes, then the user's file, then --batch for a
  * symbolic first dimension. */
-static int resolve_shapes(const cli *c, const char *path, const model_info *mi, const build_opts *o,
+static int resolve_shapes(const cli *c, const char *path, const kiln_onnx_model_info *mi, const build_opts *o,
                           const input_set *inputs, kiln_dims *shapes, bool *given) {
     const char *names[CLI_MAX_IO];
     for (int i = 0; i < mi->nb_inputs; i++) names[i] = mi->inputs[i].name;
@@ -210,7 +255,7 @@ static int resolve_shapes(const cli *c, const char *path, const model_info *mi, 
     int64_t bound_value[CLI_MAX_IO];
     int nbound = 0;
     for (int i = 0; i < mi->nb_inputs; i++) {
-        const model_value *v = &mi->inputs[i];
+        const kiln_onnx_value_info *v = &mi->inputs[i];
         const input_spec *in = find_input(inputs, v->name);
         const kiln_dims *src = NULL;
         for (int k = 0; k < o->nb_shapes && !src; k++)
@@ -228,7 +273,7 @@ static int resolve_shapes(const cli *c, const char *path, const model_info *mi, 
         }
     }
     for (int i = 0; i < mi->nb_inputs; i++) {
-        const model_value *v = &mi->inputs[i];
+        const kiln_onnx_value_info *v = &mi->inputs[i];
         kiln_dims d = {0};
         const char *from = NULL;
         char frombuf[600];
@@ -315,10 +360,11 @@ static int build_onnx(const cli *c, const char *path, const uint8_t *data, size_
                       const input_set *inputs, bool progress, loaded_model *out) {
     char err[512];
     if (!model_info_read(data, size, &out->info, err, sizeof err)) return cli_fail(c, "%s: %s", path, err);
-    out->have_info = true;
-    model_info *mi = &out->info;
+    const kiln_onnx_model_info *mi = out->info;
+    if (mi->nb_inputs > CLI_MAX_IO)
+        return cli_fail(c, "%s: the model has %d inputs, more than this tool's %d", path, mi->nb_inputs, CLI_MAX_IO);
     for (int i = 0; i < mi->nb_inputs; i++)
-        if (!mi->inputs[i].is_tensor)
+        if (mi->inputs[i].kind != KILN_ONNX_VALUE_TENSOR)
             return cli_fail(c, "%s: input '%s' is not a tensor (sequence, map or optional): kiln cannot feed it", path,
                             mi->inputs[i].name);
     kiln_dims shapes[CLI_MAX_IO];
@@ -432,6 +478,12 @@ static int build_onnx(const cli *c, const char *path, const uint8_t *data, size_
                  o->timing_cache);
     t0 = cli_now_ms();
     progress_begin(c, progress, "building", path);
+    build_progress bp = {c, path, t0, t0, t0, 0, false, false, ""};
+    if (progress && kiln_config_set_progress(cfg, on_build_progress, &bp) != KILN_OK) {
+        progress_clear(progress);
+        cli_fail(c, "%s: %s", path, cli_last_error());
+        goto done;
+    }
     st = kiln_builder_build(b, net, cfg, &out->engine);
     out->build_ms = cli_now_ms() - t0;
     if (st != KILN_OK) {
