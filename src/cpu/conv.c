@@ -1,10 +1,13 @@
-/* kiln CPU backend: convolution (im2col + OpenBLAS sgemm, direct loops for depthwise) and
- * deconvolution (sgemm + col2im), float32 NCHW. Rank-3 (NCW) tensors run as N, C, 1, W. */
+/* kiln CPU backend: convolution (im2col + OpenBLAS sgemm, Winograd for 3x3 stride 1, direct
+ * loops for depthwise) and deconvolution (sgemm + col2im), float32 NCHW. Rank-3 (NCW) tensors
+ * run as N, C, 1, W. */
 #include <cblas.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/winograd.h"
 
 /* Upper bound on the im2col/col2im buffer: bigger layers are processed in bands of output
  * rows so that scratch stays modest and the column buffer stays near the caches. */
@@ -71,7 +74,7 @@ static void fill(float *p, int64_t n, float v) {
 
 /* ---- convolution ---- */
 
-enum { CONV_GEMM = 0, CONV_DEPTHWISE = 1 };
+enum { CONV_GEMM = 0, CONV_DEPTHWISE = 1, CONV_WINOGRAD = 2 };
 
 typedef struct conv_state {
     conv_geom geo;
@@ -83,6 +86,7 @@ typedef struct conv_state {
     size_t col_floats, tmp_floats;
     float *wt;      /* [k, crs], row-major: the GEMM's A */
     float *bias;    /* k values, or NULL */
+    kcpu_wino *wino; /* CONV_WINOGRAD: its own kernel and bias */
 } conv_state;
 
 static kiln_status check_float(const kiln_layer *l) {
@@ -98,6 +102,29 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
     conv_geom g;
     geom_fill(l, &g, false);
     int64_t crs = g.cg * g.kh * g.kw;
+    /* Winograd: 3x3, stride 1, dilation 1, one group, and a shape where it pays */
+    kcpu_wino_shape ws = {g.n, g.c, g.h, g.w, g.k, g.oh, g.ow, g.pt, g.pl};
+    int wm = 0;
+    if (l->inputs[0]->dims.nb_dims == 4 && g.g == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 &&
+        g.dh == 1 && g.dw == 1) {
+        wm = kcpu_wino_pick(&ws);
+        const char *force = getenv("KILN_WINO"); /* TEMPORARY: benchmarking */
+        if (force) wm = atoi(force);
+    }
+    if (wm) {
+        conv_state *s = kiln_alloc(env, sizeof *s);
+        if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory packing the kernel");
+        memset(s, 0, sizeof *s);
+        s->geo = g;
+        s->mode = CONV_WINOGRAD;
+        s->wino = kcpu_wino_create(l, env, &ws, wm, l->w[0].values, l->w[1].count ? l->w[1].values : NULL, scratch);
+        if (!s->wino) {
+            kiln_free(env, s);
+            return KILN_ERR_OUT_OF_MEMORY;
+        }
+        *state = s;
+        return KILN_OK;
+    }
     size_t wcount = (size_t)g.k * (size_t)crs, bcount = l->w[1].count ? (size_t)g.k : 0;
     size_t head = KILN_ALIGN_UP(sizeof(conv_state), KILN_ALIGN);
     size_t wbytes = KILN_ALIGN_UP(wcount * sizeof(float), KILN_ALIGN);
@@ -438,6 +465,10 @@ static void dw_planes(void *arg, int64_t p0, int64_t p1) {
 static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             kcpu_exec *x) {
     const conv_state *s = state;
+    if (s->mode == CONV_WINOGRAD) {
+        kcpu_wino_run(s->wino, l, in[0], l->nb_inputs > 1 ? in[1] : NULL, out[0], x);
+        return KILN_OK;
+    }
     if (s->mode == CONV_DEPTHWISE) {
         dw_job j = {s, in[0], out[0]};
         const conv_geom *g = &s->geo;
@@ -449,7 +480,13 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     return KILN_OK;
 }
 
-const kcpu_kernel kcpu_convolution = {conv_prepare, conv_run, NULL};
+static void conv_release(const kiln_env *env, void *state) {
+    conv_state *s = state;
+    if (s && s->wino) kcpu_wino_destroy(env, s->wino);
+    kiln_free(env, s);
+}
+
+const kcpu_kernel kcpu_convolution = {conv_prepare, conv_run, conv_release};
 
 /* ---- deconvolution ---- */
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "cuda/host.h"
 #include "runtime/backend.h"
 
@@ -46,6 +47,26 @@ kiln_status kcu_blas_fail(const kiln_layer *l, cublasStatus_t s, const char *cal
                           cublasLtGetStatusString(s));
 }
 
+/* ---- physical formats ---- */
+
+kiln_status kcu_check_formats(const kiln_layer *l, int storage, bool nhwc, const char *what) {
+    for (int i = 0; i < l->nb_inputs + l->nb_outputs; i++) {
+        const kiln_tensor *t = i < l->nb_inputs ? l->inputs[i] : l->outputs[i - l->nb_inputs];
+        if (!t) continue;
+        bool fl = t->dtype == KILN_FLOAT32 || t->dtype == KILN_FLOAT16;
+        bool ok = storage < 0 || !fl ? kcu_logical(t)
+                                     : (int)kg_storage(t) == storage && (t->dims.nb_dims != 4 || kcu_nhwc(t) == nhwc);
+        if (!ok)
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "tensor '%s' is stored as %s%s, which the %s kernel does not read",
+                                  t->name, kiln_dtype_name(kg_storage(t)), kcu_nhwc(t) ? " NHWC" : " row-major", what);
+    }
+    return KILN_OK;
+}
+
+void kcu_to_half(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = kiln_float_to_half(src[i]);
+}
+
 /* ---- per-layer device state ---- */
 
 void kcu_state_free(const kiln_env *env, void *state) {
@@ -79,8 +100,30 @@ kiln_status kcu_state_upload(const kiln_layer *l, kcu_state *s, int n, const voi
 
 /* ---- the basic layers: constant, views that must copy, cast ---- */
 
-static size_t tensor_bytes(const kiln_tensor *t) {
-    return (size_t)kiln_dims_volume(&t->dims) * kiln_dtype_size(t->dtype);
+static size_t tensor_bytes(const kiln_tensor *t) { return kg_tensor_bytes(t); }
+
+/* A constant's values in its storage type: the given bytes, or float32 made float16
+ * (*tmp: the converted copy the caller frees). */
+static kiln_status constant_values(const kiln_layer *l, const kiln_env *env, const void **src, size_t *bytes,
+                                   void **tmp) {
+    const kiln_weights *w = &l->w[0];
+    kiln_dtype st = kg_storage(l->outputs[0]);
+    *tmp = NULL;
+    *src = w->values;
+    *bytes = (size_t)w->count * kiln_dtype_size(w->dtype);
+    if (kcu_nhwc(l->outputs[0]))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend keeps constants row-major");
+    if (st == w->dtype) return KILN_OK;
+    if (st != KILN_FLOAT16 || w->dtype != KILN_FLOAT32)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "cannot store %s values as %s", kiln_dtype_name(w->dtype),
+                              kiln_dtype_name(st));
+    uint16_t *h = kiln_alloc(env, (size_t)(w->count ? w->count : 1) * sizeof *h);
+    if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting to float16");
+    kcu_to_half(h, w->values, w->count);
+    *tmp = h;
+    *src = h;
+    *bytes = (size_t)w->count * sizeof *h;
+    return KILN_OK;
 }
 
 /* A constant's values go to the device at build: they feed other layers by pointer. */
@@ -89,9 +132,29 @@ static kiln_status constant_prepare(const kiln_layer *l, const kcu_build *b, voi
     kcu_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     *state = s;
-    const void *src = l->w[0].values;
-    size_t bytes = (size_t)l->w[0].count * kiln_dtype_size(l->w[0].dtype);
-    return kcu_state_upload(l, s, 1, &src, &bytes, NULL);
+    const void *src;
+    size_t bytes;
+    void *tmp;
+    kiln_status st = constant_values(l, b->env, &src, &bytes, &tmp);
+    if (st == KILN_OK) st = kcu_state_upload(l, s, 1, &src, &bytes, NULL);
+    kiln_free(b->env, tmp);
+    return st;
+}
+
+/* In place: readers hold the constant's address (a Gemm bias, a captured CUDA graph). */
+static kiln_status constant_refit(const kiln_layer *l, void *state, int slot) {
+    kcu_state *s = state;
+    const void *src;
+    size_t bytes;
+    void *tmp;
+    if (slot != 0) return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "a constant has no weights %d", slot);
+    kiln_status st = constant_values(l, &l->graph->env, &src, &bytes, &tmp);
+    if (st == KILN_OK && bytes) {
+        cudaError_t e = cudaMemcpy(s->dev, src, bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
+    }
+    kiln_free(&l->graph->env, tmp);
+    return st;
 }
 
 /* Runs only when the constant is itself a network output. */
@@ -117,14 +180,14 @@ static kiln_status copy_run(const kiln_layer *l, const void *state, const void *
 static kiln_status cast_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             const kcu_exec *x) {
     (void)state;
-    kiln_dtype from = l->inputs[0]->dtype, to = l->outputs[0]->dtype;
+    kiln_dtype from = kg_storage(l->inputs[0]), to = kg_storage(l->outputs[0]);
     int64_t n = kiln_dims_volume(&l->outputs[0]->dims);
     if (from == to) return copy_run(l, state, in, out, x);
     KCU_CUDA(l, kcu_cast(x->stream, (int)from, (int)to, n, in[0], out[0]));
     return KILN_OK;
 }
 
-static const kcu_kernel k_constant = {constant_prepare, constant_run, NULL};
+static const kcu_kernel k_constant = {constant_prepare, constant_run, NULL, constant_refit};
 static const kcu_kernel k_copy = {NULL, copy_run, NULL};
 const kcu_kernel kcu_k_cast = {NULL, cast_run, NULL};
 
@@ -160,6 +223,7 @@ static const kcu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_SPACE_TO_DEPTH] = &kcu_k_space_to_depth,
     [KILN_LAYER_INSTANCE_NORM] = &kcu_k_instance_norm,
     [KILN_LAYER_LRN] = &kcu_k_lrn,
+    [KILN_LAYER_REFORMAT] = &kcu_k_reformat,
 };
 
 /* ---- build time ---- */
@@ -171,7 +235,125 @@ static bool cu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act) 
            (unsigned)act < KILN_ACT_COUNT;
 }
 
+/* Every convolution kernel (cuDNN's z input, the GEMM's C matrix, our epilogue) adds it. */
+static bool cu_can_fuse_residual(const kiln_layer *conv) { return conv->type == KILN_LAYER_CONVOLUTION; }
+
 static bool engine_tf32(const kiln_engine *e) { return (e->flags >> KILN_FLAG_TF32) & 1u; }
+
+/* ---- formats under KILN_FLAG_FP16 ----
+ * The heavy layers run on float16 storage with float32 accumulation: convolutions and
+ * pooling channels-last (cuDNN's tensor-core layout), Gemm and MatMul row-major. Point-wise
+ * layers, concat, split and resize follow their inputs (channels-last too); data movement
+ * follows them row-major; everything else stays float32 row-major. A constant read only by
+ * GEMMs is stored as float16 at build, so no reformat runs for it. */
+
+static bool f32(kiln_dtype t) { return t == KILN_FLOAT32; }
+
+static void input_formats(const kiln_layer *l, bool *any16, bool *any_nhwc) {
+    *any16 = *any_nhwc = false;
+    for (int k = 0; k < l->nb_inputs; k++) {
+        const kiln_tensor *t = l->inputs[k];
+        if (!t || (t->dtype != KILN_FLOAT32 && t->dtype != KILN_FLOAT16)) continue;
+        if (kg_storage(t) == KILN_FLOAT16) *any16 = true;
+        if (kcu_nhwc(t)) *any_nhwc = true;
+    }
+}
+
+static bool constant_wants_f16(const kiln_layer *c) {
+    const kiln_tensor *t = c->outputs[0];
+    if (!f32(t->dtype) || t->is_output || !f32(c->w[0].dtype)) return false;
+    const kiln_graph *g = c->graph;
+    int readers = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        const kiln_layer *r = g->layers[i];
+        if (r->removed) continue;
+        for (int k = 0; k < r->nb_inputs; k++) {
+            if (r->inputs[k] != t) continue;
+            if ((r->type != KILN_LAYER_GEMM && r->type != KILN_LAYER_MATMUL) || r->pin_fp32) return false;
+            readers++;
+        }
+    }
+    return readers > 0;
+}
+
+static bool cu_layer_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
+    if (!((flags >> KILN_FLAG_FP16) & 1u) || l->nb_outputs < 1 || !f32(l->outputs[0]->dtype)) return false;
+    bool o4 = l->outputs[0]->dims.nb_dims == 4, in16, in_nhwc;
+    input_formats(l, &in16, &in_nhwc);
+    *storage = KILN_FLOAT16;
+    *format = KG_FORMAT_LINEAR;
+    switch (l->type) {
+    case KILN_LAYER_CONVOLUTION:
+        if (!f32(l->inputs[0]->dtype) || !f32(l->w[0].dtype) || (l->w[1].count && !f32(l->w[1].dtype))) return false;
+        if (l->inputs[0]->dims.nb_dims == 4) *format = KG_FORMAT_NHWC;
+        return true;
+    case KILN_LAYER_POOLING:
+        if (!o4 || !f32(l->inputs[0]->dtype)) return false;
+        *format = KG_FORMAT_NHWC;
+        return true;
+    case KILN_LAYER_GEMM:
+    case KILN_LAYER_MATMUL:
+        for (int k = 0; k < l->nb_inputs; k++)
+            if (l->inputs[k] && !f32(l->inputs[k]->dtype)) return false;
+        return true;
+    case KILN_LAYER_CONSTANT: return constant_wants_f16(l);
+    case KILN_LAYER_SCALE:
+    case KILN_LAYER_ACTIVATION:
+    case KILN_LAYER_UNARY:
+    case KILN_LAYER_PRELU:
+    case KILN_LAYER_ELEMENTWISE:
+    case KILN_LAYER_CONCAT:
+    case KILN_LAYER_SPLIT:
+    case KILN_LAYER_RESIZE:
+        if (!in16) return false;
+        if (in_nhwc && o4 && !(l->type == KILN_LAYER_SCALE && l->p.scale.mode == KILN_SCALE_ELEMENTWISE))
+            *format = KG_FORMAT_NHWC;
+        return true;
+    case KILN_LAYER_SLICE:
+    case KILN_LAYER_SHUFFLE:
+    case KILN_LAYER_TRANSPOSE:
+    case KILN_LAYER_PAD:
+    case KILN_LAYER_GATHER:
+    case KILN_LAYER_IDENTITY:
+    case KILN_LAYER_EXPAND:
+    case KILN_LAYER_TILE:
+    case KILN_LAYER_DEPTH_TO_SPACE:
+    case KILN_LAYER_SPACE_TO_DEPTH: return in16;
+    default: return false;
+    }
+}
+
+/* Layers whose kernels check the storage and layout they are given themselves; the rest
+ * read their logical dtype, row-major (a plan built for other kernels fails cleanly). */
+static bool format_aware(kiln_layer_type t) {
+    switch (t) {
+    case KILN_LAYER_CONVOLUTION:
+    case KILN_LAYER_POOLING:
+    case KILN_LAYER_ACTIVATION:
+    case KILN_LAYER_PRELU:
+    case KILN_LAYER_SCALE:
+    case KILN_LAYER_ELEMENTWISE:
+    case KILN_LAYER_UNARY:
+    case KILN_LAYER_MATMUL:
+    case KILN_LAYER_GEMM:
+    case KILN_LAYER_CONCAT:
+    case KILN_LAYER_SPLIT:
+    case KILN_LAYER_SLICE:
+    case KILN_LAYER_SHUFFLE:
+    case KILN_LAYER_TRANSPOSE:
+    case KILN_LAYER_PAD:
+    case KILN_LAYER_GATHER:
+    case KILN_LAYER_CONSTANT:
+    case KILN_LAYER_IDENTITY:
+    case KILN_LAYER_RESIZE:
+    case KILN_LAYER_EXPAND:
+    case KILN_LAYER_TILE:
+    case KILN_LAYER_DEPTH_TO_SPACE:
+    case KILN_LAYER_SPACE_TO_DEPTH:
+    case KILN_LAYER_REFORMAT: return true;
+    default: return false;
+    }
+}
 
 static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     const kiln_layer *l = node->layer;
@@ -179,6 +361,10 @@ static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     if (!k || !k->run)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend has no kernel for this layer type");
     node->kernel = k;
+    if (!format_aware(l->type)) {
+        kiln_status st = kcu_check_formats(l, -1, false, "CUDA");
+        if (st != KILN_OK) return st;
+    }
     /* skipped nodes are views or constants: only a constant has something to place */
     if ((node->skip && l->type != KILN_LAYER_CONSTANT) || !k->prepare) return KILN_OK;
     kcu_build b = {e, &e->env, engine_tf32(e), (size_t)1 << 30};
@@ -196,6 +382,20 @@ static void cu_release(const kiln_env *env, ke_node *node) {
     node->state = NULL;
 }
 
+/* Refit copies the new values (converted as at build) into the buffers the kernel already
+ * reads, so kernel choices, scratch sizes and captured CUDA graphs all stay valid. */
+static kiln_status cu_refit(const kiln_engine *e, ke_node *node, int slot) {
+    (void)e;
+    const kiln_layer *l = node->layer;
+    const kcu_kernel *k = node->kernel;
+    if (!node->state || !k || !k->refit)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA kernel of this layer has no refittable weights");
+    /* no run may read the weights while they change */
+    cudaError_t ce = cudaDeviceSynchronize();
+    if (ce != cudaSuccess) return kcu_cuda_fail(l, NULL, ce, "cudaDeviceSynchronize", __FILE__, __LINE__);
+    return k->refit(l, node->state, slot);
+}
+
 static const void *cu_const_data(const ke_node *node) {
     const kcu_state *s = node->state;
     return s ? s->dev : NULL;
@@ -204,7 +404,11 @@ static const void *cu_const_data(const ke_node *node) {
 /* ---- contexts ---- */
 
 /* Faults: kernels record into x.err in device memory; a finish copies it into pinned
- * `fault` on the stream before synchronizing (a few bytes, no extra sync). */
+ * `fault` on the stream before synchronizing (a few bytes, no extra sync).
+ * CUDA graphs: a run whose tensor addresses equal the previous run's is captured into a
+ * graph (the first run with new addresses runs directly: it also warms up every library
+ * and kernel module, which must not happen inside a capture); later runs with the same
+ * addresses replay that graph with one launch. */
 struct kb_ctx {
     const kiln_engine *e;
     int device;
@@ -212,11 +416,24 @@ struct kb_ctx {
     kcu_exec x;     /* x.stream: the stream of the current run */
     kcu_err *fault; /* pinned host copy of x.err */
     void *scratch;
+    int nb_ptrs;
+    void **seen;       /* the addresses of the last direct run */
+    bool seen_valid;
+    void **graph_ptrs; /* the addresses `exec` was captured with */
+    cudaGraphExec_t exec;
+    bool no_graphs;    /* a capture failed: this context runs directly */
+    const void **in_ptrs; /* per-node argument arrays for runs made here */
+    void **out_ptrs;
 };
 
 static void cu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
     if (arena) cudaFree(arena);
     if (c) {
+        if (c->exec) cudaGraphExecDestroy(c->exec);
+        kiln_free(&e->env, c->seen);
+        kiln_free(&e->env, c->graph_ptrs);
+        kiln_free(&e->env, c->in_ptrs);
+        kiln_free(&e->env, c->out_ptrs);
         if (c->scratch) cudaFree(c->scratch);
         if (c->x.dnn) cudnnDestroy(c->x.dnn);
         if (c->x.lt) cublasLtDestroy(c->x.lt);
@@ -281,6 +498,15 @@ static kiln_status cu_ctx_create(const kiln_engine *e, kb_ctx **out, void **aren
     CTX_CALL(ce == cudaSuccess, "cudaMalloc (fault record)", cudaGetErrorString(ce));
     ce = cudaMemset(c->x.err, 0, sizeof *c->x.err);
     CTX_CALL(ce == cudaSuccess, "cudaMemset (fault record)", cudaGetErrorString(ce));
+    c->nb_ptrs = e->graph.nb_tensors;
+    c->seen = kiln_calloc(env, (size_t)(c->nb_ptrs ? c->nb_ptrs : 1), sizeof(void *));
+    c->graph_ptrs = kiln_calloc(env, (size_t)(c->nb_ptrs ? c->nb_ptrs : 1), sizeof(void *));
+    c->in_ptrs = kiln_calloc(env, (size_t)(e->max_inputs ? e->max_inputs : 1), sizeof(void *));
+    c->out_ptrs = kiln_calloc(env, (size_t)(e->max_outputs ? e->max_outputs : 1), sizeof(void *));
+    if (!c->seen || !c->graph_ptrs || !c->in_ptrs || !c->out_ptrs) {
+        cu_ctx_destroy(e, c, a);
+        return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "context create: out of host memory");
+    }
     kiln_status st = ctx_alloc(env, &a, e->arena_bytes, "activations");
     if (st == KILN_OK) st = ctx_alloc(env, &c->scratch, e->scratch_bytes, "layer scratch");
     if (st != KILN_OK) {
@@ -301,6 +527,81 @@ static kiln_status cu_run(kb_ctx *c, const ke_node *node, const void *const *in,
     (void)cudaGetLastError(); /* a launch check must see this layer's launch only */
     c->x.node = (int)(node - c->e->nodes);
     return k->run(node->layer, node->state, in, out, &c->x);
+}
+
+/* ---- whole runs: direct, or captured into a CUDA graph and replayed ---- */
+
+/* Every node in order on the current stream, as the runtime's own loop does. */
+static kiln_status run_nodes(kb_ctx *c, void *const *ptrs) {
+    const kiln_engine *e = c->e;
+    for (int n = 0; n < e->nb_nodes; n++) {
+        const ke_node *node = &e->nodes[n];
+        if (node->skip) continue;
+        const kiln_layer *l = node->layer;
+        for (int k = 0; k < l->nb_inputs; k++) c->in_ptrs[k] = l->inputs[k] ? ptrs[l->inputs[k]->id] : NULL;
+        for (int k = 0; k < l->nb_outputs; k++) c->out_ptrs[k] = ptrs[l->outputs[k]->id];
+        kiln_status st = cu_run(c, node, c->in_ptrs, c->out_ptrs);
+        if (st != KILN_OK) return st;
+    }
+    return KILN_OK;
+}
+
+/* Captures the run into a graph, instantiates it and launches it. A capture that fails
+ * (a library call that cannot be captured) turns graphs off for this context and the run
+ * happens directly: the result is the same, only slower to launch. */
+static kiln_status capture_run(kb_ctx *c, void *const *ptrs) {
+    const kiln_env *env = &c->e->env;
+    cudaStream_t s = c->x.stream;
+    cudaError_t ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (ce != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->no_graphs = true;
+        kiln_log(env, KILN_LOG_INFO, "CUDA graphs off for this context: cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
+        return run_nodes(c, ptrs);
+    }
+    kiln_status st = run_nodes(c, ptrs);
+    cudaGraph_t g = NULL;
+    ce = cudaStreamEndCapture(s, &g);
+    cudaGraphExec_t exec = NULL;
+    if (st == KILN_OK && ce == cudaSuccess && g) ce = cudaGraphInstantiate(&exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (st != KILN_OK || ce != cudaSuccess || !exec) {
+        (void)cudaGetLastError();
+        c->no_graphs = true;
+        kiln_log(env, KILN_LOG_INFO, "CUDA graphs off for this context: the run could not be captured (%s)",
+                 st != KILN_OK ? kiln_last_error() : cudaGetErrorString(ce));
+        return run_nodes(c, ptrs); /* a real failure fails again here, with its own message */
+    }
+    if (c->exec) cudaGraphExecDestroy(c->exec);
+    c->exec = exec;
+    memcpy(c->graph_ptrs, ptrs, (size_t)c->nb_ptrs * sizeof *ptrs);
+    ce = cudaGraphLaunch(c->exec, s);
+    if (ce != cudaSuccess) return kcu_cuda_fail(NULL, env, ce, "cudaGraphLaunch", __FILE__, __LINE__);
+    return KILN_OK;
+}
+
+static kiln_status cu_run_begin(kb_ctx *c, void *const *ptrs, int nb_ptrs, bool graphable, bool *done) {
+    *done = false;
+    if (!graphable || c->no_graphs || nb_ptrs != c->nb_ptrs) return KILN_OK;
+    size_t bytes = (size_t)nb_ptrs * sizeof *ptrs;
+    if (c->exec && memcmp(ptrs, c->graph_ptrs, bytes) == 0) {
+        cudaError_t ce = cudaGraphLaunch(c->exec, c->x.stream);
+        if (ce != cudaSuccess) return kcu_cuda_fail(NULL, &c->e->env, ce, "cudaGraphLaunch", __FILE__, __LINE__);
+        *done = true;
+        return KILN_OK;
+    }
+    if (c->seen_valid && memcmp(ptrs, c->seen, bytes) == 0) {
+        *done = true;
+        return capture_run(c, ptrs);
+    }
+    memcpy(c->seen, ptrs, bytes); /* new addresses: this run is direct */
+    c->seen_valid = true;
+    return KILN_OK;
+}
+
+static kiln_status cu_run_end(kb_ctx *c) {
+    (void)c;
+    return KILN_OK;
 }
 
 /* The first fault a kernel recorded, as the CPU backend words it. */
@@ -400,26 +701,34 @@ static void cu_fingerprint(const kiln_env *env, char *buf, size_t size) {
              minor, sms, driver, runtime, cudnnGetVersion(), cublasLtGetVersion());
 }
 
+/* Kernel names say float16 storage (_f16) and channels-last (_nhwc). */
 static const char *cu_kernel_name(const ke_node *node) {
     const char *n = kcu_dnn_kernel_name(node);
     if (n) return n;
-    switch (node->layer->type) {
+    const kiln_layer *l = node->layer;
+    const kiln_tensor *y = l->nb_outputs ? l->outputs[0] : NULL;
+    int v = y && kg_storage(y) == KILN_FLOAT16 ? (kcu_nhwc(y) ? 2 : 1) : 0;
+    static const char *const memcpy_n[3] = {"cuda.memcpy", "cuda.memcpy_f16", "cuda.memcpy_f16_nhwc"};
+    static const char *const strided_n[3] = {"cuda.strided_copy", "cuda.strided_copy_f16", "cuda.strided_copy_f16_nhwc"};
+    static const char *const direct_n[3] = {"cuda.direct", "cuda.direct_f16", "cuda.direct_f16_nhwc"};
+    switch (l->type) {
+    case KILN_LAYER_REFORMAT: return "cuda.reformat";
     case KILN_LAYER_CONCAT:
     case KILN_LAYER_SPLIT:
     case KILN_LAYER_SHUFFLE:
     case KILN_LAYER_IDENTITY:
-    case KILN_LAYER_CONSTANT: return "cuda.memcpy";
+    case KILN_LAYER_CONSTANT: return memcpy_n[v];
     case KILN_LAYER_SLICE:
     case KILN_LAYER_TRANSPOSE:
     case KILN_LAYER_EXPAND:
     case KILN_LAYER_TILE:
     case KILN_LAYER_DEPTH_TO_SPACE:
-    case KILN_LAYER_SPACE_TO_DEPTH: return "cuda.strided_copy";
+    case KILN_LAYER_SPACE_TO_DEPTH: return strided_n[v];
     case KILN_LAYER_REDUCE:
     case KILN_LAYER_ARG_REDUCE:
     case KILN_LAYER_SOFTMAX:
     case KILN_LAYER_INSTANCE_NORM: return "cuda.reduce";
-    default: return "cuda.direct";
+    default: return direct_n[v];
     }
 }
 
@@ -427,6 +736,7 @@ static const kb_backend kb_cuda_backend = {
     "cuda", KILN_DEVICE_CUDA, cu_can_fuse_act, cu_prepare, cu_release, cu_const_data,
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
+    cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env) {

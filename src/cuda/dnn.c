@@ -1,10 +1,13 @@
-/* kiln CUDA backend: the layers that run through NVIDIA libraries. Convolution and
- * deconvolution use cuDNN (NCHW float32), then one pass adds the bias and applies the fused
- * activation; Gemm and MatMul use cuBLASLt on row-major data by computing the transposed
- * product, with the bias (and ReLU) in the epilogue where it fits. Like TensorRT's tactic
- * selection, the build times the candidates on the device and keeps the fastest: cuDNN's
- * algorithms, cuDNN's fused bias + ReLU call, a 1x1 convolution as a cuBLASLt GEMM, and
- * the cuBLASLt heuristics' top algorithms. */
+/* kiln CUDA backend: the layers that run through NVIDIA libraries. Convolution uses cuDNN
+ * on float32 NCHW or, under KILN_FLAG_FP16, float16 channels-last data with float32
+ * accumulation (tensor cores), then one pass adds the bias and the fused residual and
+ * applies the fused activation; deconvolution uses cuDNN on float32. Gemm and MatMul use
+ * cuBLASLt (float32, or float16 with float32 compute) on row-major data by computing the
+ * transposed product, with the bias (and ReLU) in the epilogue where it fits. Like
+ * TensorRT's tactic selection, the build times the candidates on the device and keeps the
+ * fastest: cuDNN's algorithms, cuDNN's fused bias + residual + ReLU call, a 1x1
+ * convolution as a cuBLASLt GEMM (channels-last: one GEMM with bias, residual and ReLU in
+ * its epilogue), and the cuBLASLt heuristics' top algorithms. */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -65,8 +68,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
     memset(bn, 0, sizeof *bn);
     size_t total = scratch;
     for (int i = 0; i < l->nb_inputs && i < 4; i++)
-        if (l->inputs[i]) total += (size_t)kiln_dims_volume(&l->inputs[i]->dims) * kiln_dtype_size(l->inputs[i]->dtype);
-    total += (size_t)kiln_dims_volume(&l->outputs[0]->dims) * kiln_dtype_size(l->outputs[0]->dtype);
+        if (l->inputs[i]) total += kg_tensor_bytes(l->inputs[i]);
+    total += kg_tensor_bytes(l->outputs[0]);
     if (total > 2 * b->ws_limit) return false; /* too big to time; the heuristics will do */
     bool ok = cudaStreamCreateWithFlags(&bn->x.stream, cudaStreamNonBlocking) == cudaSuccess &&
               cudaEventCreate(&bn->ev[0]) == cudaSuccess && cudaEventCreate(&bn->ev[1]) == cudaSuccess &&
@@ -74,12 +77,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
               cudnnSetStream(bn->x.dnn, bn->x.stream) == CUDNN_STATUS_SUCCESS &&
               bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err));
     for (int i = 0; ok && i < l->nb_inputs && i < 4; i++)
-        if (l->inputs[i])
-            ok = bench_alloc(&bn->in[i],
-                             (size_t)kiln_dims_volume(&l->inputs[i]->dims) * kiln_dtype_size(l->inputs[i]->dtype));
-    if (ok)
-        ok = bench_alloc(&bn->out,
-                         (size_t)kiln_dims_volume(&l->outputs[0]->dims) * kiln_dtype_size(l->outputs[0]->dtype));
+        if (l->inputs[i]) ok = bench_alloc(&bn->in[i], kg_tensor_bytes(l->inputs[i]));
+    if (ok) ok = bench_alloc(&bn->out, kg_tensor_bytes(l->outputs[0]));
     if (!ok) bench_close(bn);
     bn->ok = ok;
     (void)cudaGetLastError();
@@ -115,6 +114,8 @@ enum { C_NONE = 0, C_BIAS, C_FILL };
 
 typedef struct mm_state {
     kcu_state base;
+    cudaDataType dt; /* of every matrix: CUDA_R_32F, or CUDA_R_16F (float32 compute) */
+    size_t es;       /* its element size */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t lp, lq, lo; /* first operand (B), second (A), output */
     cublasLtMatmulAlgo_t algo[2];      /* [0]: 16-byte aligned pointers, [1]: any */
@@ -143,6 +144,7 @@ typedef struct mm_state {
     /* batches: one cuBLASLt call covers a strided batch; outer axes loop on the host */
     int nloop;
     int64_t ldims[KILN_MAX_DIMS], la[KILN_MAX_DIMS], lb[KILN_MAX_DIMS], lc[KILN_MAX_DIMS]; /* elements */
+    char name[48]; /* kernel name for engine inspection */
 } mm_state;
 
 static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
@@ -161,9 +163,9 @@ static void mm_release(const kiln_env *env, void *state) {
     kcu_state_free(env, s);
 }
 
-static kiln_status layout(const kiln_layer *l, cublasLtMatrixLayout_t *lay, uint64_t rows, uint64_t cols, int64_t ld,
-                          int64_t count, int64_t stride) {
-    KCU_BLAS(l, cublasLtMatrixLayoutCreate(lay, CUDA_R_32F, rows, cols, ld));
+static kiln_status layout(const kiln_layer *l, cublasLtMatrixLayout_t *lay, cudaDataType dt, uint64_t rows,
+                          uint64_t cols, int64_t ld, int64_t count, int64_t stride) {
+    KCU_BLAS(l, cublasLtMatrixLayoutCreate(lay, dt, rows, cols, ld));
     if (count > 1) {
         int32_t c = (int32_t)count;
         KCU_BLAS(l, cublasLtMatrixLayoutSetAttribute(*lay, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &c, sizeof c));
@@ -188,7 +190,7 @@ static kiln_status mm_pick(const kiln_layer *l, const kcu_build *b, mm_state *s)
     kiln_status st = KILN_OK;
     for (int v = 0; v < 2 && st == KILN_OK; v++) {
         if (v == 0 && !s->aligned_ok) continue;
-        uint32_t align = v == 0 ? 16 : 4;
+        uint32_t align = v == 0 ? 16 : (uint32_t)s->es;
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
@@ -214,7 +216,7 @@ static kiln_status mm_pick(const kiln_layer *l, const kcu_build *b, mm_state *s)
             }
         }
     }
-    if (st == KILN_OK && s->op_fill) { /* already at 4-byte alignment: fits any pointer */
+    if (st == KILN_OK && s->op_fill) { /* already at element alignment: fits any pointer */
         cublasLtMatmulHeuristicResult_t res;
         int found = 0;
         bs = cublasLtMatmulAlgoGetHeuristic(h, s->op_fill, s->lp, s->lq, s->lo, s->lo, pref, 1, &res, &found);
@@ -239,7 +241,8 @@ static kiln_status mm_pick(const kiln_layer *l, const kcu_build *b, mm_state *s)
  * lda/ldb: their row lengths; count/strides: the strided batch of one call. */
 static kiln_status mm_setup(const kiln_layer *l, const kcu_build *b, mm_state *s, bool ta, bool tb, int64_t lda,
                             int64_t ldb, int64_t count, int64_t sa, int64_t sb, int64_t sc, const float *bias) {
-    cublasComputeType_t ct = b->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    /* float16 data accumulates in float32; float32 data may use TF32 tensor cores */
+    cublasComputeType_t ct = s->dt == CUDA_R_32F && b->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cublasOperation_t op_p = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_q = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     for (int d = 0; d < (bias ? 2 : 1); d++) {
         cublasLtMatmulDesc_t *op = d == 0 ? &s->op : &s->op_fill;
@@ -256,20 +259,29 @@ static kiln_status mm_setup(const kiln_layer *l, const kcu_build *b, mm_state *s
     KCU_BLAS(l, cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     if (bias) KCU_BLAS(l, cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     /* B stored [k, n] (or [n, k] when tb) is column-major [n, k] (or [k, n]) with ld = its row length */
-    kiln_status st = layout(l, &s->lp, (uint64_t)(tb ? s->k : s->n), (uint64_t)(tb ? s->n : s->k), ldb, count, sb);
+    kiln_status st =
+        layout(l, &s->lp, s->dt, (uint64_t)(tb ? s->k : s->n), (uint64_t)(tb ? s->n : s->k), ldb, count, sb);
     if (st == KILN_OK)
-        st = layout(l, &s->lq, (uint64_t)(ta ? s->m : s->k), (uint64_t)(ta ? s->k : s->m), lda, count, sa);
-    if (st == KILN_OK) st = layout(l, &s->lo, (uint64_t)s->n, (uint64_t)s->m, s->n, count, sc);
+        st = layout(l, &s->lq, s->dt, (uint64_t)(ta ? s->m : s->k), (uint64_t)(ta ? s->k : s->m), lda, count, sa);
+    if (st == KILN_OK) st = layout(l, &s->lo, s->dt, (uint64_t)s->n, (uint64_t)s->m, s->n, count, sc);
     if (st != KILN_OK) return st;
-    s->aligned_ok = (sa * 4) % 16 == 0 && (sb * 4) % 16 == 0 && (sc * 4) % 16 == 0;
+    int64_t es = (int64_t)s->es;
+    s->aligned_ok = (sa * es) % 16 == 0 && (sb * es) % 16 == 0 && (sc * es) % 16 == 0;
     for (int i = 0; i < s->nloop; i++)
-        if ((s->la[i] * 4) % 16 || (s->lb[i] * 4) % 16 || (s->lc[i] * 4) % 16) s->aligned_ok = false;
+        if ((s->la[i] * es) % 16 || (s->lb[i] * es) % 16 || (s->lc[i] * es) % 16) s->aligned_ok = false;
     return mm_pick(l, b, s);
+}
+
+/* Sets the matrices' type from a float storage type. */
+static void mm_type(mm_state *s, int storage) {
+    s->dt = storage == KILN_FLOAT16 ? CUDA_R_16F : CUDA_R_32F;
+    s->es = storage == KILN_FLOAT16 ? 2 : 4;
 }
 
 static kiln_status mm_new(const kiln_layer *l, const kcu_build *b, mm_state **out) {
     mm_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
+    mm_type(s, kg_storage(l->outputs[0]));
     s->alpha = 1.0f;
     if (l->has_post_act) {
         s->act_pass = true;
@@ -279,12 +291,26 @@ static kiln_status mm_new(const kiln_layer *l, const kcu_build *b, mm_state **ou
     return KILN_OK;
 }
 
-static kiln_status mm_call(const kiln_layer *l, const mm_state *s, const kcu_exec *x, const float *a, const float *b,
-                           float *y) {
-    int v = s->aligned_ok && (((uintptr_t)a | (uintptr_t)b | (uintptr_t)y) % 16) == 0 ? 0 : 1;
-    KCU_BLAS(l, cublasLtMatmul(x->lt, s->op, &s->alpha, b, s->lp, a, s->lq, &s->beta, y, s->lo, y, s->lo,
+/* y = alpha * a b + beta * c (c NULL: y itself) through the epilogue. */
+static kiln_status mm_call(const kiln_layer *l, const mm_state *s, const kcu_exec *x, const void *a, const void *b,
+                           const void *c, void *y) {
+    if (!c) c = y;
+    int v = s->aligned_ok && (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)y) % 16) == 0 ? 0 : 1;
+    KCU_BLAS(l, cublasLtMatmul(x->lt, s->op, &s->alpha, b, s->lp, a, s->lq, &s->beta, c, s->lo, y, s->lo,
                                &s->algo[v], s->algo_ws[v] ? x->scratch : NULL, s->algo_ws[v], x->stream));
     return KILN_OK;
+}
+
+/* An activation over the whole output, in its storage type. */
+static kiln_status mm_act(const kiln_layer *l, const mm_state *s, const kcu_exec *x, void *y, kcu_act a) {
+    if (s->dt == CUDA_R_16F) KCU_CUDA(l, kcu_activation_st(x->stream, KILN_FLOAT16, s->outputs, y, y, a));
+    else KCU_CUDA(l, kcu_activation(x->stream, s->outputs, y, y, a));
+    return KILN_OK;
+}
+
+/* The kernel name: base, "_f16" on float16 data. */
+static void mm_name(mm_state *s, const char *base) {
+    snprintf(s->name, sizeof s->name, "%s%s", base, s->dt == CUDA_R_16F ? "_f16" : "");
 }
 
 /* Times the heuristics' aligned candidates by running the layer (run, state) on a bench and
@@ -328,11 +354,21 @@ static const float *const_input(const kcu_build *b, const kiln_tensor *t) {
     return b->e->plan[p->root].cdata;
 }
 
-static kiln_status gemm_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
-    *scratch = 0;
+/* Float32 tensors stored as float32 or float16, row-major, all alike. */
+static kiln_status mm_check(const kiln_layer *l) {
     for (int i = 0; i < l->nb_inputs; i++)
         if (l->inputs[i] && l->inputs[i]->dtype != KILN_FLOAT32)
             return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend multiplies float32 only");
+    int st = kg_storage(l->outputs[0]);
+    if (l->outputs[0]->dtype != KILN_FLOAT32 || (st != KILN_FLOAT32 && st != KILN_FLOAT16))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend multiplies float32 only");
+    return kcu_check_formats(l, st, false, "cuBLASLt");
+}
+
+static kiln_status gemm_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *scratch = 0;
+    kiln_status st0 = mm_check(l);
+    if (st0 != KILN_OK) return st0;
     const kiln_gemm_desc *d = &l->p.gemm;
     const kiln_dims *da = &l->inputs[0]->dims, *db = &l->inputs[1]->dims;
     mm_state *s = NULL;
@@ -360,6 +396,7 @@ static kiln_status gemm_prepare(const kiln_layer *l, const kcu_build *b, void **
         s->cmode = bias ? C_BIAS : C_FILL;
     }
     s->beta = s->cmode == C_FILL ? 1.0f : 0.0f;
+    mm_name(s, s->skip_mm || s->outputs == 0 ? "cuda.fill" : s->cmode == C_BIAS ? "cuda.cublaslt_bias" : "cuda.cublaslt");
     if (s->outputs == 0 || s->skip_mm) return KILN_OK;
     st = mm_setup(l, b, s, ta, tb, da->d[1], db->d[1], 1, 0, 0, 0, bias);
     if (st == KILN_OK) mm_tune_layer(l, b, s, gemm_run);
@@ -367,34 +404,36 @@ static kiln_status gemm_prepare(const kiln_layer *l, const kcu_build *b, void **
     return st;
 }
 
-static kiln_status mm_finish(const kiln_layer *l, const mm_state *s, const kcu_exec *x, float *y) {
-    if (s->act_pass) KCU_CUDA(l, kcu_activation(x->stream, s->outputs, y, y, s->act));
+static kiln_status mm_finish(const kiln_layer *l, const mm_state *s, const kcu_exec *x, void *y) {
+    return s->act_pass ? mm_act(l, s, x, y, s->act) : KILN_OK;
+}
+
+static kiln_status fill_c(const kiln_layer *l, const mm_state *s, const kcu_exec *x, void *y, const void *c) {
+    if (s->dt == CUDA_R_16F) KCU_CUDA(l, kcu_fill_c_f16(x->stream, y, c, s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
+    else KCU_CUDA(l, kcu_fill_c(x->stream, y, c, s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
     return KILN_OK;
 }
 
 static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             const kcu_exec *x) {
     const mm_state *s = state;
-    float *y = out[0];
+    void *y = out[0];
+    kiln_status st;
     if (s->outputs == 0) return KILN_OK;
     if (s->cmode == C_BIAS && in[2] != (const void *)s->bias) {
         /* the bias constant moved since the build: beta * C, then the plain product on top */
         const float one = 1.0f;
-        KCU_CUDA(l, kcu_fill_c(x->stream, y, in[2], s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
+        if ((st = fill_c(l, s, x, y, in[2])) != KILN_OK) return st;
         KCU_BLAS(l, cublasLtMatmul(x->lt, s->op_fill, &s->alpha, in[1], s->lp, in[0], s->lq, &one, y, s->lo, y, s->lo,
                                    &s->algo_fill, s->algo_fill_ws ? x->scratch : NULL, s->algo_fill_ws, x->stream));
-        if (s->epi_relu) {
-            kcu_act relu = {KILN_ACT_RELU, 0.0f, 0.0f};
-            KCU_CUDA(l, kcu_activation(x->stream, s->outputs, y, y, relu));
-        }
+        if (s->epi_relu && (st = mm_act(l, s, x, y, (kcu_act){KILN_ACT_RELU, 0.0f, 0.0f})) != KILN_OK) return st;
         return mm_finish(l, s, x, y);
     }
-    if (s->cmode == C_FILL) KCU_CUDA(l, kcu_fill_c(x->stream, y, in[2], s->m, s->n, s->cs_m, s->cs_n, s->cbeta));
+    if (s->cmode == C_FILL && (st = fill_c(l, s, x, y, in[2])) != KILN_OK) return st;
     if (s->skip_mm) {
-        if (s->cmode != C_FILL)
-            KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * sizeof(float), x->stream));
+        if (s->cmode != C_FILL) KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * s->es, x->stream));
     } else {
-        kiln_status st = mm_call(l, s, x, in[0], in[1], y);
+        st = mm_call(l, s, x, in[0], in[1], NULL, y);
         if (st != KILN_OK) return st;
     }
     return mm_finish(l, s, x, y);
@@ -406,8 +445,8 @@ const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release};
  * merged axis is cuBLASLt's strided batch (stride 0 broadcasts), the rest loop here. */
 static kiln_status matmul_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
-    if (l->inputs[0]->dtype != KILN_FLOAT32 || l->inputs[1]->dtype != KILN_FLOAT32)
-        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend multiplies float32 only");
+    kiln_status st0 = mm_check(l);
+    if (st0 != KILN_OK) return st0;
     const kiln_dims *da = &l->inputs[0]->dims, *db = &l->inputs[1]->dims;
     int ra = da->nb_dims, rb = db->nb_dims;
     mm_state *s = NULL;
@@ -434,6 +473,7 @@ static kiln_status matmul_prepare(const kiln_layer *l, const kcu_build *b, void 
     }
     s->outputs = batch * cm;
     s->skip_mm = s->k == 0;
+    mm_name(s, s->skip_mm || s->outputs == 0 ? "cuda.fill" : "cuda.cublaslt");
     if (s->outputs == 0 || s->skip_mm) return KILN_OK;
     if (acc_b == 1 && acc_a == batch) { /* B shared, A not broadcast: one GEMM of batch * m rows */
         s->m *= batch;
@@ -477,16 +517,17 @@ static kiln_status matmul_prepare(const kiln_layer *l, const kcu_build *b, void 
 static kiln_status matmul_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                               const kcu_exec *x) {
     const mm_state *s = state;
-    const float *a = in[0], *b = in[1];
-    float *y = out[0];
+    const char *a = in[0], *b = in[1];
+    char *y = out[0];
     if (s->outputs == 0) return KILN_OK;
     if (s->skip_mm) {
-        KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * sizeof(float), x->stream));
+        KCU_CUDA(l, cudaMemsetAsync(y, 0, (size_t)s->outputs * s->es, x->stream));
         return mm_finish(l, s, x, y);
     }
     int64_t idx[KILN_MAX_DIMS] = {0}, ao = 0, bo = 0, co = 0;
+    size_t es = s->es;
     for (;;) {
-        kiln_status st = mm_call(l, s, x, a + ao, b + bo, y + co);
+        kiln_status st = mm_call(l, s, x, a + ao * es, b + bo * es, NULL, y + co * es);
         if (st != KILN_OK) return st;
         int i = s->nloop - 1;
         for (; i >= 0; i--) { /* odometer over the looped axes */

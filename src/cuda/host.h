@@ -39,6 +39,9 @@ typedef struct kcu_kernel {
                        const kcu_exec *x);
     /* Frees *state. NULL: kcu_state_free. */
     void (*release)(const kiln_env *env, void *state);
+    /* Refit: l->w[slot] has new values (same count); copies them, converted as prepare
+     * did, into the device buffers the state already has. NULL: no refittable weights. */
+    kiln_status (*refit)(const kiln_layer *l, void *state, int slot);
 } kcu_kernel;
 
 /* Every state struct starts with this: one device allocation it owns (or NULL). */
@@ -53,6 +56,36 @@ void kcu_state_free(const kiln_env *env, void *state);
  * receives each part's device address. */
 kiln_status kcu_state_upload(const kiln_layer *l, kcu_state *s, int n, const void *const *src, const size_t *bytes,
                              void **dst);
+
+/* ---- physical representation (the format pass's choices, src/opt/formats.c) ---- */
+
+/* Channels-last applies to 4-D tensors only; other ranks tagged NHWC are row-major. */
+static inline bool kcu_nhwc(const kiln_tensor *t) { return t->format == KG_FORMAT_NHWC && t->dims.nb_dims == 4; }
+/* The tensor is stored as its logical dtype, row-major. */
+static inline bool kcu_logical(const kiln_tensor *t) { return kg_storage(t) == t->dtype && !kcu_nhwc(t); }
+/* Bytes of one stored element. */
+static inline size_t kcu_es(const kiln_tensor *t) { return kiln_dtype_size(kg_storage(t)); }
+/* Element strides of t's logical axes in memory (channels-last or row-major). */
+static inline void kcu_mem_strides(const kiln_tensor *t, int64_t *s) {
+    const int64_t *d = t->dims.d;
+    if (kcu_nhwc(t)) {
+        s[0] = d[1] * d[2] * d[3];
+        s[1] = 1;
+        s[2] = d[3] * d[1];
+        s[3] = d[1];
+        return;
+    }
+    int64_t v = 1;
+    for (int i = t->dims.nb_dims - 1; i >= 0; i--) {
+        s[i] = v;
+        v *= d[i];
+    }
+}
+/* Fails a layer whose tensors are not all as `storage`/`nhwc` say (a float tensor) or
+ * logical (any other); what: the kernel, for the message. */
+kiln_status kcu_check_formats(const kiln_layer *l, int storage, bool nhwc, const char *what);
+/* Float32 values as float16 bits (round to nearest even), into dst. */
+void kcu_to_half(uint16_t *dst, const float *src, int64_t n);
 
 /* Status helpers. They also clear the CUDA runtime's sticky last-error slot for
  * non-sticky errors, so a later launch check does not see a stale failure. */
@@ -113,8 +146,10 @@ KCU_KERNEL(depth_to_space);
 KCU_KERNEL(space_to_depth);
 KCU_KERNEL(resize);
 KCU_KERNEL(cast);
+KCU_KERNEL(reformat);
 
-/* The kernel chosen for a cuDNN/cuBLASLt layer ("cuda.cudnn_fwd_winograd"); NULL for others. */
+/* The kernel chosen for a cuDNN/cuBLASLt layer ("cuda.cudnn_fwd_winograd", with "f16_nhwc"
+ * in it on the float16 path); NULL for others. */
 const char *kcu_dnn_kernel_name(const ke_node *node);
 
 /* The activation a layer applies to its output (has_post_act), or NULL. */

@@ -1,7 +1,11 @@
 /* kiln CUDA backend internals shared by the host glue (C) and the kernels (.cu): launch
  * parameter structs and the extern "C" launchers. Every launcher enqueues on the given
  * stream, returns the launch status (cudaGetLastError) and never synchronizes. Sizes are
- * in elements unless a name says bytes; dtype/op arguments take kiln's enum values. */
+ * in elements unless a name says bytes; dtype/op arguments take kiln's enum values. An
+ * `st` argument is a float storage type, KILN_FLOAT32 or KILN_FLOAT16: such kernels load
+ * and store that type and compute in float32. Channels-last (NHWC) data goes through the
+ * same kernels with its own strides: a per-channel operand of [N, H, W, C] data is
+ * outer = N*H*W, channels = C, inner = 1. */
 #ifndef KILN_CUDA_KCU_H
 #define KILN_CUDA_KCU_H
 
@@ -98,6 +102,9 @@ typedef struct kcu_reduce {
     int block_per_output; /* the innermost reduced group is contiguous: a block per output */
 } kcu_reduce;
 
+/* An element-wise op that is no kiln_elementwise_op: PRelu (x >= 0 ? x : x * slope). */
+#define KCU_OP_PRELU 1000
+
 /* pointwise.cu */
 cudaError_t kcu_activation(cudaStream_t s, int64_t n, const float *x, float *y, kcu_act act);
 /* y[o, c, i] = act(y + bias[c]) in place over [outer, channels, inner]; bias and act may be NULL. */
@@ -118,6 +125,29 @@ cudaError_t kcu_cast(cudaStream_t s, int from, int to, int64_t n, const void *x,
 cudaError_t kcu_fill_c(cudaStream_t s, float *y, const float *c, int64_t m, int64_t n, int64_t cs_m, int64_t cs_n,
                        float beta);
 
+/* float16 unary math (the float32 ops). */
+cudaError_t kcu_unary_f16(cudaStream_t s, int op, int64_t n, const void *x, void *y);
+
+/* f16.cu: the float16 (and storage-generic) kernels */
+/* Converts storage type and layout at once. 4-D tensors are [n, c, hw] planes (NCHW) or
+ * [n, hw, c] (NHWC); any other tensor passes n = volume, c = hw = 1. */
+cudaError_t kcu_reformat(cudaStream_t s, int from, int to, int64_t n, int64_t c, int64_t hw, int src_nhwc,
+                         int dst_nhwc, const void *x, void *y);
+cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, const void *x, void *y, kcu_act act);
+/* y = act(y + bias[channel] + residual) over [outer, channels, inner]; residual, bias and
+ * act may each be NULL. */
+cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias, int64_t outer,
+                         int64_t channels, int64_t inner, const kcu_act *act);
+/* float16 broadcast op: op is a float kiln_elementwise_op (arithmetic) or KCU_OP_PRELU. */
+cudaError_t kcu_binary_f16(cudaStream_t s, const kcu_bcast *p, int op, void *y, const void *a, const void *b,
+                           const kcu_act *act);
+/* kcu_scale on float16 data (float32 weights). */
+cudaError_t kcu_scale_f16(cudaStream_t s, int mode, int64_t n, int64_t inner, int64_t channels, const void *x,
+                          void *y, const float *shift, const float *scale, const float *power);
+/* kcu_fill_c on float16 data. */
+cudaError_t kcu_fill_c_f16(cudaStream_t s, void *y, const void *c, int64_t m, int64_t n, int64_t cs_m, int64_t cs_n,
+                           float beta);
+
 /* movement.cu */
 cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst);
 cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst);
@@ -128,7 +158,12 @@ cudaError_t kcu_gather(cudaStream_t s, int es, const void *data, const void *idx
 /* pool.cu */
 cudaError_t kcu_pool_run(cudaStream_t s, const kcu_pool *p, const float *x, float *y);
 cudaError_t kcu_global_pool(cudaStream_t s, int max, int64_t planes, int64_t hw, const float *x, float *y);
+/* es: element size of the storage; linear interpolation takes float32 (4) or float16 (2). */
 cudaError_t kcu_resize_run(cudaStream_t s, const kcu_resize *p, int es, const void *x, void *y);
+/* Channels-last pooling: p->planes holds the batch, c the channels; x is [n, h, w, c]. */
+cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *p, int64_t c, const void *x, void *y);
+cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int64_t hw, int64_t c, const void *x,
+                                 void *y);
 
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);

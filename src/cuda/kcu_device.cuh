@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <cuda_fp16.h>
+
 #include "cuda/kcu.h"
 #include "kiln/network.h"
 
@@ -128,6 +130,41 @@ __device__ inline uint16_t kcu_float_to_bf16(float f) {
     x += 0x7FFF + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
 }
+
+/* ---- float32 / float16 storage: kernels compute in float32 whatever the storage ---- */
+
+__device__ inline float kcu_ld(const float *p, int64_t i) { return p[i]; }
+__device__ inline float kcu_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
+__device__ inline void kcu_st(float *p, int64_t i, float v) { p[i] = v; }
+__device__ inline void kcu_st(__half *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+/* Eight halves (16 bytes) at a time: p must be 16-byte aligned. */
+__device__ inline void kcu_ld8(const __half *p, float *f) {
+    uint4 u = *(const uint4 *)p;
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float2 t = __half22float2(h[k]);
+        f[2 * k] = t.x;
+        f[2 * k + 1] = t.y;
+    }
+}
+
+__device__ inline void kcu_st8(__half *p, const float *f) {
+    uint4 u;
+    __half2 *h = (__half2 *)&u;
+#pragma unroll
+    for (int k = 0; k < 4; k++) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
+    *(uint4 *)p = u;
+}
+
+/* Dispatches a template launcher on a float storage type (kiln dtype values). */
+#define KCU_BY_STORAGE(st, CALL)                                                                           \
+    switch (st) {                                                                                          \
+    case KILN_FLOAT32: { typedef float T; CALL; } break;                                                   \
+    case KILN_FLOAT16: { typedef __half T; CALL; } break;                                                  \
+    default: return cudaErrorInvalidValue;                                                                 \
+    }
 
 /* Unsigned element types of each size: data movement copies bits. */
 template <int ES> struct kcu_bits;

@@ -32,6 +32,14 @@ static void *state_new(const kiln_layer *l, const kcu_build *b, size_t size, kil
 
 /* ---- activation ---- */
 
+/* The float storage the layer's tensors share (float32 or float16, any layout), checked. */
+static kiln_status float_storage(const kiln_layer *l, int *st) {
+    *st = kg_storage(l->outputs[0]);
+    if (*st != KILN_FLOAT32 && *st != KILN_FLOAT16)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel for %s storage", kiln_dtype_name(*st));
+    return kcu_check_formats(l, *st, kcu_nhwc(l->outputs[0]), "CUDA");
+}
+
 static kiln_status act_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     (void)b;
     *state = NULL;
@@ -39,14 +47,19 @@ static kiln_status act_prepare(const kiln_layer *l, const kcu_build *b, void **s
     if (l->inputs[0]->dtype != KILN_FLOAT32 || (unsigned)l->p.act.type >= KILN_ACT_COUNT)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel for activation %d on %s", (int)l->p.act.type,
                               kiln_dtype_name(l->inputs[0]->dtype));
-    return KILN_OK;
+    int st;
+    return float_storage(l, &st);
 }
 
 static kiln_status act_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                            const kcu_exec *x) {
     (void)state;
     kcu_act a = {(int)l->p.act.type, l->p.act.alpha, l->p.act.beta};
-    LAUNCH(l, kcu_activation(x->stream, vol(&l->outputs[0]->dims), in[0], out[0], a));
+    int st = kg_storage(l->outputs[0]);
+    if (st == KILN_FLOAT16)
+        LAUNCH(l, kcu_activation_st(x->stream, st, vol(&l->outputs[0]->dims), in[0], out[0], a));
+    else
+        LAUNCH(l, kcu_activation(x->stream, vol(&l->outputs[0]->dims), in[0], out[0], a));
     return KILN_OK;
 }
 
@@ -55,23 +68,34 @@ const kcu_kernel kcu_k_activation = {act_prepare, act_run, NULL};
 /* ---- broadcast ops: elementwise, PRelu, select ---- */
 
 /* Collapses the output dims so that operands keep unit or zero inner strides (the CPU's
- * bc_plan_make): same-shape and scalar operands become rank 1. */
-static void bc_plan(kcu_bcast *p, const kiln_dims *out, const kiln_dims *const *in, int nin) {
+ * bc_plan_make): same-shape and scalar operands become rank 1. The walk follows the
+ * output's order in memory (channels-last: N, H, W, C) with each operand's own strides,
+ * so a per-channel operand of channels-last data becomes [N*H*W, C] with strides (0, 1). */
+static void bc_plan(kcu_bcast *p, const kiln_tensor *out_t, kiln_tensor *const *in, int nin) {
+    const kiln_dims *out = &out_t->dims;
     int n = out->nb_dims;
     int64_t st[KCU_BC_OPS][KILN_MAX_DIMS];
     memset(st, 0, sizeof st);
     for (int k = 0; k < nin; k++) {
-        int64_t s = 1;
+        int64_t ms[KILN_MAX_DIMS];
+        kcu_mem_strides(in[k], ms);
         for (int i = n - 1; i >= 0; i--) {
-            int j = in[k]->nb_dims - n + i;
-            int64_t dk = j >= 0 ? in[k]->d[j] : 1;
-            st[k][i] = dk == 1 ? 0 : s;
-            s *= dk;
+            int j = in[k]->dims.nb_dims - n + i;
+            int64_t dk = j >= 0 ? in[k]->dims.d[j] : 1;
+            st[k][i] = dk == 1 ? 0 : ms[j];
         }
+    }
+    int order[KILN_MAX_DIMS];
+    for (int i = 0; i < n; i++) order[i] = i;
+    if (kcu_nhwc(out_t)) {
+        order[1] = 2;
+        order[2] = 3;
+        order[3] = 1;
     }
     memset(p, 0, sizeof *p);
     p->total = vol(out);
-    for (int i = 0; i < n; i++) {
+    for (int oi = 0; oi < n; oi++) {
+        int i = order[oi];
         if (out->d[i] == 1) continue;
         int r = p->rank;
         bool merge = r > 0;
@@ -95,15 +119,15 @@ static void bc_plan(kcu_bcast *p, const kiln_dims *out, const kiln_dims *const *
 typedef struct bc_state {
     kcu_state base;
     kcu_bcast plan;
+    bool f16; /* float16 storage: the float16 kernel */
 } bc_state;
 
 static kiln_status bc_prepare(const kiln_layer *l, const kcu_build *b, void **state) {
     kiln_status st;
     bc_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
-    const kiln_dims *in[KCU_BC_OPS];
-    for (int k = 0; k < l->nb_inputs; k++) in[k] = &l->inputs[k]->dims;
-    bc_plan(&s->plan, &l->outputs[0]->dims, in, l->nb_inputs);
+    bc_plan(&s->plan, l->outputs[0], l->inputs, l->nb_inputs);
+    s->f16 = kg_storage(l->outputs[0]) == KILN_FLOAT16;
     *state = s;
     return KILN_OK;
 }
@@ -130,6 +154,17 @@ static kiln_status elt_prepare(const kiln_layer *l, const kcu_build *b, void **s
     if (l->has_post_act && (l->outputs[0]->dtype != KILN_FLOAT32 || (unsigned)l->post_act.type >= KILN_ACT_COUNT))
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "a fused activation needs a float32 result, this op gives %s",
                               kiln_dtype_name(l->outputs[0]->dtype));
+    if (t == KILN_FLOAT32 && l->outputs[0]->dtype == KILN_FLOAT32) {
+        int st;
+        kiln_status s = float_storage(l, &st);
+        if (s != KILN_OK) return s;
+        bool arith = l->p.elt <= KILN_ELT_POW || l->p.elt == KILN_ELT_MOD || l->p.elt == KILN_ELT_FMOD;
+        if (st == KILN_FLOAT16 && !arith)
+            return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no float16 CUDA kernel for op %d", (int)l->p.elt);
+    } else {
+        kiln_status s = kcu_check_formats(l, -1, false, "CUDA");
+        if (s != KILN_OK) return s;
+    }
     return bc_prepare(l, b, state);
 }
 
@@ -137,6 +172,10 @@ static kiln_status elt_run(const kiln_layer *l, const void *state, const void *c
                            const kcu_exec *x) {
     const bc_state *s = state;
     kcu_act buf;
+    if (s->f16) {
+        LAUNCH(l, kcu_binary_f16(x->stream, &s->plan, (int)l->p.elt, out[0], in[0], in[1], kcu_post_act(l, &buf)));
+        return KILN_OK;
+    }
     LAUNCH(l, kcu_binary(x->stream, &s->plan, (int)l->inputs[0]->dtype, (int)l->p.elt, out[0], in[0], in[1], x->err,
                          x->node, kcu_post_act(l, &buf)));
     return KILN_OK;
@@ -148,12 +187,18 @@ static kiln_status prelu_prepare(const kiln_layer *l, const kcu_build *b, void *
     *scratch = 0;
     if (l->inputs[0]->dtype != KILN_FLOAT32 || l->inputs[1]->dtype != KILN_FLOAT32)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA kernel takes float32 only");
-    return bc_prepare(l, b, state);
+    int st;
+    kiln_status s = float_storage(l, &st);
+    return s != KILN_OK ? s : bc_prepare(l, b, state);
 }
 
 static kiln_status prelu_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                              const kcu_exec *x) {
     const bc_state *s = state;
+    if (s->f16) {
+        LAUNCH(l, kcu_binary_f16(x->stream, &s->plan, KCU_OP_PRELU, out[0], in[0], in[1], NULL));
+        return KILN_OK;
+    }
     LAUNCH(l, kcu_prelu(x->stream, &s->plan, out[0], in[0], in[1]));
     return KILN_OK;
 }
@@ -166,7 +211,8 @@ static kiln_status select_prepare(const kiln_layer *l, const kcu_build *b, void 
     if ((es != 1 && es != 2 && es != 4 && es != 8) || l->inputs[0]->dtype != KILN_BOOL)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel for %s values with a %s condition",
                               kiln_dtype_name(l->outputs[0]->dtype), kiln_dtype_name(l->inputs[0]->dtype));
-    return bc_prepare(l, b, state);
+    kiln_status st = kcu_check_formats(l, -1, false, "CUDA");
+    return st != KILN_OK ? st : bc_prepare(l, b, state);
 }
 
 static kiln_status select_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
@@ -197,12 +243,18 @@ static kiln_status unary_prepare(const kiln_layer *l, const kcu_build *b, void *
     if (!ok)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel for unary op %d on %s", (int)op,
                               kiln_dtype_name(l->inputs[0]->dtype));
-    return KILN_OK;
+    if (l->inputs[0]->dtype != KILN_FLOAT32) return kcu_check_formats(l, -1, false, "CUDA");
+    int st;
+    return float_storage(l, &st);
 }
 
 static kiln_status unary_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                              const kcu_exec *x) {
     (void)state;
+    if (kg_storage(l->outputs[0]) == KILN_FLOAT16) {
+        LAUNCH(l, kcu_unary_f16(x->stream, (int)l->p.unary, vol(&l->outputs[0]->dims), in[0], out[0]));
+        return KILN_OK;
+    }
     LAUNCH(l, kcu_unary(x->stream, (int)l->inputs[0]->dtype, (int)l->p.unary, vol(&l->outputs[0]->dims), in[0],
                         out[0]));
     return KILN_OK;
@@ -243,6 +295,11 @@ static kiln_status scale_prepare(const kiln_layer *l, const kcu_build *b, void *
     for (int i = 0; i < 3; i++)
         if (l->w[i].count && l->w[i].dtype != KILN_FLOAT32)
             return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA kernel takes float32 weights only");
+    int st;
+    kiln_status s = float_storage(l, &st);
+    if (s != KILN_OK) return s;
+    if (kcu_nhwc(l->outputs[0]) && l->p.scale.mode == KILN_SCALE_ELEMENTWISE)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel for an element-wise scale of channels-last data");
     return upload_weights(l, b, 3, state);
 }
 
@@ -254,15 +311,30 @@ static kiln_status scale_run(const kiln_layer *l, const void *state, const void 
     int64_t inner = 1, channels = 1;
     if (mode == KILN_SCALE_CHANNEL) {
         channels = d->d[1];
-        for (int i = 2; i < d->nb_dims; i++) inner *= d->d[i];
+        /* channels-last: the channel is the innermost index */
+        for (int i = 2; i < d->nb_dims && !kcu_nhwc(l->inputs[0]); i++) inner *= d->d[i];
     } else if (mode == KILN_SCALE_ELEMENTWISE) {
         for (int i = 1; i < d->nb_dims; i++) inner *= d->d[i];
+    }
+    if (kg_storage(l->outputs[0]) == KILN_FLOAT16) {
+        LAUNCH(l, kcu_scale_f16(x->stream, mode, vol(d), inner, channels, in[0], out[0], s->w[0], s->w[1], s->w[2]));
+        return KILN_OK;
     }
     LAUNCH(l, kcu_scale(x->stream, mode, vol(d), inner, channels, in[0], out[0], s->w[0], s->w[1], s->w[2]));
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_scale = {scale_prepare, scale_run, NULL};
+/* Refit of a weights_state layer: the new values into the same device copy. */
+static kiln_status weights_refit(const kiln_layer *l, void *state, int slot) {
+    weights_state *s = state;
+    if (slot < 0 || slot >= 3 || !s->w[slot])
+        return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "weights %d cannot be refitted", slot);
+    KCU_CUDA(l, cudaMemcpy((void *)s->w[slot], l->w[slot].values, (size_t)l->w[slot].count * sizeof(float),
+                           cudaMemcpyHostToDevice));
+    return KILN_OK;
+}
+
+const kcu_kernel kcu_k_scale = {scale_prepare, scale_run, NULL, weights_refit};
 
 /* ---- instance norm, LRN ---- */
 
@@ -286,7 +358,7 @@ static kiln_status inorm_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_instance_norm = {inorm_prepare, inorm_run, NULL};
+const kcu_kernel kcu_k_instance_norm = {inorm_prepare, inorm_run, NULL, weights_refit};
 
 static kiln_status lrn_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     (void)b;
@@ -450,6 +522,9 @@ typedef struct pool_state {
     kcu_state base;
     kcu_pool p;
     bool global;
+    bool nhwc; /* channels-last: p.planes is the batch, c the channels */
+    int st;
+    int64_t c;
 } pool_state;
 
 static kiln_status pool_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
@@ -458,13 +533,21 @@ static kiln_status pool_prepare(const kiln_layer *l, const kcu_build *b, void **
     const kiln_dims *in = &l->inputs[0]->dims, *out = &l->outputs[0]->dims;
     if (l->inputs[0]->dtype != KILN_FLOAT32)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CUDA backend pools float32 only");
-    kiln_status st;
+    int fst;
+    kiln_status st = float_storage(l, &fst);
+    if (st != KILN_OK) return st;
+    if (fst != KILN_FLOAT32 && !kcu_nhwc(l->inputs[0]))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA kernel pools %s data in row-major layout",
+                              kiln_dtype_name(fst));
     pool_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
     *state = s;
     bool r3 = in->nb_dims == 3;
     kcu_pool *p = &s->p;
-    p->planes = in->d[0] * in->d[1];
+    s->nhwc = kcu_nhwc(l->inputs[0]);
+    s->st = fst;
+    s->c = in->d[1];
+    p->planes = s->nhwc ? in->d[0] : in->d[0] * in->d[1];
     p->h = r3 ? 1 : in->d[2];
     p->w = in->d[r3 ? 2 : 3];
     p->oh = r3 ? 1 : out->d[2];
@@ -489,6 +572,13 @@ static kiln_status pool_prepare(const kiln_layer *l, const kcu_build *b, void **
 static kiln_status pool_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             const kcu_exec *x) {
     const pool_state *s = state;
+    if (s->nhwc) {
+        if (s->global)
+            LAUNCH(l, kcu_global_pool_nhwc(x->stream, s->st, s->p.max, s->p.planes, s->p.h * s->p.w, s->c, in[0], out[0]));
+        else
+            LAUNCH(l, kcu_pool_nhwc(x->stream, s->st, &s->p, s->c, in[0], out[0]));
+        return KILN_OK;
+    }
     if (s->global)
         LAUNCH(l, kcu_global_pool(x->stream, s->p.max, s->p.planes, s->p.h * s->p.w, in[0], out[0]));
     else
@@ -546,6 +636,20 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (rank < 1 || rank > KCU_RS_RANK || od->nb_dims != rank)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "resize of rank %d to rank %d", rank, od->nb_dims);
     kiln_status st;
+    if (l->inputs[0]->dtype == KILN_FLOAT32) {
+        int fst;
+        if ((st = float_storage(l, &fst)) != KILN_OK) return st;
+    } else if ((st = kcu_check_formats(l, -1, false, "CUDA")) != KILN_OK) {
+        return st;
+    }
+    /* tables per axis in the order of memory (channels-last: N, H, W, C) */
+    int order[KCU_RS_RANK];
+    for (int k = 0; k < rank; k++) order[k] = k;
+    if (kcu_nhwc(l->inputs[0])) {
+        order[1] = 2;
+        order[2] = 3;
+        order[3] = 1;
+    }
     rs_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
     *state = s;
@@ -564,12 +668,13 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
     r->total = vol(od);
     int64_t stride = 1, io = 0, wo = 0;
     for (int k = rank - 1; k >= 0; k--) {
-        int64_t n = in->d[k], m = od->d[k];
+        int ax = order[k]; /* logical axis at memory position k */
+        int64_t n = in->d[ax], m = od->d[ax];
         r->out[k] = m;
         r->off[k] = io;
         r->woff[k] = wo;
         /* given scales define the mapping even when the size was given too (ONNX) */
-        double scale = p->nb_scales > 0 ? (double)p->scales[k] : (n > 0 ? (double)m / (double)n : 1.0);
+        double scale = p->nb_scales > 0 ? (double)p->scales[ax] : (n > 0 ? (double)m / (double)n : 1.0);
         bool identity = m == n;
         for (int64_t x = 0; x < m; x++) {
             double c = rs_coord(p->coord, (double)x, scale, n, m);
@@ -608,7 +713,7 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
 static kiln_status resize_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                               const kcu_exec *x) {
     const rs_state *s = state;
-    LAUNCH(l, kcu_resize_run(x->stream, &s->p, (int)kiln_dtype_size(l->inputs[0]->dtype), in[0], out[0]));
+    LAUNCH(l, kcu_resize_run(x->stream, &s->p, (int)kcu_es(l->inputs[0]), in[0], out[0]));
     return KILN_OK;
 }
 
@@ -652,11 +757,19 @@ static void mv_plan(kcu_mv *p, int nd, const int64_t *dims, const int64_t *ss) {
     }
 }
 
+/* Data movement reads bits: any storage type, row-major (the format pass gives it that). */
+static kiln_status linear_any(const kiln_layer *l) {
+    const kiln_tensor *t = l->inputs[0];
+    bool fl = t->dtype == KILN_FLOAT32 || t->dtype == KILN_FLOAT16;
+    return kcu_check_formats(l, fl ? (int)kg_storage(t) : -1, false, "CUDA data movement");
+}
+
 static kiln_status mv_new(const kiln_layer *l, const kcu_build *b, void **state, mv_state **out) {
-    kiln_status st;
+    kiln_status st = linear_any(l);
+    if (st != KILN_OK) return st;
     mv_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
-    s->es = (int)kiln_dtype_size(l->inputs[0]->dtype);
+    s->es = (int)kcu_es(l->inputs[0]);
     *state = s;
     *out = s;
     return KILN_OK;
@@ -805,7 +918,20 @@ static kiln_status seg_prepare(const kiln_layer *l, const kcu_build *b, void **s
     int rank = whole->dims.nb_dims;
     int axis = kg_axis(axis_param, rank);
     if (axis < 0) return kg_layer_error(l, KILN_ERR_INTERNAL, "axis %d out of range for rank %d", axis_param, rank);
-    kiln_status st;
+    bool fl = whole->dtype == KILN_FLOAT32 || whole->dtype == KILN_FLOAT16;
+    kiln_status st = kcu_check_formats(l, fl ? (int)kg_storage(whole) : -1, kcu_nhwc(whole), "CUDA");
+    if (st != KILN_OK) return st;
+    /* channels-last: the same runs over the axes in memory order N, H, W, C */
+    int perm[KILN_MAX_DIMS];
+    for (int k = 0; k < rank; k++) perm[k] = k;
+    if (kcu_nhwc(whole)) {
+        perm[1] = 2;
+        perm[2] = 3;
+        perm[3] = 1;
+    }
+    int pos = 0;
+    for (int k = 0; k < rank; k++)
+        if (perm[k] == axis) pos = k;
     seg_state *s = state_new(l, b, sizeof *s + (size_t)(2 * nb) * sizeof(int64_t), &st);
     if (!s) return st;
     *state = s;
@@ -813,9 +939,9 @@ static kiln_status seg_prepare(const kiln_layer *l, const kcu_build *b, void **s
     s->offset = s->size + nb;
     s->nb = nb;
     s->outer = 1;
-    for (int k = 0; k < axis; k++) s->outer *= whole->dims.d[k];
-    int64_t inner = (int64_t)kiln_dtype_size(whole->dtype);
-    for (int k = axis + 1; k < rank; k++) inner *= whole->dims.d[k];
+    for (int k = 0; k < pos; k++) s->outer *= whole->dims.d[perm[k]];
+    int64_t inner = (int64_t)kcu_es(whole);
+    for (int k = pos + 1; k < rank; k++) inner *= whole->dims.d[perm[k]];
     int64_t off = 0;
     for (int i = 0; i < nb; i++) {
         s->size[i] = pieces[i]->dims.d[axis] * inner;
@@ -889,12 +1015,12 @@ static kiln_status gather_prepare(const kiln_layer *l, const kcu_build *b, void 
     *state = NULL;
     *scratch = 0;
     kiln_dtype t = l->inputs[1]->dtype;
-    size_t es = kiln_dtype_size(l->inputs[0]->dtype);
+    size_t es = kcu_es(l->inputs[0]);
     if (t != KILN_INT32 && t != KILN_INT64)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "indices of dtype %s", kiln_dtype_name(t));
     if (es != 1 && es != 2 && es != 4 && es != 8)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "data of dtype %s", kiln_dtype_name(l->inputs[0]->dtype));
-    return KILN_OK;
+    return linear_any(l);
 }
 
 /* Out-of-range indices are found on the device and reported at the next finish. */
@@ -906,7 +1032,7 @@ static kiln_status gather_run(const kiln_layer *l, const void *state, const void
     int64_t outer = 1, inner = 1;
     for (int k = 0; k < axis; k++) outer *= dd->d[k];
     for (int k = axis + 1; k < dd->nb_dims; k++) inner *= dd->d[k];
-    LAUNCH(l, kcu_gather(x->stream, (int)kiln_dtype_size(l->inputs[0]->dtype), in[0], in[1],
+    LAUNCH(l, kcu_gather(x->stream, (int)kcu_es(l->inputs[0]), in[0], in[1],
                          l->inputs[1]->dtype == KILN_INT64, outer, vol(&l->inputs[1]->dims), dd->d[axis], inner,
                          out[0], x->err, x->node));
     return KILN_OK;
@@ -1015,10 +1141,11 @@ typedef struct pad_state {
 static kiln_status pad_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
     const kiln_dims *in = &l->inputs[0]->dims;
-    size_t es = kiln_dtype_size(l->inputs[0]->dtype);
+    size_t es = kcu_es(l->inputs[0]);
     if (es != 1 && es != 2 && es != 4 && es != 8)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "pad of dtype %s", kiln_dtype_name(l->inputs[0]->dtype));
-    kiln_status st;
+    kiln_status st = linear_any(l);
+    if (st != KILN_OK) return st;
     pad_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
     *state = s;
@@ -1027,7 +1154,7 @@ static kiln_status pad_prepare(const kiln_layer *l, const kcu_build *b, void **s
     size_t count = 0;
     st = kcu_pad_plan(l, b->env, in->nb_dims, in->d, l->p.pad.pads, l->p.pad.mode, &s->plan, &maps, &count);
     if (st != KILN_OK) return st;
-    s->plan.value = pad_value_bits(l->inputs[0]->dtype, l->p.pad.value);
+    s->plan.value = pad_value_bits(kg_storage(l->inputs[0]), l->p.pad.value);
     const void *src = maps;
     size_t bytes = count * sizeof(int64_t);
     void *dst;
@@ -1045,3 +1172,36 @@ static kiln_status pad_run(const kiln_layer *l, const void *state, const void *c
 }
 
 const kcu_kernel kcu_k_pad = {pad_prepare, pad_run, NULL};
+
+/* ---- reformat: storage type and layout in one pass ---- */
+
+static kiln_status reformat_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    (void)b;
+    *state = NULL;
+    *scratch = 0;
+    const kiln_tensor *x = l->inputs[0], *y = l->outputs[0];
+    kiln_dtype ts = kg_storage(x), td = kg_storage(y);
+    if ((ts != KILN_FLOAT32 && ts != KILN_FLOAT16) || (td != KILN_FLOAT32 && td != KILN_FLOAT16))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "reformat between %s and %s storage", kiln_dtype_name(ts),
+                              kiln_dtype_name(td));
+    if (!kiln_dims_equal(&x->dims, &y->dims))
+        return kg_layer_error(l, KILN_ERR_INTERNAL, "reformat changes the shape");
+    return KILN_OK;
+}
+
+static kiln_status reformat_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                                const kcu_exec *x) {
+    (void)state;
+    const kiln_tensor *t = l->inputs[0], *y = l->outputs[0];
+    int64_t n = vol(&t->dims), c = 1, hw = 1;
+    if (t->dims.nb_dims == 4) {
+        n = t->dims.d[0];
+        c = t->dims.d[1];
+        hw = t->dims.d[2] * t->dims.d[3];
+    }
+    LAUNCH(l, kcu_reformat(x->stream, (int)kg_storage(t), (int)kg_storage(y), n, c, hw, kcu_nhwc(t), kcu_nhwc(y), in[0],
+                           out[0]));
+    return KILN_OK;
+}
+
+const kcu_kernel kcu_k_reformat = {reformat_prepare, reformat_run, NULL, NULL};

@@ -139,6 +139,16 @@ extern "C" cudaError_t kcu_unary(cudaStream_t s, int dtype, int op, int64_t n, c
     return kcu_launched();
 }
 
+__global__ void k_unary_h(int op, int64_t n, const __half *__restrict__ x, __half *y) {
+    KCU_LOOP(i, n) y[i] = __float2half_rn(unary_f32(op, __half2float(x[i])));
+}
+
+extern "C" cudaError_t kcu_unary_f16(cudaStream_t s, int op, int64_t n, const void *x, void *y) {
+    if (n <= 0) return cudaSuccess;
+    k_unary_h<<<kcu_blocks(n), KCU_THREADS, 0, s>>>(op, n, (const __half *)x, (__half *)y);
+    return kcu_launched();
+}
+
 /* ---- broadcast walk ---- */
 
 /* Element offsets of output position i in each operand. */

@@ -121,6 +121,82 @@ extern "C" cudaError_t kcu_global_pool(cudaStream_t s, int max, int64_t planes, 
     return kcu_launched();
 }
 
+/* ---- channels-last pooling: a thread per output element, channels innermost so that
+ * neighbouring threads read neighbouring channels ---- */
+
+template <typename T>
+__global__ void k_pool_nhwc(kcu_pool p, int64_t C, const T *__restrict__ x, T *y) {
+    int64_t total = p.planes * p.oh * p.ow * C;
+    KCU_LOOP(idx, total) {
+        int64_t c = idx % C, t = idx / C, ow = t % p.ow;
+        t /= p.ow;
+        int64_t oh = t % p.oh, n = t / p.oh;
+        int64_t r0 = oh * p.sh - p.pt, c0 = ow * p.sw - p.pl;
+        int64_t i0, i1, j0, j1;
+        tap_range(r0, p.dh, p.h, p.kh, &i0, &i1);
+        tap_range(c0, p.dw, p.w, p.kw, &j0, &j1);
+        const T *xs = x + n * p.h * p.w * C + c;
+        float r;
+        if (p.max) {
+            r = -INFINITY;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) {
+                    float v = kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * C);
+                    if (v > r || v != v) r = v;
+                }
+        } else {
+            float acc = 0.0f;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) acc += kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * C);
+            float hd, wd;
+            if (p.include_pad) {
+                int64_t a, b;
+                tap_range(oh * p.sh, p.dh, p.h + p.pt + p.pb, p.kh, &a, &b);
+                hd = (float)(b - a);
+                tap_range(ow * p.sw, p.dw, p.w + p.pl + p.pr, p.kw, &a, &b);
+                wd = (float)(b - a);
+            } else {
+                hd = (float)(i1 - i0);
+                wd = (float)(j1 - j0);
+            }
+            float div = hd * wd;
+            r = div > 0 ? acc / div : 0.0f;
+        }
+        kcu_st(y, idx, r);
+    }
+}
+
+extern "C" cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *p, int64_t c, const void *x, void *y) {
+    int64_t total = p->planes * p->oh * p->ow * c;
+    if (total <= 0) return cudaSuccess;
+    KCU_BY_STORAGE(st, (k_pool_nhwc<T><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(*p, c, (const T *)x, (T *)y)));
+    return kcu_launched();
+}
+
+/* A thread per (image, channel); the threads of a warp read neighbouring channels. */
+template <typename T>
+__global__ void k_global_pool_nhwc(int max, int64_t n, int64_t hw, int64_t C, const T *__restrict__ x, T *y) {
+    KCU_LOOP(idx, n * C) {
+        int64_t c = idx % C, b = idx / C;
+        const T *xs = x + b * hw * C + c;
+        float acc = 0.0f, m = -INFINITY;
+        for (int64_t i = 0; i < hw; i++) {
+            float v = kcu_ld(xs, i * C);
+            if (max) m = nan_max(m, v);
+            else acc += v;
+        }
+        kcu_st(y, idx, max ? m : acc / (float)hw);
+    }
+}
+
+extern "C" cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int64_t hw, int64_t c,
+                                            const void *x, void *y) {
+    if (n * c <= 0 || hw <= 0) return cudaSuccess;
+    KCU_BY_STORAGE(st, (k_global_pool_nhwc<T><<<kcu_blocks(n * c), KCU_THREADS, 0, s>>>(max, n, hw, c, (const T *)x,
+                                                                                      (T *)y)));
+    return kcu_launched();
+}
+
 /* ---- resize ---- */
 
 template <typename E>
@@ -137,7 +213,8 @@ __global__ void k_resize_nearest(kcu_resize p, const E *__restrict__ x, E *y) {
 }
 
 /* n-linear: the weighted sum over the 2^m corners of the m interpolating axes. */
-__global__ void k_resize_linear(kcu_resize p, const float *__restrict__ x, float *y) {
+template <typename T>
+__global__ void k_resize_linear(kcu_resize p, const T *__restrict__ x, T *y) {
     KCU_LOOP(i, p.total) {
         int64_t r = i, base = 0;
         int m = 0;
@@ -169,9 +246,9 @@ __global__ void k_resize_linear(kcu_resize p, const float *__restrict__ x, float
                     off += lo[k];
                 }
             }
-            acc += cw * x[off];
+            acc += cw * kcu_ld(x, off);
         }
-        y[i] = acc;
+        kcu_st(y, i, acc);
     }
 }
 
@@ -179,8 +256,9 @@ extern "C" cudaError_t kcu_resize_run(cudaStream_t s, const kcu_resize *p, int e
     if (p->total <= 0) return cudaSuccess;
     unsigned g = kcu_blocks(p->total);
     if (p->linear) {
-        if (es != 4) return cudaErrorInvalidValue;
-        k_resize_linear<<<g, KCU_THREADS, 0, s>>>(*p, (const float *)x, (float *)y);
+        if (es == 4) k_resize_linear<float><<<g, KCU_THREADS, 0, s>>>(*p, (const float *)x, (float *)y);
+        else if (es == 2) k_resize_linear<__half><<<g, KCU_THREADS, 0, s>>>(*p, (const __half *)x, (__half *)y);
+        else return cudaErrorInvalidValue;
     } else {
         KCU_BY_SIZE(es, (k_resize_nearest<E><<<g, KCU_THREADS, 0, s>>>(*p, (const E *)x, (E *)y)));
     }

@@ -30,15 +30,88 @@ void kg_graph_free(kiln_graph *g) {
     }
     kiln_free(env, g->layers);
     kiln_free(env, g->tensors);
+    kiln_free(env, g->index);
     kiln_free(env, g->inputs);
     kiln_free(env, g->outputs);
     memset(g, 0, sizeof *g);
 }
 
+/* ---- the name index ---- */
+
+static kiln_tensor gone_marker;
+#define KG_INDEX_GONE (&gone_marker)
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static void index_put(kiln_tensor **slots, int cap, kiln_tensor *t) {
+    size_t mask = (size_t)cap - 1, i = (size_t)name_hash(t->name) & mask;
+    while (slots[i] && slots[i] != KG_INDEX_GONE) i = (i + 1) & mask;
+    slots[i] = t;
+}
+
+/* Makes room for one more entry: grows (or just rebuilds without removed slots). */
+static bool index_reserve(kiln_graph *g) {
+    if ((g->index_used + 1) * 4 < g->index_cap * 3) return true;
+    int live = 0;
+    for (int i = 0; i < g->index_cap; i++) live += g->index[i] && g->index[i] != KG_INDEX_GONE;
+    int cap = 64;
+    while (cap * 3 <= (live + 1) * 8) cap *= 2; /* at most 3/8 full after the rebuild */
+    kiln_tensor **slots = kiln_calloc(&g->env, (size_t)cap, sizeof *slots);
+    if (!slots) return false;
+    for (int i = 0; i < g->index_cap; i++)
+        if (g->index[i] && g->index[i] != KG_INDEX_GONE) index_put(slots, cap, g->index[i]);
+    kiln_free(&g->env, g->index);
+    g->index = slots;
+    g->index_cap = cap;
+    g->index_used = live;
+    return true;
+}
+
+static bool index_insert(kiln_graph *g, kiln_tensor *t) {
+    if (!index_reserve(g)) return false;
+    index_put(g->index, g->index_cap, t);
+    g->index_used++;
+    return true;
+}
+
+static void index_remove(kiln_graph *g, const kiln_tensor *t) {
+    if (!g->index_cap) return;
+    size_t mask = (size_t)g->index_cap - 1, i = (size_t)name_hash(t->name) & mask;
+    for (; g->index[i]; i = (i + 1) & mask)
+        if (g->index[i] == t) {
+            g->index[i] = KG_INDEX_GONE;
+            return;
+        }
+}
+
 kiln_tensor *kg_find_tensor(const kiln_graph *g, const char *name) {
-    for (int i = 0; i < g->nb_tensors; i++)
-        if (strcmp(g->tensors[i]->name, name) == 0) return g->tensors[i];
-    return NULL;
+    if (!g->index_cap) return NULL;
+    size_t mask = (size_t)g->index_cap - 1, i = (size_t)name_hash(name) & mask;
+    kiln_tensor *best = NULL;
+    for (; g->index[i]; i = (i + 1) & mask) {
+        kiln_tensor *t = g->index[i];
+        if (t != KG_INDEX_GONE && strcmp(t->name, name) == 0 && (!best || t->id < best->id)) best = t;
+    }
+    return best;
+}
+
+kiln_status kg_tensor_rename(kiln_tensor *t, const char *name) {
+    kiln_graph *g = t->graph;
+    char *n = kiln_strdup(&g->env, name);
+    if (!n || !index_reserve(g)) {
+        kiln_free(&g->env, n);
+        return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "renaming tensor '%s': out of host memory", t->name);
+    }
+    index_remove(g, t);
+    kiln_free(&g->env, t->name);
+    t->name = n;
+    index_put(g->index, g->index_cap, t);
+    g->index_used++;
+    return KILN_OK;
 }
 
 kiln_tensor *kg_tensor_new(kiln_graph *g, const char *name, kiln_dtype dtype, kiln_dims dims) {
@@ -52,7 +125,8 @@ kiln_tensor *kg_tensor_new(kiln_graph *g, const char *name, kiln_dtype dtype, ki
         name = buf;
     }
     t->name = kiln_strdup(&g->env, name);
-    if (!t->name) {
+    if (!t->name || !index_insert(g, t)) {
+        kiln_free(&g->env, t->name);
         kiln_free(&g->env, t);
         return NULL;
     }
@@ -99,6 +173,7 @@ kiln_layer *kg_layer_new(kiln_graph *g, kiln_layer_type type, kiln_tensor *const
         if (!t) {
             while (g->nb_tensors > first) {
                 kiln_tensor *u = g->tensors[--g->nb_tensors];
+                index_remove(g, u);
                 kiln_free(env, u->name);
                 kiln_free(env, u);
             }
@@ -123,6 +198,7 @@ void kg_layer_pop(kiln_graph *g) {
     for (int j = l->nb_outputs - 1; j >= 0; j--) {
         kiln_tensor *t = l->outputs[j];
         if (g->nb_tensors > 0 && g->tensors[g->nb_tensors - 1] == t) g->nb_tensors--;
+        index_remove(g, t);
         kiln_free(&g->env, t->name);
         kiln_free(&g->env, t);
     }

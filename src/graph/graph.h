@@ -143,6 +143,9 @@ struct kiln_graph {
     kiln_env env;
     kiln_tensor **tensors;
     int nb_tensors, cap_tensors;
+    /* name -> tensor: open addressing, linear probing; KG_INDEX_GONE marks removed slots */
+    kiln_tensor **index;
+    int index_cap, index_used; /* used counts live entries and removed slots */
     kiln_layer **layers; /* in insertion order, which is topological */
     int nb_layers, cap_layers;
     kiln_tensor **inputs;
@@ -164,7 +167,10 @@ kiln_status kg_graph_clone(const kiln_graph *src, const kiln_env *env, kiln_grap
 
 /* Creates a tensor (name copied; NULL name: generated). Returns NULL on out of memory. */
 kiln_tensor *kg_tensor_new(kiln_graph *g, const char *name, kiln_dtype dtype, kiln_dims dims);
+/* The tensor of that name (the first created, if several share it), or NULL. */
 kiln_tensor *kg_find_tensor(const kiln_graph *g, const char *name);
+/* Renames a tensor (name copied), keeping the name index right. */
+kiln_status kg_tensor_rename(kiln_tensor *t, const char *name);
 
 /* Appends a layer with the given inputs, creating nb_outputs tensors and copying params.
  * Does not infer shapes. Returns NULL (message set) on out of memory. */

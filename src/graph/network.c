@@ -150,11 +150,8 @@ kiln_status kiln_tensor_set_name(kiln_tensor *t, const char *name) {
     kiln_tensor *other = kg_find_tensor(t->graph, name);
     if (other && other != t)
         return kiln_error(env, KILN_ERR_INVALID_ARGUMENT, "tensor set name: '%s' is already taken", name);
-    char *n = kiln_strdup(env, name);
-    if (!n) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "tensor set name '%s': out of host memory", name);
-    kiln_free(env, t->name);
-    t->name = n;
-    return KILN_OK;
+    (void)env;
+    return kg_tensor_rename(t, name);
 }
 const char *kiln_tensor_name(const kiln_tensor *t) { return t ? t->name : NULL; }
 kiln_dtype kiln_tensor_dtype(const kiln_tensor *t) { return t ? t->dtype : KILN_FLOAT32; }

@@ -100,9 +100,7 @@ kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inser
             if (!inner) goto oom;
             char name[256];
             snprintf(name, sizeof name, "%s.inner", t->name);
-            kiln_free(env, inner->name);
-            inner->name = kiln_strdup(env, name);
-            if (!inner->name) goto oom;
+            if (kg_tensor_rename(inner, name) != KILN_OK) goto oom;
             inner->storage = storage;
             inner->format = format;
             inner->producer = l;

@@ -1,0 +1,313 @@
+/* kiln CUDA backend: the kernels of the float16 path (KILN_FLAG_FP16): storage and layout
+ * conversion (reformat), activations, the convolution epilogue (bias, residual, activation),
+ * broadcast arithmetic, scale and the Gemm C fill on float16 data. All compute in float32;
+ * the layout only changes the strides the host passes (see kcu.h). */
+#include "cuda/kcu_device.cuh"
+
+/* ---- reformat ---- */
+
+/* Same layout: a conversion element by element. */
+template <typename TI, typename TO>
+__global__ void k_convert(int64_t n, const TI *__restrict__ x, TO *y) {
+    KCU_LOOP(i, n) kcu_st(y, i, kcu_ld(x, i));
+}
+
+/* out[b][c][r] = in[b][r][c]: each image's [rows, cols] matrix transposed through a
+ * shared-memory tile, so that reads and writes are both coalesced. */
+#define RT 32
+template <typename TI, typename TO>
+__global__ void k_transpose_convert(int64_t batch, int64_t rows, int64_t cols, const TI *__restrict__ x, TO *y) {
+    __shared__ float tile[RT][RT + 1];
+    int64_t tr = (rows + RT - 1) / RT, tc = (cols + RT - 1) / RT;
+    for (int64_t b = blockIdx.z; b < batch; b += gridDim.z)
+        for (int64_t ty = blockIdx.y; ty < tr; ty += gridDim.y)
+            for (int64_t tx = blockIdx.x; tx < tc; tx += gridDim.x) {
+                int64_t r0 = ty * RT, c0 = tx * RT;
+                const TI *xs = x + b * rows * cols;
+                TO *ys = y + b * rows * cols;
+                for (int j = threadIdx.y; j < RT; j += blockDim.y) {
+                    int64_t r = r0 + j, c = c0 + threadIdx.x;
+                    if (r < rows && c < cols) tile[j][threadIdx.x] = kcu_ld(xs, r * cols + c);
+                }
+                __syncthreads();
+                for (int j = threadIdx.y; j < RT; j += blockDim.y) {
+                    int64_t c = c0 + j, r = r0 + threadIdx.x;
+                    if (r < rows && c < cols) kcu_st(ys, c * rows + r, tile[threadIdx.x][j]);
+                }
+                __syncthreads();
+            }
+}
+
+static unsigned clamp_grid(int64_t v, int64_t hi) { return (unsigned)(v < 1 ? 1 : v > hi ? hi : v); }
+
+template <typename TI, typename TO>
+static void launch_reformat(cudaStream_t s, int64_t n, int64_t c, int64_t hw, int src_nhwc, int dst_nhwc,
+                            const TI *x, TO *y) {
+    int64_t total = n * c * hw;
+    if (src_nhwc == dst_nhwc || c == 1 || hw == 1) { /* the same order in memory */
+        k_convert<TI, TO><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, x, y);
+        return;
+    }
+    /* NCHW -> NHWC transposes [c, hw] per image; NHWC -> NCHW transposes [hw, c] */
+    int64_t rows = src_nhwc ? hw : c, cols = src_nhwc ? c : hw;
+    dim3 grid(clamp_grid((cols + RT - 1) / RT, 65535), clamp_grid((rows + RT - 1) / RT, 65535), clamp_grid(n, 65535));
+    k_transpose_convert<TI, TO><<<grid, dim3(RT, 8), 0, s>>>(n, rows, cols, x, y);
+}
+
+extern "C" cudaError_t kcu_reformat(cudaStream_t s, int from, int to, int64_t n, int64_t c, int64_t hw,
+                                    int src_nhwc, int dst_nhwc, const void *x, void *y) {
+    if (n * c * hw <= 0) return cudaSuccess;
+    if (from == KILN_FLOAT32 && to == KILN_FLOAT16)
+        launch_reformat(s, n, c, hw, src_nhwc, dst_nhwc, (const float *)x, (__half *)y);
+    else if (from == KILN_FLOAT16 && to == KILN_FLOAT32)
+        launch_reformat(s, n, c, hw, src_nhwc, dst_nhwc, (const __half *)x, (float *)y);
+    else if (from == KILN_FLOAT16 && to == KILN_FLOAT16)
+        launch_reformat(s, n, c, hw, src_nhwc, dst_nhwc, (const __half *)x, (__half *)y);
+    else if (from == KILN_FLOAT32 && to == KILN_FLOAT32)
+        launch_reformat(s, n, c, hw, src_nhwc, dst_nhwc, (const float *)x, (float *)y);
+    else
+        return cudaErrorInvalidValue;
+    return kcu_launched();
+}
+
+/* ---- activation ---- */
+
+template <typename T>
+__global__ void k_act_st(int64_t n, const T *__restrict__ x, T *y, kcu_act a) {
+    KCU_LOOP(i, n) kcu_st(y, i, kcu_act_apply(a.type, a.alpha, a.beta, kcu_ld(x, i)));
+}
+
+__global__ void k_act_h8(int64_t n8, const __half *__restrict__ x, __half *y, kcu_act a) {
+    KCU_LOOP(i, n8) {
+        float f[8];
+        kcu_ld8(x + 8 * i, f);
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);
+        kcu_st8(y + 8 * i, f);
+    }
+}
+
+extern "C" cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, const void *x, void *y, kcu_act act) {
+    if (n <= 0) return cudaSuccess;
+    if (st == KILN_FLOAT16 && n % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
+        k_act_h8<<<kcu_blocks(n / 8), KCU_THREADS, 0, s>>>(n / 8, (const __half *)x, (__half *)y, act);
+        return kcu_launched();
+    }
+    KCU_BY_STORAGE(st, (k_act_st<T><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(n, (const T *)x, (T *)y, act)));
+    return kcu_launched();
+}
+
+/* ---- convolution epilogue: y = act(y + bias[channel] + residual) ---- */
+
+template <typename T, bool ACT>
+__global__ void k_epilogue(int64_t total, T *y, const T *__restrict__ r, const float *__restrict__ bias,
+                           int64_t channels, int64_t inner, kcu_act a) {
+    KCU_LOOP(i, total) {
+        float v = kcu_ld(y, i);
+        if (bias) v += bias[(i / inner) % channels];
+        if (r) v += kcu_ld(r, i);
+        if (ACT) v = kcu_act_apply(a.type, a.alpha, a.beta, v);
+        kcu_st(y, i, v);
+    }
+}
+
+/* Channels-last float16 with channels % 8 == 0: eight neighbours share a channel run. */
+template <bool ACT>
+__global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ r, const float *__restrict__ bias,
+                              int64_t channels, kcu_act a) {
+    KCU_LOOP(i, n8) {
+        float f[8], g[8];
+        kcu_ld8(y + 8 * i, f);
+        if (r) {
+            kcu_ld8(r + 8 * i, g);
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] += g[k];
+        }
+        if (bias) {
+            int64_t c0 = (8 * i) % channels;
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] += bias[c0 + k];
+        }
+        if (ACT)
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);
+        kcu_st8(y + 8 * i, f);
+    }
+}
+
+template <typename T, bool ACT>
+static void launch_epilogue(cudaStream_t s, int64_t total, T *y, const T *r, const float *bias, int64_t channels,
+                            int64_t inner, kcu_act a) {
+    k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a);
+}
+
+template <bool ACT>
+static void launch_epilogue_h(cudaStream_t s, int64_t total, __half *y, const __half *r, const float *bias,
+                            int64_t channels, int64_t inner, kcu_act a) {
+    if (inner == 1 && channels % 8 == 0 && ((uintptr_t)y | (uintptr_t)r) % 16 == 0)
+        k_epilogue_h8<ACT><<<kcu_blocks(total / 8), KCU_THREADS, 0, s>>>(total / 8, y, r, bias, channels, a);
+    else
+        k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a);
+}
+
+extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,
+                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act) {
+    int64_t total = outer * channels * inner;
+    if (total <= 0 || (!residual && !bias && !act)) return cudaSuccess;
+    kcu_act a = act ? *act : kcu_act{0, 0.0f, 0.0f};
+    if (st == KILN_FLOAT16) {
+        if (act) launch_epilogue_h<true>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a);
+        else launch_epilogue_h<false>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a);
+    } else if (st == KILN_FLOAT32) {
+        if (act) launch_epilogue<float, true>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a);
+        else launch_epilogue<float, false>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a);
+    } else {
+        return cudaErrorInvalidValue;
+    }
+    return kcu_launched();
+}
+
+/* ---- broadcast arithmetic on float16 ---- */
+
+/* The float32 formulas of pointwise.cu, chosen at run time (memory-bound kernels). */
+__device__ inline float bin_apply(int op, float x, float y) {
+    switch (op) {
+    case KILN_ELT_ADD: return x + y;
+    case KILN_ELT_SUB: return x - y;
+    case KILN_ELT_MUL: return x * y;
+    case KILN_ELT_DIV: return x / y;
+    case KILN_ELT_MAX: return (x > y || x != x) ? x : y;
+    case KILN_ELT_MIN: return (x < y || x != x) ? x : y;
+    case KILN_ELT_POW: return y == 2.0f ? x * x : powf(x, y);
+    case KILN_ELT_MOD: {
+        float r = fmodf(x, y);
+        return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
+    }
+    case KILN_ELT_FMOD: return fmodf(x, y);
+    case KCU_OP_PRELU: return x >= 0 ? x : x * y;
+    default: return x;
+    }
+}
+
+template <bool RANK1, bool ACT>
+__global__ void k_binary_h(kcu_bcast p, int op, __half *y, const __half *__restrict__ a, const __half *__restrict__ b,
+                           kcu_act act) {
+    KCU_LOOP(i, p.total) {
+        int64_t oa, ob;
+        if (RANK1) {
+            oa = i * p.st[0][0];
+            ob = i * p.st[1][0];
+        } else {
+            oa = ob = 0;
+            int64_t r = i;
+            for (int d = p.rank - 1; d >= 0; d--) {
+                int64_t dim = p.dims[d], c = r % dim;
+                r /= dim;
+                oa += c * p.st[0][d];
+                ob += c * p.st[1][d];
+            }
+        }
+        float v = bin_apply(op, __half2float(a[oa]), __half2float(b[ob]));
+        if (ACT) v = kcu_act_apply(act.type, act.alpha, act.beta, v);
+        y[i] = __float2half_rn(v);
+    }
+}
+
+/* Same shape, eight at a time: residual adds and gates. */
+template <bool ACT>
+__global__ void k_binary_h8(int64_t n8, int op, __half *y, const __half *__restrict__ a, const __half *__restrict__ b,
+                            kcu_act act) {
+    KCU_LOOP(i, n8) {
+        float u[8], v[8];
+        kcu_ld8(a + 8 * i, u);
+        kcu_ld8(b + 8 * i, v);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            u[k] = bin_apply(op, u[k], v[k]);
+            if (ACT) u[k] = kcu_act_apply(act.type, act.alpha, act.beta, u[k]);
+        }
+        kcu_st8(y + 8 * i, u);
+    }
+}
+
+/* [rows, C] by a [C] vector (a per-channel operand of channels-last data), b broadcast. */
+template <bool ACT>
+__global__ void k_binary_h_rowvec(int64_t total, int64_t C, int op, __half *y, const __half *__restrict__ a,
+                                  const __half *__restrict__ b, kcu_act act) {
+    KCU_LOOP(i, total) {
+        float v = bin_apply(op, __half2float(a[i]), __half2float(b[i % C]));
+        if (ACT) v = kcu_act_apply(act.type, act.alpha, act.beta, v);
+        y[i] = __float2half_rn(v);
+    }
+}
+
+template <bool ACT>
+static void launch_binary_h(cudaStream_t s, const kcu_bcast *p, int op, __half *y, const __half *a, const __half *b,
+                            kcu_act act) {
+    unsigned g = kcu_blocks(p->total);
+    if (p->rank == 1) {
+        if (p->st[0][0] == 1 && p->st[1][0] == 1 && p->total % 8 == 0 &&
+            ((uintptr_t)y | (uintptr_t)a | (uintptr_t)b) % 16 == 0)
+            k_binary_h8<ACT><<<kcu_blocks(p->total / 8), KCU_THREADS, 0, s>>>(p->total / 8, op, y, a, b, act);
+        else
+            k_binary_h<true, ACT><<<g, KCU_THREADS, 0, s>>>(*p, op, y, a, b, act);
+    } else if (p->rank == 2 && p->st[0][1] == 1 && p->st[0][0] == p->dims[1] && p->st[1][1] == 1 && p->st[1][0] == 0) {
+        k_binary_h_rowvec<ACT><<<g, KCU_THREADS, 0, s>>>(p->total, p->dims[1], op, y, a, b, act);
+    } else {
+        k_binary_h<false, ACT><<<g, KCU_THREADS, 0, s>>>(*p, op, y, a, b, act);
+    }
+}
+
+extern "C" cudaError_t kcu_binary_f16(cudaStream_t s, const kcu_bcast *p, int op, void *y, const void *a,
+                                      const void *b, const kcu_act *act) {
+    if (p->total <= 0) return cudaSuccess;
+    if (act)
+        launch_binary_h<true>(s, p, op, (__half *)y, (const __half *)a, (const __half *)b, *act);
+    else
+        launch_binary_h<false>(s, p, op, (__half *)y, (const __half *)a, (const __half *)b, kcu_act{0, 0.0f, 0.0f});
+    return kcu_launched();
+}
+
+/* ---- scale: y = (x * scale + shift) ^ power, float32 weights ---- */
+
+__global__ void k_scale_h(int mode, int64_t n, int64_t inner, int64_t channels, const __half *__restrict__ x, __half *y,
+                          const float *__restrict__ shift, const float *__restrict__ scale,
+                          const float *__restrict__ power) {
+    KCU_LOOP(i, n) {
+        int64_t w = mode == KILN_SCALE_UNIFORM ? 0 : mode == KILN_SCALE_CHANNEL ? (i / inner) % channels : i % inner;
+        float v = __half2float(x[i]);
+        if (scale) v *= scale[w];
+        if (shift) v += shift[w];
+        if (power) {
+            float pw = power[w];
+            v = pw == 1.0f ? v : pw == 2.0f ? v * v : powf(v, pw);
+        }
+        y[i] = __float2half_rn(v);
+    }
+}
+
+extern "C" cudaError_t kcu_scale_f16(cudaStream_t s, int mode, int64_t n, int64_t inner, int64_t channels,
+                                     const void *x, void *y, const float *shift, const float *scale,
+                                     const float *power) {
+    if (n <= 0 || inner <= 0) return cudaSuccess;
+    k_scale_h<<<kcu_blocks(n), KCU_THREADS, 0, s>>>(mode, n, inner, channels, (const __half *)x, (__half *)y, shift,
+                                                     scale, power);
+    return kcu_launched();
+}
+
+/* ---- Gemm: the output starts as beta * C ---- */
+
+__global__ void k_fill_c_h(__half *y, const __half *__restrict__ c, int64_t m, int64_t n, int64_t cs_m, int64_t cs_n,
+                           float beta) {
+    KCU_LOOP(i, m * n) {
+        int64_t r = i / n, col = i % n;
+        y[i] = __float2half_rn(beta * __half2float(c[r * cs_m + col * cs_n]));
+    }
+}
+
+extern "C" cudaError_t kcu_fill_c_f16(cudaStream_t s, void *y, const void *c, int64_t m, int64_t n, int64_t cs_m,
+                                      int64_t cs_n, float beta) {
+    if (m <= 0 || n <= 0) return cudaSuccess;
+    k_fill_c_h<<<kcu_blocks(m * n), KCU_THREADS, 0, s>>>((__half *)y, (const __half *)c, m, n, cs_m, cs_n, beta);
+    return kcu_launched();
+}
