@@ -33,5 +33,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kiln_network_destroy(net);
     kiln_onnx_parser_destroy(p);
     kiln_builder_destroy(b);
+    /* the model-info reader (kiln inspect) parses the same untrusted bytes */
+    kiln_onnx_model_info *info = NULL;
+    if (kiln_onnx_read_model_info(data, size, &info) == KILN_OK) {
+        if (!info) abort();
+        kiln_onnx_model_info_destroy(info);
+    } else if (info) {
+        abort();
+    }
     return 0;
 }
