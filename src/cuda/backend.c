@@ -188,8 +188,8 @@ static kiln_status cast_run(const kiln_layer *l, const void *state, const void *
 }
 
 static const kcu_kernel k_constant = {constant_prepare, constant_run, NULL, constant_refit};
-static const kcu_kernel k_copy = {NULL, copy_run, NULL};
-const kcu_kernel kcu_k_cast = {NULL, cast_run, NULL};
+static const kcu_kernel k_copy = {NULL, copy_run, NULL, NULL};
+const kcu_kernel kcu_k_cast = {NULL, cast_run, NULL, NULL};
 
 static const kcu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_CONVOLUTION] = &kcu_k_convolution,
@@ -249,14 +249,20 @@ static bool engine_tf32(const kiln_engine *e) { return (e->flags >> KILN_FLAG_TF
 
 static bool f32(kiln_dtype t) { return t == KILN_FLOAT32; }
 
-static void input_formats(const kiln_layer *l, bool *any16, bool *any_nhwc) {
-    *any16 = *any_nhwc = false;
+/* any16: an input is stored as float16; nhwc_ok: one is channels-last and every float
+ * input is 4-D (the format pass reformats each input to the layer's one format, and
+ * channels-last exists for 4-D tensors only). */
+static void input_formats(const kiln_layer *l, bool *any16, bool *nhwc_ok) {
+    bool any_nhwc = false, all4 = true;
+    *any16 = false;
     for (int k = 0; k < l->nb_inputs; k++) {
         const kiln_tensor *t = l->inputs[k];
         if (!t || (t->dtype != KILN_FLOAT32 && t->dtype != KILN_FLOAT16)) continue;
         if (kg_storage(t) == KILN_FLOAT16) *any16 = true;
-        if (kcu_nhwc(t)) *any_nhwc = true;
+        if (kcu_nhwc(t)) any_nhwc = true;
+        if (t->dims.nb_dims != 4) all4 = false;
     }
+    *nhwc_ok = any_nhwc && all4;
 }
 
 static bool constant_wants_f16(const kiln_layer *c) {
@@ -280,6 +286,13 @@ static bool cu_layer_format(const kiln_layer *l, unsigned flags, int *storage, i
     if (!((flags >> KILN_FLAG_FP16) & 1u) || l->nb_outputs < 1 || !f32(l->outputs[0]->dtype)) return false;
     bool o4 = l->outputs[0]->dims.nb_dims == 4, in16, in_nhwc;
     input_formats(l, &in16, &in_nhwc);
+    for (int k = 1; k < l->nb_outputs; k++) {
+        o4 = o4 && l->outputs[k]->dims.nb_dims == 4;
+        /* the format pass keeps a network output logical behind a reformat of the single
+         * output only: a multi-output layer that writes one stays logical itself */
+        for (int j = 0; j < l->nb_outputs; j++)
+            if (l->outputs[j]->is_output) return false;
+    }
     *storage = KILN_FLOAT16;
     *format = KG_FORMAT_LINEAR;
     switch (l->type) {
@@ -556,7 +569,7 @@ static kiln_status capture_run(kb_ctx *c, void *const *ptrs) {
     if (ce != cudaSuccess) {
         (void)cudaGetLastError();
         c->no_graphs = true;
-        kiln_log(env, KILN_LOG_INFO, "CUDA graphs off for this context: cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
+        kiln_log(env, KILN_LOG_WARNING, "CUDA graphs off for this context: cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
         return run_nodes(c, ptrs);
     }
     kiln_status st = run_nodes(c, ptrs);
@@ -568,7 +581,7 @@ static kiln_status capture_run(kb_ctx *c, void *const *ptrs) {
     if (st != KILN_OK || ce != cudaSuccess || !exec) {
         (void)cudaGetLastError();
         c->no_graphs = true;
-        kiln_log(env, KILN_LOG_INFO, "CUDA graphs off for this context: the run could not be captured (%s)",
+        kiln_log(env, KILN_LOG_WARNING, "CUDA graphs off for this context: the run could not be captured (%s)",
                  st != KILN_OK ? kiln_last_error() : cudaGetErrorString(ce));
         return run_nodes(c, ptrs); /* a real failure fails again here, with its own message */
     }

@@ -9,6 +9,7 @@
  * convolution as a cuBLASLt GEMM (channels-last: one GEMM with bias, residual and ReLU in
  * its epilogue), and the cuBLASLt heuristics' top algorithms. */
 #include <limits.h>
+#include <stdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -121,6 +122,7 @@ typedef struct mm_state {
     cublasLtMatmulAlgo_t algo[2];      /* [0]: 16-byte aligned pointers, [1]: any */
     size_t algo_ws[2];
     bool aligned_ok;                   /* batch strides keep 16-byte alignment */
+    bool no_fill;                      /* the bias is the caller's own buffer: no op_fill */
     size_t ws;                         /* most any kept algorithm needs */
     /* C_BIAS reads the bias constant through a pointer captured at build; should it move (a
      * refit re-places the constant), the fill path runs on op_fill instead */
@@ -244,7 +246,7 @@ static kiln_status mm_setup(const kiln_layer *l, const kcu_build *b, mm_state *s
     /* float16 data accumulates in float32; float32 data may use TF32 tensor cores */
     cublasComputeType_t ct = s->dt == CUDA_R_32F && b->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cublasOperation_t op_p = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_q = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    for (int d = 0; d < (bias ? 2 : 1); d++) {
+    for (int d = 0; d < (bias && !s->no_fill ? 2 : 1); d++) {
         cublasLtMatmulDesc_t *op = d == 0 ? &s->op : &s->op_fill;
         KCU_BLAS(l, cublasLtMatmulDescCreate(op, ct, CUDA_R_32F));
         KCU_BLAS(l, cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_TRANSA, &op_p, sizeof op_p));
@@ -439,7 +441,7 @@ static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *
     return mm_finish(l, s, x, y);
 }
 
-const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release};
+const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release, NULL};
 
 /* numpy matmul: batch axes broadcast. Axes whose strides chain are merged; the innermost
  * merged axis is cuBLASLt's strided batch (stride 0 broadcasts), the rest loop here. */
@@ -545,12 +547,12 @@ static kiln_status matmul_run(const kiln_layer *l, const void *state, const void
     return mm_finish(l, s, x, y);
 }
 
-const kcu_kernel kcu_k_matmul = {matmul_prepare, matmul_run, mm_release};
+const kcu_kernel kcu_k_matmul = {matmul_prepare, matmul_run, mm_release, NULL};
 
 /* ---- convolution and deconvolution ---- */
 
 typedef struct conv_state {
-    kcu_state base; /* device block: weights, bias, pad/crop tables */
+    kcu_state base; /* device block: weights, bias (float32 and storage type), pad/crop tables */
     cudnnTensorDescriptor_t xd, yd; /* the layer's input, output (deconv: maybe the full output) */
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
@@ -558,11 +560,18 @@ typedef struct conv_state {
     cudnnConvolutionBwdDataAlgo_t bwd;
     size_t ws;       /* workspace bytes at the start of scratch */
     size_t buf_off;  /* scratch offset of the padded input (conv) or full output (deconv) */
-    const float *w, *bias;
+    int st;          /* storage type of input, output and residual: float32, or float16 */
+    bool nhwc;       /* channels-last input and output; weights stored K, kh, kw, C/g */
+    bool has_res;    /* inputs[1] is a residual added before the activation */
+    const void *w;   /* weights in the storage type */
+    const float *bias;   /* float32 bias: the layer's, zeros when it has none */
+    const void *bias_st; /* the bias in the storage type (cuDNN's fused call, a GEMM epilogue) */
+    bool has_bias;
     bool pad_input;    /* conv with asymmetric pads: a pad pass into scratch, cuDNN pads 0 */
     bool crop_output;  /* deconv that cuDNN cannot size directly: full output, then a crop */
     kcu_pad pad;
     int64_t n, k, inner; /* output batch, channels and spatial size for the bias pass */
+    int64_t e_outer, e_inner; /* the same in memory order: [outer, k, inner] */
     bool has_act;
     kcu_act act;
     int mode;              /* CONV_*: the timed winner */
@@ -570,11 +579,15 @@ typedef struct conv_state {
     cudnnActivationDescriptor_t ad;
     cudnnConvolutionFwdAlgo_t fused_algo;
     size_t fused_ws;
-    mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a strided-batch GEMM */
+    mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a GEMM */
+    bool gemm_nhwc;        /* ... one [N*H*W, C] x [C, K] product, bias in its epilogue */
+    char name[64];         /* kernel name for engine inspection */
 } conv_state;
 
-/* How a convolution runs: cuDNN then our bias/activation pass; cuDNN's fused bias + ReLU
- * (or identity) call; a 1x1 stride-1 unpadded convolution as W[K, C] x X[C, HW] per image. */
+/* How a convolution runs: cuDNN then our bias/residual/activation pass; cuDNN's fused
+ * bias + residual + ReLU (or identity) call; a 1x1 stride-1 unpadded convolution as a
+ * cuBLASLt GEMM (row-major: W[K, C] x X[C, HW] per image; channels-last: X[N*H*W, C] x
+ * W[K, C]^T with the bias, residual and ReLU in cuBLASLt's epilogue). */
 enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM };
 
 static void conv_release(const kiln_env *env, void *state) {
@@ -648,14 +661,21 @@ static bool bwd_strict_ok(cudnnConvolutionBwdDataAlgo_t a) {
            a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
 }
 
-/* Without the TF32 flag every algorithm runs with FMA math: plain float32 products. */
-static cudnnMathType_t math_for(const kcu_build *b, cudnnMathType_t found) {
+/* Without the TF32 flag every float32 algorithm runs with FMA math: plain float32
+ * products. Float16 data runs on tensor cores (float32 accumulation) where the algorithm
+ * has such kernels; otherwise the math cuDNN found. */
+static cudnnMathType_t math_for(const kcu_build *b, bool f16, cudnnMathType_t found) {
+    if (f16) return found == CUDNN_FMA_MATH ? found : CUDNN_TENSOR_OP_MATH;
     return b->tf32 ? found : CUDNN_FMA_MATH;
 }
 
 /* Times the forward candidates (cudnnFind on a temporary handle) and keeps the fastest
  * that fits the workspace limit and the precision rules. */
 static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_state *s) {
+    bool f16 = s->st == KILN_FLOAT16;
+    /* float16: the search must be allowed tensor cores (the default math type lets cuDNN
+     * use them for TF32 only), as the run is */
+    if (f16) (void)cudnnSetConvolutionMathType(s->cd, CUDNN_TENSOR_OP_MATH);
     cudnnHandle_t h;
     KCU_DNN(l, cudnnCreate(&h));
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -673,7 +693,7 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
     for (int i = 0; i < found && !chosen; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !fwd_strict_ok(perf[i].algo))) continue;
         size_t ws = 0;
-        if (cudnnSetConvolutionMathType(s->cd, math_for(b, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
+        if (cudnnSetConvolutionMathType(s->cd, math_for(b, f16, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
             cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, perf[i].algo, &ws) !=
                 CUDNN_STATUS_SUCCESS ||
             ws > b->ws_limit)
@@ -684,7 +704,7 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
     }
     if (!chosen) { /* implicit GEMM needs no workspace and takes every geometry */
         s->fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-        ds = cudnnSetConvolutionMathType(s->cd, b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        ds = cudnnSetConvolutionMathType(s->cd, f16 ? CUDNN_TENSOR_OP_MATH : b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
         if (ds == CUDNN_STATUS_SUCCESS)
             ds = cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, s->fwd, &s->ws);
         if (ds != CUDNN_STATUS_SUCCESS) {
@@ -716,7 +736,7 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     for (int i = 0; i < found && !chosen; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !bwd_strict_ok(perf[i].algo))) continue;
         size_t ws = 0;
-        if (cudnnSetConvolutionMathType(s->cd, math_for(b, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
+        if (cudnnSetConvolutionMathType(s->cd, math_for(b, false, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
             cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, perf[i].algo, &ws) !=
                 CUDNN_STATUS_SUCCESS ||
             ws > b->ws_limit)
@@ -740,20 +760,117 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     return KILN_OK;
 }
 
+/* The weights as the kernels read them: float32 as given, or float16, channels-last
+ * (K, kh, kw, C/g) when the data is. *tmp: a converted copy the caller frees. */
+static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const conv_state *s, const void **src,
+                                size_t *bytes, void **tmp) {
+    const kiln_weights *w = &l->w[0];
+    *tmp = NULL;
+    *src = w->values;
+    *bytes = (size_t)w->count * sizeof(float);
+    if (s->st == KILN_FLOAT32 && !s->nhwc) return KILN_OK;
+    const float *f = w->values;
+    int64_t K = w->count ? s->k : 0;
+    int64_t per = K ? w->count / K : 0; /* C/g * kh * kw */
+    int64_t kh = 1, kw = 1;
+    if (s->nhwc) {
+        kh = l->p.conv.kernel[0];
+        kw = l->p.conv.kernel[1];
+    }
+    int64_t cg = per / (kh * kw); /* kh, kw >= 1 */
+    size_t es = s->st == KILN_FLOAT16 ? 2 : 4;
+    char *h = kiln_alloc(env, (size_t)(w->count ? w->count : 1) * es);
+    if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting the weights");
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < cg; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++) {
+                    int64_t from = ((k * cg + c) * kh + i) * kw + j;
+                    int64_t to = s->nhwc ? ((k * kh + i) * kw + j) * cg + c : from;
+                    if (es == 2) kcu_to_half((uint16_t *)h + to, f + from, 1);
+                    else ((float *)h)[to] = f[from];
+                }
+    *tmp = h;
+    *src = h;
+    *bytes = (size_t)w->count * es;
+    return KILN_OK;
+}
+
+/* The bias in float32 (zeros when absent) and, for float16 data, as float16 too. */
+static kiln_status conv_bias(const kiln_layer *l, const kiln_env *env, const conv_state *s, float **f32,
+                             uint16_t **f16) {
+    *f32 = kiln_calloc(env, (size_t)(s->k ? s->k : 1), sizeof(float));
+    *f16 = s->st == KILN_FLOAT16 ? kiln_calloc(env, (size_t)(s->k ? s->k : 1), sizeof(uint16_t)) : NULL;
+    if (!*f32 || (s->st == KILN_FLOAT16 && !*f16)) {
+        kiln_free(env, *f32);
+        kiln_free(env, *f16);
+        return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    if (l->w[1].count) memcpy(*f32, l->w[1].values, (size_t)s->k * sizeof(float));
+    if (*f16) kcu_to_half(*f16, *f32, s->k);
+    return KILN_OK;
+}
+
 /* Uploads weights, bias and (when used) the pad/crop tables into one device block. */
 static kiln_status conv_upload(const kiln_layer *l, const kcu_build *b, conv_state *s, const int64_t *maps,
                                size_t map_count) {
-    const void *src[3] = {l->w[0].values, l->w[1].count ? l->w[1].values : NULL, maps};
-    size_t bytes[3] = {(size_t)l->w[0].count * sizeof(float), (size_t)l->w[1].count * sizeof(float),
-                       maps ? map_count * sizeof(int64_t) : 0};
-    void *dst[3];
-    (void)b;
-    kiln_status st = kcu_state_upload(l, &s->base, 3, src, bytes, dst);
-    if (st != KILN_OK) return st;
-    s->w = dst[0];
-    s->bias = dst[1];
-    s->pad.maps = dst[2];
-    return KILN_OK;
+    const void *wsrc;
+    size_t wbytes;
+    void *wtmp;
+    float *bf = NULL;
+    uint16_t *bh = NULL;
+    kiln_status st = conv_weights(l, b->env, s, &wsrc, &wbytes, &wtmp);
+    if (st == KILN_OK) st = conv_bias(l, b->env, s, &bf, &bh);
+    if (st == KILN_OK) {
+        const void *src[4] = {wsrc, bf, bh, maps};
+        size_t bytes[4] = {wbytes, (size_t)s->k * sizeof(float), bh ? (size_t)s->k * sizeof(uint16_t) : 0,
+                           maps ? map_count * sizeof(int64_t) : 0};
+        void *dst[4];
+        st = kcu_state_upload(l, &s->base, 4, src, bytes, dst);
+        if (st == KILN_OK) {
+            s->w = dst[0];
+            s->bias = dst[1];
+            s->bias_st = bh ? dst[2] : dst[1];
+            s->pad.maps = dst[3];
+            s->has_bias = l->w[1].count > 0;
+        }
+    }
+    kiln_free(b->env, wtmp);
+    kiln_free(b->env, bf);
+    kiln_free(b->env, bh);
+    return st;
+}
+
+/* New weights or bias into the buffers the kernels read, converted as conv_upload does. */
+static kiln_status conv_refit(const kiln_layer *l, void *state, int slot) {
+    conv_state *s = state;
+    const kiln_env *env = &l->graph->env;
+    kiln_status st = KILN_OK;
+    if (slot == 0) {
+        const void *src;
+        size_t bytes;
+        void *tmp;
+        st = conv_weights(l, env, s, &src, &bytes, &tmp);
+        if (st == KILN_OK && bytes) {
+            cudaError_t e = cudaMemcpy((void *)s->w, src, bytes, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
+        }
+        kiln_free(env, tmp);
+    } else if (slot == 1 && s->has_bias) {
+        float *bf;
+        uint16_t *bh;
+        st = conv_bias(l, env, s, &bf, &bh);
+        if (st != KILN_OK) return st;
+        cudaError_t e = cudaMemcpy((void *)s->bias, bf, (size_t)s->k * sizeof(float), cudaMemcpyHostToDevice);
+        if (e == cudaSuccess && bh)
+            e = cudaMemcpy((void *)s->bias_st, bh, (size_t)s->k * sizeof(uint16_t), cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
+        kiln_free(env, bf);
+        kiln_free(env, bh);
+    } else {
+        st = kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "weights %d cannot be refitted", slot);
+    }
+    return st;
 }
 
 static kiln_status conv_descs(const kiln_layer *l, conv_state *s) {
@@ -767,10 +884,11 @@ static kiln_status conv_descs(const kiln_layer *l, conv_state *s) {
 static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             const kcu_exec *x);
 
-/* cuDNN's fused call takes a bias and ReLU or identity (identity only with the implicit
- * precomputed GEMM algorithm); false when it does not apply here. */
+/* cuDNN's fused call takes a bias, a residual (z) and ReLU or identity (identity only with
+ * the implicit precomputed GEMM algorithm); false when it does not apply here. */
 static bool prepare_fused(const kiln_layer *l, conv_state *s) {
-    if (!s->bias || (s->has_act && s->act.type != KILN_ACT_RELU)) return false;
+    (void)l;
+    if (s->has_act && s->act.type != KILN_ACT_RELU) return false;
     s->fused_algo = s->has_act ? s->fwd : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
     cudnnHandle_t h;
     bool ok = cudnnCreate(&h) == CUDNN_STATUS_SUCCESS;
@@ -779,9 +897,9 @@ static bool prepare_fused(const kiln_layer *l, conv_state *s) {
              CUDNN_STATUS_SUCCESS;
         cudnnDestroy(h);
     }
+    cudnnDataType_t dt = s->st == KILN_FLOAT16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     ok = ok && cudnnCreateTensorDescriptor(&s->bd) == CUDNN_STATUS_SUCCESS &&
-         cudnnSetTensor4dDescriptor(s->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)s->k, 1, 1) ==
-             CUDNN_STATUS_SUCCESS &&
+         cudnnSetTensor4dDescriptor(s->bd, CUDNN_TENSOR_NCHW, dt, 1, (int)s->k, 1, 1) == CUDNN_STATUS_SUCCESS &&
          cudnnCreateActivationDescriptor(&s->ad) == CUDNN_STATUS_SUCCESS &&
          cudnnSetActivationDescriptor(s->ad, s->has_act ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
                                       CUDNN_PROPAGATE_NAN, 0.0) == CUDNN_STATUS_SUCCESS;
@@ -790,29 +908,71 @@ static bool prepare_fused(const kiln_layer *l, conv_state *s) {
     return ok;
 }
 
-/* A 1x1 convolution as Y[n] = W[K, C] X[n][C, HW]: one strided-batch GEMM, W shared. */
+/* A 1x1 convolution as a GEMM. Row-major: Y[n] = W[K, C] X[n][C, HW], one strided-batch
+ * GEMM with W shared, the bias after. Channels-last: Y[N*H*W, K] = X[N*H*W, C] W[K, C]^T,
+ * one GEMM whose epilogue adds the bias (and applies ReLU); a residual is its C matrix. */
 static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s, const conv_geom *g) {
     mm_state *m = kiln_calloc(b->env, 1, sizeof *m);
     if (!m) return false;
+    mm_type(m, s->st);
     int64_t hw = g->h * g->w;
     m->alpha = 1.0f;
-    m->m = g->k;
-    m->k = g->c;
-    m->n = hw;
-    m->outputs = g->n * g->k * hw;
-    if (g->n > INT32_MAX ||
-        mm_setup(l, b, m, false, false, g->c, hw, g->n, 0, g->c * hw, g->k * hw, NULL) != KILN_OK) {
+    m->beta = s->has_res ? 1.0f : 0.0f;
+    kiln_status st;
+    if (s->nhwc) {
+        m->m = g->n * hw;
+        m->k = g->c;
+        m->n = g->k;
+        m->outputs = m->m * m->n;
+        m->no_fill = true;
+        if (s->has_act) {
+            m->act_pass = true; /* mm_setup moves a ReLU into the epilogue */
+            m->act = s->act;
+        }
+        st = mm_setup(l, b, m, false, true, g->c, g->c, 1, 0, 0, 0, s->bias_st);
+    } else {
+        m->m = g->k;
+        m->k = g->c;
+        m->n = hw;
+        m->outputs = g->n * g->k * hw;
+        st = g->n > INT32_MAX ? KILN_ERR_UNSUPPORTED
+                              : mm_setup(l, b, m, false, false, g->c, hw, g->n, 0, g->c * hw, g->k * hw, NULL);
+    }
+    if (st != KILN_OK) {
+        (void)cudaGetLastError();
         mm_release(b->env, m);
         return false;
     }
     s->gemm = m;
+    s->gemm_nhwc = s->nhwc;
     return true;
+}
+
+static void conv_name(conv_state *s) {
+    static const char *const fwd_n[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct", "fft",
+                                        "fft_tiling", "winograd", "winograd_nonfused"};
+    const char *fmt = s->st == KILN_FLOAT16 ? (s->nhwc ? "_f16_nhwc" : "_f16") : "";
+    if (s->mode == CONV_GEMM)
+        snprintf(s->name, sizeof s->name, "cuda.cublaslt_1x1%s", fmt);
+    else if (s->mode == CONV_FUSED)
+        snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
+    else
+        snprintf(s->name, sizeof s->name, "cuda.cudnn_fwd%s_%s", fmt,
+                 (unsigned)s->fwd < sizeof fwd_n / sizeof fwd_n[0] ? fwd_n[s->fwd] : "other");
 }
 
 static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
     kiln_status st = check_float(l);
     if (st != KILN_OK) return st;
+    int sto = kg_storage(l->outputs[0]);
+    bool nhwc = kcu_nhwc(l->inputs[0]);
+    if (sto != KILN_FLOAT32 && sto != KILN_FLOAT16)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA convolution on %s storage", kiln_dtype_name(sto));
+    if ((st = kcu_check_formats(l, sto, nhwc, "cuDNN convolution")) != KILN_OK) return st;
+    bool has_res = l->nb_inputs > 1 && l->inputs[1];
+    if (has_res && (l->inputs[1]->dtype != KILN_FLOAT32 || !kiln_dims_equal(&l->inputs[1]->dims, &l->outputs[0]->dims)))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the residual input must be float32 of the output's shape");
     conv_geom g;
     geom_fill(l, &g);
     bool asym = g.pt != g.pb || g.pl != g.pr;
@@ -823,9 +983,15 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     conv_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     *state = s;
+    s->st = sto;
+    s->nhwc = nhwc;
+    s->has_res = has_res;
+    size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
     s->inner = g.oh * g.ow;
+    s->e_outer = nhwc ? g.n * g.oh * g.ow : g.n;
+    s->e_inner = nhwc ? 1 : g.oh * g.ow;
     if (l->has_post_act) {
         s->has_act = true;
         kcu_post_act(l, &s->act);
@@ -834,6 +1000,11 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     size_t map_count = 0;
     if (asym) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
         int64_t dims[4] = {g.n, g.c, g.h, g.w}, pads[8] = {0, 0, g.pt, g.pl, 0, 0, g.pb, g.pr};
+        if (nhwc) { /* the same over the axes in memory order */
+            int64_t dn[4] = {g.n, g.h, g.w, g.c}, pn[8] = {0, g.pt, g.pl, 0, 0, g.pb, g.pr, 0};
+            memcpy(dims, dn, sizeof dims);
+            memcpy(pads, pn, sizeof pads);
+        }
         st = kcu_pad_plan(l, b->env, 4, dims, pads, KILN_PAD_CONSTANT, &s->pad, &maps, &map_count);
         if (st != KILN_OK) return st;
         s->pad_input = true;
@@ -843,11 +1014,12 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     if (st == KILN_OK) st = conv_descs(l, s);
     if (st != KILN_OK) return st;
     int ph = asym ? 0 : (int)g.pt, pw = asym ? 0 : (int)g.pl;
-    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.c, (int)ih, (int)iw));
-    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.k, (int)g.oh,
-                                          (int)g.ow));
-    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g.k, (int)(g.c / g.g),
-                                          (int)g.kh, (int)g.kw));
+    cudnnDataType_t dt = sto == KILN_FLOAT16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, fmt, dt, (int)g.n, (int)g.c, (int)ih, (int)iw));
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, fmt, dt, (int)g.n, (int)g.k, (int)g.oh, (int)g.ow));
+    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, dt, fmt, (int)g.k, (int)(g.c / g.g), (int)g.kh, (int)g.kw));
+    /* float32 accumulation for every storage type */
     KCU_DNN(l, cudnnSetConvolution2dDescriptor(s->cd, ph, pw, (int)g.sh, (int)g.sw, (int)g.dh, (int)g.dw,
                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     KCU_DNN(l, cudnnSetConvolutionGroupCount(s->cd, (int)g.g));
@@ -857,7 +1029,7 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN sizes the output %dx%dx%dx%d, the layer %lldx%lldx%lldx%lld",
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
     if ((st = pick_forward(l, b, s)) != KILN_OK) return st;
-    size_t pad_bytes = asym ? (size_t)(g.n * g.c * ih * iw) * sizeof(float) : 0;
+    size_t pad_bytes = asym ? (size_t)(g.n * g.c * ih * iw) * es : 0;
     bool fused = prepare_fused(l, s);
     bool gemm = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
@@ -881,6 +1053,8 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
             if (!(t < best)) s->mode = keep;
         }
         bench_close(&bn);
+    } else if (gemm && s->nhwc) {
+        s->mode = CONV_GEMM; /* untimed: the GEMM with its fused epilogue is the likely winner */
     }
     if (s->mode == CONV_GEMM) {
         *scratch = s->gemm->ws;
@@ -890,6 +1064,19 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
         s->buf_off = align256(s->mode == CONV_FUSED ? s->fused_ws : s->ws);
         *scratch = s->buf_off + pad_bytes;
     }
+    conv_name(s);
+    return KILN_OK;
+}
+
+/* Bias, residual and activation after a plain convolution or a row-major GEMM. */
+static kiln_status conv_epilogue(const kiln_layer *l, const conv_state *s, const kcu_exec *x, void *y,
+                                 const void *res) {
+    const kcu_act *act = s->has_act ? &s->act : NULL;
+    const float *bias = s->has_bias ? s->bias : NULL;
+    if (s->st == KILN_FLOAT32 && !res && !s->nhwc)
+        KCU_CUDA(l, kcu_bias_act(x->stream, y, bias, s->n, s->k, s->inner, act));
+    else
+        KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, bias, s->e_outer, s->k, s->e_inner, act));
     return KILN_OK;
 }
 
@@ -898,31 +1085,41 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     const conv_state *s = state;
     const float one = 1.0f, zero = 0.0f;
     const void *src = in[0];
+    const void *res = s->has_res ? in[1] : NULL;
     char *scr = x->scratch;
+    kiln_status st;
     if (s->mode == CONV_GEMM) {
-        kiln_status st = mm_call(l, s->gemm, x, s->w, src, out[0]);
-        if (st != KILN_OK) return st;
-    } else {
-        if (s->pad_input) {
-            float *buf = (float *)(scr + s->buf_off);
-            KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, 4, in[0], buf));
-            src = buf;
+        const mm_state *m = s->gemm;
+        if (s->gemm_nhwc) {
+            if ((st = mm_call(l, m, x, src, s->w, res, out[0])) != KILN_OK) return st;
+            return m->act_pass ? mm_act(l, m, x, out[0], m->act) : KILN_OK;
         }
-        if (s->mode == CONV_FUSED) {
-            /* z = y with alpha2 = 0: cuDNN reads no residual */
-            KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
-                                                             s->fused_ws ? scr : NULL, s->fused_ws, &zero, s->yd,
-                                                             out[0], s->bd, s->bias, s->ad, s->yd, out[0]));
-            return KILN_OK;
-        }
-        KCU_DNN(l, cudnnConvolutionForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fwd, s->ws ? scr : NULL,
-                                           s->ws, &zero, s->yd, out[0]));
+        if ((st = mm_call(l, m, x, s->w, src, res, out[0])) != KILN_OK) return st;
+        return conv_epilogue(l, s, x, out[0], NULL);
     }
-    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->bias, s->n, s->k, s->inner, s->has_act ? &s->act : NULL));
-    return KILN_OK;
+    if (s->pad_input) {
+        void *buf = scr + s->buf_off;
+        KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, in[0], buf));
+        src = buf;
+    }
+    if (s->mode == CONV_FUSED) {
+        /* no residual: z = y with alpha2 = 0, cuDNN reads none */
+        KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
+                                                         s->fused_ws ? scr : NULL, s->fused_ws, res ? &one : &zero,
+                                                         s->yd, res ? res : out[0], s->bd, s->bias_st, s->ad, s->yd,
+                                                         out[0]));
+        return KILN_OK;
+    }
+    KCU_DNN(l, cudnnConvolutionForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fwd, s->ws ? scr : NULL, s->ws,
+                                       &zero, s->yd, out[0]));
+    return conv_epilogue(l, s, x, out[0], res);
 }
 
-const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release};
+const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit};
+
+static const char *const bwd_names[] = {
+    "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
+    "cuda.cudnn_bwd_data_winograd", "cuda.cudnn_bwd_data_winograd_nonfused"};
 
 /* A deconvolution is cuDNN's backward-data of the convolution from its output to its input.
  * cuDNN pads both sides alike and has no output padding: other geometries compute the full
@@ -944,6 +1141,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     conv_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     *state = s;
+    s->st = KILN_FLOAT32;
     s->n = g.n;
     s->k = g.k;
     s->inner = g.oh * g.ow;
@@ -981,6 +1179,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN maps the %lldx%lldx%lldx%lld output back to %dx%dx%dx%d",
                               (long long)g.n, (long long)g.k, (long long)yh, (long long)yw, on, ok, ooh, oow);
     if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
+    snprintf(s->name, sizeof s->name, "%s",
+             (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data");
     s->buf_off = align256(s->ws);
     *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * sizeof(float));
     return KILN_OK;
@@ -995,42 +1195,23 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
                                             s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
     if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, 4, dst, out[0]));
-    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->bias, s->n, s->k, s->inner, s->has_act ? &s->act : NULL));
+    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->has_bias ? s->bias : NULL, s->n, s->k, s->inner,
+                             s->has_act ? &s->act : NULL));
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release};
+const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release, conv_refit};
 
 /* ---- names of the chosen kernels (engine inspection) ---- */
 
-static const char *const fwd_names[] = {
-    "cuda.cudnn_fwd_implicit_gemm", "cuda.cudnn_fwd_implicit_precomp_gemm", "cuda.cudnn_fwd_gemm",
-    "cuda.cudnn_fwd_direct", "cuda.cudnn_fwd_fft", "cuda.cudnn_fwd_fft_tiling", "cuda.cudnn_fwd_winograd",
-    "cuda.cudnn_fwd_winograd_nonfused"};
-static const char *const bwd_names[] = {
-    "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
-    "cuda.cudnn_bwd_data_winograd", "cuda.cudnn_bwd_data_winograd_nonfused"};
-
 const char *kcu_dnn_kernel_name(const ke_node *node) {
     const void *state = node->state;
+    if (!state) return NULL;
     switch (node->layer->type) {
-    case KILN_LAYER_CONVOLUTION: {
-        const conv_state *s = state;
-        if (s && s->mode == CONV_GEMM) return "cuda.cublaslt_1x1";
-        if (s && s->mode == CONV_FUSED) return "cuda.cudnn_fused_bias_act";
-        return s && (unsigned)s->fwd < sizeof fwd_names / sizeof fwd_names[0] ? fwd_names[s->fwd] : "cuda.cudnn_fwd";
-    }
-    case KILN_LAYER_DECONVOLUTION: {
-        const conv_state *s = state;
-        return s && (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd]
-                                                                                : "cuda.cudnn_bwd_data";
-    }
+    case KILN_LAYER_CONVOLUTION:
+    case KILN_LAYER_DECONVOLUTION: return ((const conv_state *)state)->name;
     case KILN_LAYER_GEMM:
-    case KILN_LAYER_MATMUL: {
-        const mm_state *s = state;
-        if (s && (s->skip_mm || s->outputs == 0)) return "cuda.fill";
-        return s && s->cmode == C_BIAS ? "cuda.cublaslt_bias" : "cuda.cublaslt";
-    }
+    case KILN_LAYER_MATMUL: return ((const mm_state *)state)->name;
     default: return NULL;
     }
 }

@@ -63,7 +63,7 @@ static kiln_status act_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_activation = {act_prepare, act_run, NULL};
+const kcu_kernel kcu_k_activation = {act_prepare, act_run, NULL, NULL};
 
 /* ---- broadcast ops: elementwise, PRelu, select ---- */
 
@@ -181,7 +181,7 @@ static kiln_status elt_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_elementwise = {elt_prepare, elt_run, NULL};
+const kcu_kernel kcu_k_elementwise = {elt_prepare, elt_run, NULL, NULL};
 
 static kiln_status prelu_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -203,7 +203,7 @@ static kiln_status prelu_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_prelu = {prelu_prepare, prelu_run, NULL};
+const kcu_kernel kcu_k_prelu = {prelu_prepare, prelu_run, NULL, NULL};
 
 static kiln_status select_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -223,7 +223,7 @@ static kiln_status select_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_select = {select_prepare, select_run, NULL};
+const kcu_kernel kcu_k_select = {select_prepare, select_run, NULL, NULL};
 
 /* ---- unary ---- */
 
@@ -260,7 +260,7 @@ static kiln_status unary_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_unary = {unary_prepare, unary_run, NULL};
+const kcu_kernel kcu_k_unary = {unary_prepare, unary_run, NULL, NULL};
 
 /* ---- scale ---- */
 
@@ -380,7 +380,7 @@ static kiln_status lrn_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_lrn = {lrn_prepare, lrn_run, NULL};
+const kcu_kernel kcu_k_lrn = {lrn_prepare, lrn_run, NULL, NULL};
 
 /* ---- softmax, arg reduce: an axis split into outer, len, inner ---- */
 
@@ -410,7 +410,7 @@ static kiln_status sm_run(const kiln_layer *l, const void *state, const void *co
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_softmax = {sm_prepare, sm_run, NULL};
+const kcu_kernel kcu_k_softmax = {sm_prepare, sm_run, NULL, NULL};
 
 static kiln_status arg_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     (void)b;
@@ -434,7 +434,7 @@ static kiln_status arg_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_arg_reduce = {arg_prepare, arg_run, NULL};
+const kcu_kernel kcu_k_arg_reduce = {arg_prepare, arg_run, NULL, NULL};
 
 /* ---- reduce ---- */
 
@@ -514,7 +514,7 @@ static kiln_status red_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_reduce = {red_prepare, red_run, NULL};
+const kcu_kernel kcu_k_reduce = {red_prepare, red_run, NULL, NULL};
 
 /* ---- pooling ---- */
 
@@ -586,7 +586,7 @@ static kiln_status pool_run(const kiln_layer *l, const void *state, const void *
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL};
+const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL};
 
 /* ---- resize: per-axis tables built here exactly as src/cpu/resize.c builds them ---- */
 
@@ -717,7 +717,7 @@ static kiln_status resize_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_resize = {resize_prepare, resize_run, NULL};
+const kcu_kernel kcu_k_resize = {resize_prepare, resize_run, NULL, NULL};
 
 /* ---- strided view copies: slice, transpose, expand, tile, depth/space ---- */
 
@@ -802,7 +802,7 @@ static kiln_status slice_prepare(const kiln_layer *l, const kcu_build *b, void *
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_slice = {slice_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_slice = {slice_prepare, mv_run, NULL, NULL};
 
 static kiln_status transpose_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -822,7 +822,7 @@ static kiln_status transpose_prepare(const kiln_layer *l, const kcu_build *b, vo
     return st;
 }
 
-const kcu_kernel kcu_k_transpose = {transpose_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_transpose = {transpose_prepare, mv_run, NULL, NULL};
 
 static kiln_status expand_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -840,7 +840,7 @@ static kiln_status expand_prepare(const kiln_layer *l, const kcu_build *b, void 
     return st;
 }
 
-const kcu_kernel kcu_k_expand = {expand_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_expand = {expand_prepare, mv_run, NULL, NULL};
 
 /* Output axis k of size r*d reads as (repeat r, stride 0) then (position d, input stride). */
 static kiln_status tile_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
@@ -860,7 +860,7 @@ static kiln_status tile_prepare(const kiln_layer *l, const kcu_build *b, void **
     return st;
 }
 
-const kcu_kernel kcu_k_tile = {tile_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_tile = {tile_prepare, mv_run, NULL, NULL};
 
 /* Both depth/space layers are a 6-D transpose of a reshaped view (see src/cpu/movement.c). */
 static kiln_status d2s_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
@@ -887,7 +887,7 @@ static kiln_status d2s_prepare(const kiln_layer *l, const kcu_build *b, void **s
     return st;
 }
 
-const kcu_kernel kcu_k_depth_to_space = {d2s_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_depth_to_space = {d2s_prepare, mv_run, NULL, NULL};
 
 static kiln_status s2d_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -902,7 +902,7 @@ static kiln_status s2d_prepare(const kiln_layer *l, const kcu_build *b, void **s
     return st;
 }
 
-const kcu_kernel kcu_k_space_to_depth = {s2d_prepare, mv_run, NULL};
+const kcu_kernel kcu_k_space_to_depth = {s2d_prepare, mv_run, NULL, NULL};
 
 /* ---- concat, split: per outer index each piece is one contiguous run in both tensors ---- */
 
@@ -989,7 +989,7 @@ static kiln_status concat_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_concat = {concat_prepare, concat_run, NULL};
+const kcu_kernel kcu_k_concat = {concat_prepare, concat_run, NULL, NULL};
 
 static kiln_status split_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -1006,7 +1006,7 @@ static kiln_status split_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_split = {split_prepare, split_run, NULL};
+const kcu_kernel kcu_k_split = {split_prepare, split_run, NULL, NULL};
 
 /* ---- gather ---- */
 
@@ -1038,7 +1038,7 @@ static kiln_status gather_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_gather = {gather_prepare, gather_run, NULL};
+const kcu_kernel kcu_k_gather = {gather_prepare, gather_run, NULL, NULL};
 
 /* ---- pad ---- */
 
@@ -1171,7 +1171,7 @@ static kiln_status pad_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_pad = {pad_prepare, pad_run, NULL};
+const kcu_kernel kcu_k_pad = {pad_prepare, pad_run, NULL, NULL};
 
 /* ---- reformat: storage type and layout in one pass ---- */
 

@@ -24,7 +24,7 @@ static bool same(const kiln_tensor *t, int storage, int format) {
 }
 
 /* A tensor holding t's values as (storage, format): an existing reformat of t, or a new one. */
-static kiln_tensor *reformat_of(fmt_ctx *c, kiln_tensor *t, int storage, int format, int for_layer) {
+static kiln_tensor *reformat_of(fmt_ctx *c, kiln_tensor *t, int storage, int format, int for_layer, kiln_status *err) {
     kiln_graph *g = c->g;
     for (int i = 0; i < g->nb_layers; i++) {
         kiln_layer *l = g->layers[i];
@@ -36,13 +36,21 @@ static kiln_tensor *reformat_of(fmt_ctx *c, kiln_tensor *t, int storage, int for
     p.reformat.storage = storage;
     p.reformat.format = format;
     kiln_layer *r = kg_layer_new(g, KILN_LAYER_REFORMAT, &t, 1, 1, &p);
-    if (!r) return NULL;
+    if (!r) {
+        *err = KILN_ERR_OUT_OF_MEMORY;
+        return NULL;
+    }
     char name[256];
     snprintf(name, sizeof name, "%s.reformat_%s%s", t->name, storage == KILN_FLOAT16 ? "f16" : "f32",
              format == KG_FORMAT_NHWC ? "_nhwc" : "");
     kiln_free(&g->env, r->name);
     r->name = kiln_strdup(&g->env, name);
-    if (!r->name || kg_infer_layer(r) != KILN_OK) return NULL;
+    if (!r->name) {
+        *err = KILN_ERR_OUT_OF_MEMORY;
+        return NULL;
+    }
+    *err = kg_infer_layer(r);
+    if (*err != KILN_OK) return NULL;
     r->outputs[0]->storage = storage;
     r->outputs[0]->format = format;
     int k = c->nb_before[for_layer]++;
@@ -73,21 +81,35 @@ kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inser
             storage = KG_STORAGE_SAME, format = KG_FORMAT_LINEAR;
         for (int k = 0; k < l->nb_inputs; k++) {
             kiln_tensor *t = l->inputs[k];
-            if (!t || !is_float(t->dtype) || same(t, storage, format)) continue;
+            /* channels-last applies to 4-D tensors; others keep row-major in that storage */
+            int fmt = format == KG_FORMAT_NHWC && (!t || t->dims.nb_dims != 4) ? KG_FORMAT_LINEAR : format;
+            if (!t || !is_float(t->dtype) || same(t, storage, fmt)) continue;
+            /* a network output written through a reformat: read the layer's own tensor */
+            if (t->is_output && t->producer && t->producer->type == KILN_LAYER_REFORMAT &&
+                same(t->producer->inputs[0], storage, fmt)) {
+                l->inputs[k] = t->producer->inputs[0];
+                continue;
+            }
             if (c.nb_before[i] >= KILN_MAX_DIMS) {
                 st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "too many inputs to reformat");
                 goto done;
             }
-            kiln_tensor *r = reformat_of(&c, t, storage, format, i);
-            if (!r) goto oom;
+            kiln_status err = KILN_OK;
+            kiln_tensor *r = reformat_of(&c, t, storage, fmt, i, &err);
+            if (!r) {
+                if (err == KILN_ERR_OUT_OF_MEMORY) goto oom;
+                st = err; /* the message names the reformat and why */
+                goto done;
+            }
             l->inputs[k] = r;
         }
         for (int k = 0; k < l->nb_outputs; k++) {
             kiln_tensor *t = l->outputs[k];
-            if (!is_float(t->dtype) || same(t, storage, format)) continue;
+            int fmt = format == KG_FORMAT_NHWC && t->dims.nb_dims != 4 ? KG_FORMAT_LINEAR : format;
+            if (!is_float(t->dtype) || same(t, storage, fmt)) continue;
             if (!t->is_output) {
                 t->storage = storage;
-                t->format = format;
+                t->format = fmt;
                 continue;
             }
             /* a network output stays logical: the layer writes an internal tensor and a
@@ -102,7 +124,7 @@ kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inser
             snprintf(name, sizeof name, "%s.inner", t->name);
             if (kg_tensor_rename(inner, name) != KILN_OK) goto oom;
             inner->storage = storage;
-            inner->format = format;
+            inner->format = fmt;
             inner->producer = l;
             inner->producer_index = k;
             l->outputs[k] = inner;

@@ -82,7 +82,7 @@ kiln_status kiln_engine_layer_info(const kiln_engine *e, int index, kiln_layer_i
         info->type = kiln_layer_type_name(l->type);
         info->kernel = e->backend->kernel_name ? e->backend->kernel_name(&e->nodes[n]) : info->type;
         info->fused = l->has_post_act ? act_name(l->post_act.type) : "";
-        info->precision = l->outputs[0]->dtype;
+        info->precision = kg_storage(l->outputs[0]); /* what the kernel writes (float16 under FP16) */
         info->nb_inputs = l->nb_inputs;
         info->nb_outputs = l->nb_outputs;
         info->output = l->outputs[0]->name;

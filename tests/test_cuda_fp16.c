@@ -1,0 +1,533 @@
+/* kiln tests: the CUDA backend's float16 path (KILN_FLAG_FP16) and its whole-run features.
+ * Representative layers and small networks run in float16 on the GPU and in float32 on the
+ * CPU backend, compared by relative error (< 1e-2); the engine must really run float16
+ * (its kernels say _f16, reformats were inserted). Also: residual fusion in float32 on the
+ * GPU, refit into the existing device buffers, CUDA graph replay across runs, a changed
+ * address, and profiling (which runs layer by layer). Without a GPU: a clean skip. */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "harness.h"
+
+#ifdef KILN_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#define MAX_IO 8
+#define FP16_TOL 1e-2
+/* the CPU and the GPU both in float32, summing in different orders */
+#define FP32_TOL 3e-5
+
+static kiln_tensor *out0(kiln_layer *l) { return l ? kiln_layer_output(l, 0) : NULL; }
+
+static kiln_weights wts(const float *v, int64_t n) { return (kiln_weights){KILN_FLOAT32, v, n}; }
+
+static kiln_dims d4(int64_t a, int64_t b, int64_t c, int64_t d) { return kiln_dims_make(4, (int64_t[]){a, b, c, d}); }
+
+/* Random weights that live until the end of the test. */
+static float *pool_arrays[256];
+static int nb_pool_arrays;
+static const float *rnd(int64_t n, float lo, float hi) {
+    float *p = th_rand_array(n, lo, hi);
+    if (nb_pool_arrays < 256) pool_arrays[nb_pool_arrays++] = p;
+    return p;
+}
+
+static kiln_tensor *act(kiln_network *net, kiln_tensor *x, kiln_activation_type t) {
+    return x ? out0(kiln_network_add_activation(net, x, t, 0.1f, 0.0f)) : NULL;
+}
+
+static bool mark(kiln_network *net, kiln_tensor *t, const char *name) {
+    if (!t) return false;
+    CHECK_OK(kiln_tensor_set_name(t, name));
+    CHECK_OK(kiln_network_mark_output(net, t));
+    return true;
+}
+
+static kiln_engine *build(kiln_builder *b, kiln_network *net, kiln_device dev, bool fp16, kiln_status *status) {
+    kiln_config *cfg = NULL;
+    kiln_engine *e = NULL;
+    kiln_status st = kiln_config_create(b, &cfg);
+    if (st == KILN_OK) st = kiln_config_set_device(cfg, dev);
+    if (st == KILN_OK && fp16) st = kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1);
+    if (st == KILN_OK) st = kiln_builder_build(b, net, cfg, &e);
+    kiln_config_destroy(cfg);
+    if (status) *status = st;
+    return e;
+}
+
+enum { RC = 8, RK = 16, RS = 16 };
+#define RX (RC * RS * RS)
+#define RY (RK * RS * RS)
+
+static kiln_network *make_refit_net(kiln_builder *b, const float *w, const float *bias) {
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(1, RC, RS, RS));
+    kiln_conv_desc d = {.out_channels = RK, .kernel = {3, 3}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_layer *c = kiln_network_add_convolution(net, x, &d, wts(w, RK * RC * 9), wts(bias, RK));
+    if (c) CHECK_OK(kiln_layer_set_name(c, "conv"));
+    kiln_tensor *y = act(net, out0(c), KILN_ACT_RELU);
+    kiln_pool_desc mp = {.type = KILN_POOL_MAX, .kernel = {2, 2}, .stride = {1, 1}, .pad_end = {1, 1}};
+    kiln_tensor *p = y ? out0(kiln_network_add_pooling(net, y, &mp)) : NULL;
+    CHECK(mark(net, p, "y"), "refit network: %s", kiln_last_error());
+    return net;
+}
+
+#ifdef KILN_HAVE_CUDA
+
+static kiln_tensor *conv(kiln_network *net, kiln_tensor *x, int64_t cin, int64_t cout, int64_t k, int64_t stride,
+                         const int64_t *pads, int64_t groups, bool bias) {
+    kiln_conv_desc d = {.out_channels = cout, .kernel = {k, k}, .stride = {stride, stride}, .groups = groups};
+    if (pads) {
+        d.pad_begin[0] = pads[0];
+        d.pad_begin[1] = pads[1];
+        d.pad_end[0] = pads[2];
+        d.pad_end[1] = pads[3];
+    } else {
+        d.pad_begin[0] = d.pad_begin[1] = d.pad_end[0] = d.pad_end[1] = k / 2;
+    }
+    int64_t nw = cout * (cin / (groups ? groups : 1)) * k * k;
+    float sc = 1.0f / sqrtf((float)(cin / (groups ? groups : 1) * k * k));
+    return out0(kiln_network_add_convolution(net, x, &d, wts(rnd(nw, -sc, sc), nw),
+                                             bias ? wts(rnd(cout, -0.2f, 0.2f), cout) : wts(NULL, 0)));
+}
+
+/* ---- the networks (each made twice, for each backend, from the same weights) ---- */
+
+typedef kiln_network *(*make_fn)(kiln_builder *b, unsigned seed);
+
+/* A ResNet-style block: conv+bn+relu, 1x1 convs, a residual add, pooling, a strided
+ * grouped convolution with asymmetric padding, global pooling and a fully connected head. */
+static kiln_network *make_block(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 12, 12));
+    kiln_tensor *c1 = conv(net, x, 16, 32, 3, 1, NULL, 1, false);
+    kiln_layer *bn = c1 ? kiln_network_add_batch_norm(net, c1, wts(rnd(32, 0.8f, 1.2f), 32), wts(rnd(32, -0.1f, 0.1f), 32),
+                                                      wts(rnd(32, -0.1f, 0.1f), 32), wts(rnd(32, 0.5f, 1.5f), 32), 1e-5f)
+                        : NULL;
+    kiln_tensor *y = act(net, out0(bn), KILN_ACT_RELU);
+    y = y ? conv(net, y, 32, 32, 1, 1, NULL, 1, true) : NULL;
+    kiln_tensor *sc = conv(net, x, 16, 32, 1, 1, NULL, 1, true);
+    kiln_tensor *sum = y && sc ? out0(kiln_network_add_elementwise(net, y, sc, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *r = act(net, sum, KILN_ACT_RELU);
+    kiln_pool_desc mp = {.type = KILN_POOL_MAX, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_tensor *p = r ? out0(kiln_network_add_pooling(net, r, &mp)) : NULL;
+    static const int64_t asym[4] = {0, 0, 1, 1};
+    kiln_tensor *g = p ? act(net, conv(net, p, 32, 16, 3, 2, asym, 2, true), KILN_ACT_SIGMOID) : NULL;
+    kiln_pool_desc ap = {.type = KILN_POOL_AVERAGE, .kernel = {2, 2}, .stride = {1, 1}};
+    kiln_tensor *a = g ? out0(kiln_network_add_pooling(net, g, &ap)) : NULL;
+    kiln_pool_desc gp = {.type = KILN_POOL_AVERAGE, .global = 1};
+    kiln_tensor *gl = g ? out0(kiln_network_add_pooling(net, g, &gp)) : NULL;
+    kiln_tensor *fc = gl ? out0(kiln_network_add_fully_connected(net, gl, 10, wts(rnd(160, -0.3f, 0.3f), 160),
+                                                                 wts(rnd(10, -0.2f, 0.2f), 10)))
+                         : NULL;
+    fc = act(net, fc, KILN_ACT_RELU);
+    bool ok = mark(net, r, "r") && mark(net, g, "g") && mark(net, a, "a") && mark(net, fc, "fc");
+    CHECK(ok, "block network: %s", kiln_last_error());
+    return net;
+}
+
+/* Point-wise layers, broadcasts, concat, resize and data movement after a convolution. */
+static kiln_network *make_pointwise(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 8, 10, 10));
+    kiln_tensor *x2 = kiln_network_add_input(net, "x2", KILN_FLOAT32, d4(2, 8, 10, 10));
+    kiln_tensor *c = conv(net, x, 8, 8, 1, 1, NULL, 1, true);
+    kiln_tensor *e1 = c ? out0(kiln_network_add_elementwise(net, c, x2, KILN_ELT_SUB)) : NULL;
+    kiln_tensor *k = out0(kiln_network_add_constant(net, d4(1, 8, 1, 1), wts(rnd(8, 0.5f, 1.5f), 8)));
+    kiln_tensor *e2 = e1 && k ? out0(kiln_network_add_elementwise(net, e1, k, KILN_ELT_MUL)) : NULL;
+    kiln_tensor *s = e2 ? out0(kiln_network_add_scale(net, e2, KILN_SCALE_CHANNEL, wts(rnd(8, -0.3f, 0.3f), 8),
+                                                      wts(rnd(8, 0.5f, 1.5f), 8), wts(NULL, 0)))
+                        : NULL;
+    kiln_tensor *t = act(net, s, KILN_ACT_TANH);
+    kiln_tensor *u = t ? out0(kiln_network_add_unary(net, t, KILN_UNARY_EXP)) : NULL;
+    kiln_tensor *slope = out0(kiln_network_add_constant(net, d4(1, 8, 1, 1), wts(rnd(8, 0.05f, 0.3f), 8)));
+    kiln_tensor *pr = e2 && slope ? out0(kiln_network_add_prelu(net, e2, slope)) : NULL;
+    kiln_tensor *mx = u && pr ? out0(kiln_network_add_elementwise(net, u, pr, KILN_ELT_MAX)) : NULL;
+    kiln_tensor *parts[3] = {u, pr, mx};
+    kiln_tensor *cat = mx ? out0(kiln_network_add_concat(net, parts, 3, 1)) : NULL;
+    kiln_resize_desc rn = {.mode = KILN_RESIZE_NEAREST, .coord = KILN_COORD_ASYMMETRIC, .nb_scales = 4,
+                           .scales = {1, 1, 2, 2}};
+    kiln_resize_desc rl = {.mode = KILN_RESIZE_LINEAR, .coord = KILN_COORD_HALF_PIXEL, .nb_scales = 4,
+                           .scales = {1, 1, 2, 1.5f}};
+    kiln_tensor *r1 = cat ? out0(kiln_network_add_resize(net, cat, &rn)) : NULL;
+    kiln_tensor *r2 = cat ? out0(kiln_network_add_resize(net, cat, &rl)) : NULL;
+    int64_t st[2] = {1, 2}, en[2] = {20, 9}, ax[2] = {1, 3}, sp[2] = {2, 3};
+    kiln_tensor *sl = cat ? out0(kiln_network_add_slice(net, cat, 2, st, en, ax, sp)) : NULL;
+    int64_t perm[4] = {0, 2, 3, 1};
+    kiln_tensor *tr = cat ? out0(kiln_network_add_transpose(net, cat, 4, perm)) : NULL;
+    kiln_tensor *sm = cat ? out0(kiln_network_add_softmax(net, cat, 1, 0)) : NULL;
+    kiln_tensor *ch[2] = {NULL, NULL};
+    kiln_layer *spl = cat ? kiln_network_add_split(net, cat, 1, 2, (int64_t[]){10, 14}) : NULL;
+    if (spl) ch[0] = kiln_layer_output(spl, 0), ch[1] = kiln_layer_output(spl, 1);
+    /* a broadcast operand of another rank: that layer runs row-major */
+    kiln_tensor *row = out0(kiln_network_add_constant(net, kiln_dims_make(1, (int64_t[]){10}), wts(rnd(10, -1, 1), 10)));
+    kiln_tensor *wb = u && row ? out0(kiln_network_add_elementwise(net, u, row, KILN_ELT_MUL)) : NULL;
+    /* a split output cannot be a network output under FP16 (formats.c): read it instead */
+    kiln_tensor *neg = ch[0] ? out0(kiln_network_add_unary(net, ch[0], KILN_UNARY_NEG)) : NULL;
+    kiln_tensor *back = ch[1] ? out0(kiln_network_add_elementwise(net, ch[1], ch[1], KILN_ELT_ADD)) : NULL;
+    bool ok = mark(net, r1, "r1") && mark(net, r2, "r2") && mark(net, sl, "sl") && mark(net, tr, "tr") &&
+              mark(net, sm, "sm") && mark(net, neg, "s0") && mark(net, back, "s1") && mark(net, wb, "wb");
+    CHECK(ok, "pointwise network: %s", kiln_last_error());
+    return net;
+}
+
+/* Matrix products: a fully connected layer with GELU, batched MatMul by a constant and
+ * by an input, Gemm with a broadcast C. */
+static kiln_network *make_matmul(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){5, 40}));
+    kiln_tensor *a = kiln_network_add_input(net, "a", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){2, 3, 8, 16}));
+    kiln_tensor *p = kiln_network_add_input(net, "p", KILN_FLOAT32, kiln_dims_make(3, (int64_t[]){4, 8, 16}));
+    kiln_tensor *q = kiln_network_add_input(net, "q", KILN_FLOAT32, kiln_dims_make(3, (int64_t[]){4, 16, 24}));
+    kiln_tensor *fc = out0(kiln_network_add_fully_connected(net, x, 24, wts(rnd(960, -0.2f, 0.2f), 960),
+                                                            wts(rnd(24, -0.2f, 0.2f), 24)));
+    fc = act(net, fc, KILN_ACT_GELU_ERF);
+    kiln_tensor *w = out0(kiln_network_add_constant(net, kiln_dims_make(2, (int64_t[]){16, 12}), wts(rnd(192, -0.3f, 0.3f), 192)));
+    kiln_tensor *m1 = w ? out0(kiln_network_add_matmul(net, a, w)) : NULL;
+    kiln_tensor *m2 = out0(kiln_network_add_matmul(net, p, q));
+    kiln_tensor *cc = out0(kiln_network_add_constant(net, kiln_dims_make(2, (int64_t[]){5, 1}), wts(rnd(5, -1, 1), 5)));
+    kiln_tensor *wt = out0(kiln_network_add_constant(net, kiln_dims_make(2, (int64_t[]){8, 40}), wts(rnd(320, -0.2f, 0.2f), 320)));
+    kiln_gemm_desc gd = {.trans_a = 0, .trans_b = 1, .alpha = 0.5f, .beta = 2.0f};
+    kiln_tensor *gm = cc && wt ? out0(kiln_network_add_gemm(net, x, wt, cc, &gd)) : NULL;
+    bool ok = mark(net, fc, "fc") && mark(net, m1, "m1") && mark(net, m2, "m2") && mark(net, gm, "gm");
+    CHECK(ok, "matmul network: %s", kiln_last_error());
+    return net;
+}
+
+/* ---- building and running ---- */
+
+typedef struct io_set {
+    int nin, nout;
+    const char *in_names[MAX_IO], *out_names[MAX_IO];
+    float *in[MAX_IO], *out[MAX_IO];
+    int64_t in_n[MAX_IO], out_n[MAX_IO];
+} io_set;
+
+static void io_free(io_set *s) {
+    for (int i = 0; i < s->nin; i++) free(s->in[i]);
+    for (int j = 0; j < s->nout; j++) free(s->out[j]);
+    memset(s, 0, sizeof *s);
+}
+
+/* Random inputs and output buffers for an engine's I/O. */
+static void io_make(const kiln_engine *e, io_set *s) {
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < kiln_engine_num_io(e); i++) {
+        const char *name = kiln_engine_io_name(e, i);
+        kiln_dims d;
+        CHECK_OK(kiln_engine_io_dims(e, name, &d));
+        int64_t n = kiln_dims_volume(&d);
+        if (kiln_engine_io_mode(e, name) == KILN_IO_INPUT && s->nin < MAX_IO) {
+            s->in_names[s->nin] = name;
+            s->in_n[s->nin] = n;
+            s->in[s->nin++] = th_rand_array(n, -1, 1);
+        } else if (s->nout < MAX_IO) {
+            s->out_names[s->nout] = name;
+            s->out_n[s->nout] = n;
+            s->out[s->nout++] = malloc((size_t)(n ? n : 1) * sizeof(float));
+        }
+    }
+}
+
+/* One run with host buffers; inputs taken from `src` by name when given. */
+static kiln_status run_host(kiln_engine *e, io_set *s, const io_set *src) {
+    kiln_context *c = NULL;
+    kiln_status st = kiln_context_create(e, &c);
+    if (st == KILN_OK) st = kiln_context_set_io_memory(c, KILN_MEMORY_HOST);
+    for (int i = 0; st == KILN_OK && i < s->nin; i++) {
+        float *v = s->in[i];
+        for (int k = 0; src && k < src->nin; k++)
+            if (!strcmp(src->in_names[k], s->in_names[i]) && src->in_n[k] == s->in_n[i]) v = src->in[k];
+        if (v != s->in[i]) memcpy(s->in[i], v, (size_t)s->in_n[i] * sizeof(float));
+        st = kiln_context_set_tensor_address(c, s->in_names[i], s->in[i]);
+    }
+    for (int j = 0; st == KILN_OK && j < s->nout; j++) {
+        memset(s->out[j], 0xFF, (size_t)s->out_n[j] * sizeof(float));
+        st = kiln_context_set_tensor_address(c, s->out_names[j], s->out[j]);
+    }
+    if (st == KILN_OK) st = kiln_context_execute(c);
+    kiln_context_destroy(c);
+    return st;
+}
+
+/* Compares every output of `got` with the same-named output of `ref`. */
+static void compare(const char *what, const io_set *got, const io_set *ref, double tol) {
+    for (int j = 0; j < got->nout; j++) {
+        int k = 0;
+        while (k < ref->nout && strcmp(ref->out_names[k], got->out_names[j])) k++;
+        CHECK(k < ref->nout && ref->out_n[k] == got->out_n[j], "%s: output %s in both", what, got->out_names[j]);
+        if (k >= ref->nout || ref->out_n[k] != got->out_n[j]) continue;
+        int64_t n = ref->out_n[k];
+        double *r = malloc((size_t)(n ? n : 1) * sizeof *r);
+        for (int64_t i = 0; i < n; i++) r[i] = ref->out[k][i];
+        char name[128];
+        snprintf(name, sizeof name, "%s: %s", what, got->out_names[j]);
+        double err = th_check_close(name, got->out[j], r, n, tol);
+        if (getenv("KILN_TEST_VERBOSE")) printf("  %-32s rel. error %.3g\n", name, err);
+        free(r);
+    }
+}
+
+/* Layers whose kernel name contains `part`. */
+static int count_kernels(const kiln_engine *e, const char *part, const char *type) {
+    int n = 0;
+    for (int i = 0; i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) != KILN_OK) continue;
+        if (strstr(li.kernel, part) && (!type || !strcmp(li.type, type))) n++;
+    }
+    return n;
+}
+
+static void print_layers(const char *what, const kiln_engine *e) {
+    if (!getenv("KILN_TEST_VERBOSE")) return;
+    printf("%s: %d layers\n", what, kiln_engine_num_layers(e));
+    for (int i = 0; i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) == KILN_OK)
+            printf("  %-40s %-12s %-40s %s%s\n", li.name, li.type, li.kernel, kiln_dtype_name(li.precision),
+                   *li.fused ? " +act" : "");
+    }
+}
+
+/* Builds make() for the CPU (float32) and for CUDA (fp16 or not), runs both on the same
+ * inputs and compares. Returns the CUDA engine (caller destroys) for further checks. */
+static kiln_engine *compare_case(const char *what, kiln_builder *b, make_fn make, bool fp16, double tol) {
+    kiln_network *ncpu = make(b, 77), *ngpu = make(b, 77);
+    kiln_status st;
+    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL);
+    kiln_engine *egpu = build(b, ngpu, KILN_DEVICE_CUDA, fp16, &st);
+    CHECK(ecpu && egpu, "%s: build: %s", what, kiln_last_error());
+    if (ecpu && egpu) {
+        io_set rc, rg;
+        th_seed(99);
+        io_make(ecpu, &rc);
+        io_make(egpu, &rg);
+        CHECK_OK(run_host(ecpu, &rc, NULL));
+        kiln_status rs = run_host(egpu, &rg, &rc);
+        CHECK(rs == KILN_OK, "%s: CUDA run: %s", what, kiln_last_error());
+        if (rs == KILN_OK) compare(what, &rg, &rc, tol);
+        print_layers(what, egpu);
+        io_free(&rc);
+        io_free(&rg);
+    }
+    kiln_engine_destroy(ecpu);
+    kiln_network_destroy(ncpu);
+    kiln_network_destroy(ngpu);
+    return egpu;
+}
+
+static void test_layers_fp16(kiln_builder *b) {
+    kiln_engine *e = compare_case("fp16 block", b, make_block, true, FP16_TOL);
+    if (e) {
+        int convs = count_kernels(e, "", "Convolution");
+        CHECK(convs >= 3, "fp16 block: %d convolutions", convs);
+        CHECK(count_kernels(e, "_f16_nhwc", "Convolution") == convs, "fp16 block: every convolution runs float16 channels-last");
+        CHECK(count_kernels(e, "_f16_nhwc", "Pooling") == 3, "fp16 block: pooling runs float16 channels-last");
+        CHECK(count_kernels(e, "_f16", "Gemm") == 1, "fp16 block: the fully connected layer runs float16");
+        CHECK(count_kernels(e, "cuda.reformat", "Reformat") >= 2, "fp16 block: reformats at the network's edges");
+        CHECK(count_kernels(e, "", "Elementwise") == 0, "fp16 block: the residual add is fused into a convolution");
+    }
+    kiln_engine_destroy(e);
+
+    e = compare_case("fp16 pointwise", b, make_pointwise, true, FP16_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "_f16_nhwc", "Elementwise") >= 2, "fp16 pointwise: element-wise ops channels-last");
+        CHECK(count_kernels(e, "_f16_nhwc", "Scale") == 1 && count_kernels(e, "_f16_nhwc", "Activation") == 1 &&
+                  count_kernels(e, "_f16_nhwc", "Unary") == 2 && count_kernels(e, "_f16_nhwc", "PRelu") == 1,
+              "fp16 pointwise: scale, activation, unary and prelu channels-last");
+        CHECK(count_kernels(e, "_f16_nhwc", "Concat") == 1 && count_kernels(e, "_f16_nhwc", "Resize") == 2 &&
+                  count_kernels(e, "_f16_nhwc", "Split") == 1,
+              "fp16 pointwise: concat, split and resize channels-last");
+        CHECK(count_kernels(e, "_f16", "Slice") == 1 && count_kernels(e, "_f16", "Transpose") == 1,
+              "fp16 pointwise: slice and transpose on float16");
+        CHECK(count_kernels(e, "_f16", "Softmax") == 0, "fp16 pointwise: softmax stays float32");
+        CHECK(count_kernels(e, "cuda.direct_f16", "Elementwise") - count_kernels(e, "_f16_nhwc", "Elementwise") == 1,
+              "fp16 pointwise: a broadcast of another rank runs float16 row-major");
+    }
+    kiln_engine_destroy(e);
+
+    e = compare_case("fp16 matmul", b, make_matmul, true, FP16_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "_f16", "Gemm") == 2 && count_kernels(e, "_f16", "MatMul") == 2,
+              "fp16 matmul: every product on float16");
+    }
+    kiln_engine_destroy(e);
+}
+
+/* Float32 on the GPU with the same fusions (residual into a convolution) and no float16. */
+static void test_layers_fp32(kiln_builder *b) {
+    kiln_engine *e = compare_case("fp32 block", b, make_block, false, FP32_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "_f16", NULL) == 0 && count_kernels(e, "reformat", NULL) == 0,
+              "fp32 block: no float16 kernel, no reformat");
+        CHECK(count_kernels(e, "", "Elementwise") == 0, "fp32 block: the residual add is fused into a convolution");
+    }
+    kiln_engine_destroy(e);
+    kiln_engine_destroy(compare_case("fp32 pointwise", b, make_pointwise, false, FP32_TOL));
+    kiln_engine_destroy(compare_case("fp32 matmul", b, make_matmul, false, FP32_TOL));
+}
+
+/* ---- refit, graph replay, changed addresses, profiling ---- */
+
+/* The CPU's answer for weights (w, bias) on input x. */
+static void cpu_ref(kiln_builder *b, const float *w, const float *bias, const float *x, double *ref) {
+    kiln_network *net = make_refit_net(b, w, bias);
+    kiln_engine *e = build(b, net, KILN_DEVICE_CPU, false, NULL);
+    float *y = malloc(RY * sizeof(float));
+    kiln_context *c = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &c));
+    if (c) {
+        CHECK_OK(kiln_context_set_tensor_address(c, "x", (void *)x));
+        CHECK_OK(kiln_context_set_tensor_address(c, "y", y));
+        CHECK_OK(kiln_context_execute(c));
+        for (int i = 0; i < RY; i++) ref[i] = y[i];
+    }
+    kiln_context_destroy(c);
+    kiln_engine_destroy(e);
+    kiln_network_destroy(net);
+    free(y);
+}
+
+static int profiled;
+static void on_layer(void *user, const char *name, const char *type, double ms) {
+    (void)user, (void)name, (void)type, (void)ms;
+    profiled++;
+}
+
+#define CU(call)                                                                                           \
+    do {                                                                                                   \
+        cudaError_t e_ = (call);                                                                           \
+        CHECK(e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));                                 \
+    } while (0)
+
+/* One execute with device pointers, compared with ref. */
+static void run_dev(const char *what, kiln_context *c, float *dy, const double *ref) {
+    float y[RY];
+    CU(cudaMemset(dy, 0xFF, RY * sizeof(float)));
+    CHECK_OK(kiln_context_execute(c));
+    CU(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    th_check_close(what, y, ref, RY, FP16_TOL);
+}
+
+static void test_refit_graphs(kiln_builder *b, bool fp16) {
+    float w1[RK * RC * 9], w2[RK * RC * 9], b1[RK], b2[RK], x[RX];
+    th_fill(w1, RK * RC * 9, -0.3f, 0.3f);
+    th_fill(w2, RK * RC * 9, -0.3f, 0.3f);
+    th_fill(b1, RK, -0.3f, 0.3f);
+    th_fill(b2, RK, -0.3f, 0.3f);
+    th_fill(x, RX, -1, 1);
+    static double r1[RY], r2[RY];
+    cpu_ref(b, w1, b1, x, r1);
+    cpu_ref(b, w2, b2, x, r2);
+    kiln_network *net = make_refit_net(b, w1, b1);
+    kiln_engine *e = build(b, net, KILN_DEVICE_CUDA, fp16, NULL);
+    CHECK(e != NULL, "refit engine: %s", kiln_last_error());
+    kiln_context *c = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &c));
+    float *dx = NULL, *dy = NULL, *dy2 = NULL;
+    CU(cudaMalloc((void **)&dx, RX * sizeof(float)));
+    CU(cudaMalloc((void **)&dy, RY * sizeof(float)));
+    CU(cudaMalloc((void **)&dy2, RY * sizeof(float)));
+    if (c && dx && dy && dy2) {
+        const char *tag = fp16 ? "fp16" : "fp32";
+        char what[96];
+        if (fp16) CHECK(count_kernels(e, "_f16_nhwc", "Convolution") == 1, "refit engine runs float16");
+        CU(cudaMemcpy(dx, x, sizeof x, cudaMemcpyHostToDevice));
+        CHECK_OK(kiln_context_set_tensor_address(c, "x", dx));
+        CHECK_OK(kiln_context_set_tensor_address(c, "y", dy));
+        /* direct, captured, replayed */
+        for (int i = 0; i < 4; i++) {
+            snprintf(what, sizeof what, "%s run %d", tag, i);
+            run_dev(what, c, dy, r1);
+        }
+        size_t act_before = kiln_engine_activation_bytes(e), scr_before = 0, scr_after = 0;
+        kiln_engine_memory(e, NULL, &scr_before, NULL);
+        CHECK_OK(kiln_engine_refit(e, "conv.kernel", wts(w2, RK * RC * 9)));
+        CHECK_OK(kiln_engine_refit(e, "conv.bias", wts(b2, RK)));
+        kiln_engine_memory(e, NULL, &scr_after, NULL);
+        CHECK(scr_after == scr_before && kiln_engine_activation_bytes(e) == act_before, "refit keeps the memory sizes");
+        /* the replayed graph reads the refitted buffers */
+        for (int i = 0; i < 2; i++) {
+            snprintf(what, sizeof what, "%s after refit, run %d", tag, i);
+            run_dev(what, c, dy, r2);
+        }
+        /* a new output address: direct, then captured again */
+        CHECK_OK(kiln_context_set_tensor_address(c, "y", dy2));
+        for (int i = 0; i < 3; i++) {
+            snprintf(what, sizeof what, "%s new output buffer, run %d", tag, i);
+            run_dev(what, c, dy2, r2);
+        }
+        /* back to the first address */
+        CHECK_OK(kiln_context_set_tensor_address(c, "y", dy));
+        for (int i = 0; i < 3; i++) {
+            snprintf(what, sizeof what, "%s first buffer again, run %d", tag, i);
+            run_dev(what, c, dy, r2);
+        }
+        /* profiling runs layer by layer: the profiler sees every layer of every run */
+        profiled = 0;
+        CHECK_OK(kiln_context_set_profiler(c, on_layer, NULL));
+        for (int i = 0; i < 2; i++) {
+            snprintf(what, sizeof what, "%s profiled run %d", tag, i);
+            run_dev(what, c, dy, r2);
+        }
+        CHECK(profiled == 2 * kiln_engine_num_layers(e), "profiler: %d calls for 2 runs of %d layers", profiled,
+              kiln_engine_num_layers(e));
+        CHECK_OK(kiln_context_set_profiler(c, NULL, NULL));
+        /* refit back while a graph exists, then replay */
+        run_dev("graph before the second refit", c, dy, r2);
+        run_dev("graph before the second refit, again", c, dy, r2);
+        CHECK_OK(kiln_engine_refit(e, "conv.kernel", wts(w1, RK * RC * 9)));
+        CHECK_OK(kiln_engine_refit(e, "conv.bias", wts(b1, RK)));
+        run_dev("replay after refitting back", c, dy, r1);
+        /* a refit of the wrong size is refused and changes nothing */
+        kiln_status st = kiln_engine_refit(e, "conv.bias", wts(b2, RK - 1));
+        CHECK(st == KILN_ERR_INVALID_ARGUMENT, "refit of the wrong size: %s", kiln_status_string(st));
+        run_dev("after a refused refit", c, dy, r1);
+    }
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(dy2);
+    kiln_context_destroy(c);
+    kiln_engine_destroy(e);
+    kiln_network_destroy(net);
+}
+
+#endif
+
+int main(void) {
+    kiln_builder *b = th_builder();
+    /* is there a GPU? */
+    kiln_network *probe = make_refit_net(b, rnd(RK * RC * 9, -1, 1), rnd(RK, -1, 1));
+    kiln_status st;
+    kiln_engine *pe = build(b, probe, KILN_DEVICE_CUDA, true, &st);
+    if (!pe) {
+        CHECK(st == KILN_ERR_DEVICE || st == KILN_ERR_UNSUPPORTED, "CUDA build failed with %s: %s",
+              kiln_status_string(st), kiln_last_error());
+        CHECK(strstr(kiln_last_error(), "CUDA") != NULL, "the message says why: %s", kiln_last_error());
+        printf("no GPU: skipping the float16 checks (%s)\n", kiln_last_error());
+    } else {
+#ifdef KILN_HAVE_CUDA
+        test_layers_fp16(b);
+        test_layers_fp32(b);
+        test_refit_graphs(b, true);
+        test_refit_graphs(b, false);
+#else
+        CHECK(0, "a CUDA engine was built, but this test was compiled without the CUDA runtime");
+#endif
+    }
+    kiln_engine_destroy(pe);
+    kiln_network_destroy(probe);
+    for (int i = 0; i < nb_pool_arrays; i++) free(pool_arrays[i]);
+    kiln_builder_destroy(b);
+    return th_exit("test_cuda_fp16");
+}
