@@ -24,8 +24,10 @@ static const char help[] =
     "  --streams N                N execution contexts on N threads, run concurrently (default 1)\n"
     "  --batch N                  rebuild an ONNX model with its symbolic first dimension set to N\n"
     "                             (a plan must have been built with batch N)\n"
-    "  --no-cuda-graph            accepted for trtexec compatibility: kiln does not capture CUDA\n"
-    "                             graphs yet, so there is nothing to turn off (a warning says so)\n"
+    "  --no-cuda-graph            accepted for trtexec compatibility; CUDA engines capture and replay\n"
+    "                             a CUDA graph per context, which this build cannot turn off yet\n"
+    "  --device-io                keep inputs and outputs on the device: inputs are copied once,\n"
+    "                             timed runs do no transfers (trtexec --noDataTransfers)\n"
     "  --profile                  per-layer times, sorted, with share of total and kernel\n"
     "  --json FILE                all results as JSON ('-': standard output)\n"
     "  --input NAME=FILE          real data for an input (see 'kiln run --help'); --preprocess P\n"
@@ -213,6 +215,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
                                    {"--batch", NULL, true},
                                    {"--no-cuda-graph", NULL, false},
                                    {"--profile", NULL, false},
+                                   {"--device-io", NULL, false},
                                    {"--json", NULL, true},
                                    {"--input", "-i", true},
                                    {"--preprocess", NULL, true},
@@ -232,7 +235,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
     const char *model = NULL, *json_path = NULL;
     int64_t iterations = 0, warmup = 5, streams = 1;
     double duration_s = 3;
-    bool profile_on = false, no_graph = false, duration_set = false;
+    bool profile_on = false, no_graph = false, duration_set = false, device_io = false;
     cli_args a = {argc, argv, 0, false};
     int rc = CLI_OK, k;
     const char *v;
@@ -259,6 +262,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
             if (!cli_parse_int(c, name, v, 1, 1 << 24, &o.batch)) rc = CLI_USAGE;
         } else if (strcmp(name, "--no-cuda-graph") == 0) no_graph = true;
         else if (strcmp(name, "--profile") == 0) profile_on = true;
+        else if (strcmp(name, "--device-io") == 0) device_io = true;
         else if (strcmp(name, "--json") == 0) json_path = v;
         else if (strcmp(name, "--input") == 0) { /* read below */
         } else if (strcmp(name, "--preprocess") == 0) {
@@ -299,8 +303,8 @@ int cmd_bench(cli *c, int argc, char **argv) {
     kiln_engine *e = m.engine;
     bool cuda = kiln_engine_device(e) == KILN_DEVICE_CUDA;
     if (no_graph)
-        cli_warn(c, "--no-cuda-graph is accepted but has no effect%s: kiln does not capture CUDA graphs yet",
-                 cuda ? "" : " (and this engine runs on the CPU)");
+        cli_warn(c, "--no-cuda-graph is accepted but has no effect%s", cuda ? ": graph replay cannot be turned off yet"
+                                                                           : " (this engine runs on the CPU)");
 
     worker *w = calloc((size_t)streams, sizeof *w);
     io_buffers *ios = calloc((size_t)streams, sizeof *ios);
@@ -316,6 +320,8 @@ int cmd_bench(cli *c, int argc, char **argv) {
     for (int s = 0; s < streams && rc == CLI_OK; s++) {
         rc = io_prepare(c, e, ins, true, &ios[s]);
         if (rc == CLI_OK) rc = io_bind(c, e, &ios[s], &w[s].ctx);
+        if (rc == CLI_OK && device_io && kiln_context_keep_io_on_device(w[s].ctx) != KILN_OK)
+            rc = cli_fail(c, "--device-io: %s", cli_last_error());
         w[s].io = &ios[s];
         w[s].warmup = (int)warmup;
         w[s].iterations = iterations;
@@ -477,6 +483,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
         json_begin_object(&j);
         json_key(&j, "model"), json_str(&j, model);
         json_key(&j, "device"), json_str(&j, cuda ? "cuda" : "cpu");
+        json_key(&j, "device_io"), json_bool(&j, device_io && cuda);
         json_key(&j, "streams"), json_int(&j, streams);
         json_key(&j, "batch"), json_int(&j, batch);
         json_key(&j, "runs"), json_int(&j, total);

@@ -137,6 +137,12 @@ typedef enum kiln_memory_location { KILN_MEMORY_DEVICE = 0, KILN_MEMORY_HOST = 1
  * here, once. Set it before binding buffers. */
 KILN_API kiln_status kiln_context_set_io_memory(kiln_context *ctx, kiln_memory_location where);
 
+/* For benchmarks (trtexec's --noDataTransfers): with KILN_MEMORY_HOST set and the buffers
+ * bound, copies the inputs to the device once, and makes later runs use the context's
+ * device copies only, with no transfers (outputs are not copied back). Setting
+ * KILN_MEMORY_HOST again turns copying back on. CPU engines: nothing to do. */
+KILN_API kiln_status kiln_context_keep_io_on_device(kiln_context *ctx);
+
 /* Enqueues one run on `stream` (a cudaStream_t for CUDA engines; NULL: the context's
  * own stream) and returns without waiting. CPU engines run synchronously. The bound
  * buffers must stay valid until the work is done. */

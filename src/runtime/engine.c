@@ -19,6 +19,7 @@ struct kiln_context {
     void *profile_user;
     /* KILN_MEMORY_HOST on a device backend: user buffers are host memory, staged here */
     bool host_io;
+    bool io_frozen; /* host_io, but skip the copies (kiln_context_keep_io_on_device) */
     void **staging; /* per engine I/O: device buffer */
 };
 
@@ -220,6 +221,7 @@ kiln_status kiln_context_set_io_memory(kiln_context *c, kiln_memory_location whe
         return kiln_error(&e->env, KILN_ERR_INVALID_ARGUMENT, "set io memory: unknown location %d", (int)where);
     if (!e->backend->dev_alloc) return KILN_OK; /* host backend: nothing to stage */
     bool want = where == KILN_MEMORY_HOST;
+    c->io_frozen = false;
     if (want == c->host_io) return KILN_OK;
     memset(c->bindings, 0, (size_t)e->nb_io * sizeof *c->bindings);
     c->host_io = want;
@@ -235,6 +237,33 @@ kiln_status kiln_context_set_io_memory(kiln_context *c, kiln_memory_location whe
 }
 
 static kiln_status run_all(kiln_context *c);
+
+static kiln_status upload_inputs(kiln_context *c) {
+    const kiln_engine *e = c->engine;
+    for (int i = 0; i < e->nb_io; i++) {
+        size_t bytes = e->plan[e->io[i].tensor].bytes;
+        if (e->io[i].mode != KILN_IO_INPUT || !bytes) continue;
+        if (!c->bindings[i])
+            return kiln_error(&e->env, KILN_ERR_INVALID_STATE, "input '%s' has no buffer bound", e->io[i].name);
+        kiln_status st = e->backend->upload(c->backend, c->staging[i], c->bindings[i], bytes);
+        if (st != KILN_OK) return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_context_keep_io_on_device(kiln_context *c) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "keep io on device: context is NULL");
+    const kiln_engine *e = c->engine;
+    if (!e->backend->dev_alloc) return KILN_OK;
+    if (!c->host_io)
+        return kiln_error(&e->env, KILN_ERR_INVALID_STATE,
+                          "keep io on device: set KILN_MEMORY_HOST and bind host buffers first");
+    kiln_status st = e->backend->set_stream(c->backend, NULL);
+    if (st == KILN_OK) st = upload_inputs(c);
+    if (st == KILN_OK) st = e->backend->finish(c->backend);
+    if (st == KILN_OK) c->io_frozen = true;
+    return st;
+}
 
 kiln_status kiln_context_enqueue(kiln_context *c, void *stream) {
     if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "enqueue: context is NULL");
@@ -266,10 +295,8 @@ static kiln_status run_all(kiln_context *c) {
         case KE_CONST: c->ptrs[t] = (void *)p->cdata; break;
         }
     }
-    for (int i = 0; c->host_io && i < e->nb_io; i++) {
-        size_t bytes = e->plan[e->io[i].tensor].bytes;
-        if (e->io[i].mode != KILN_IO_INPUT || !bytes) continue;
-        kiln_status st = e->backend->upload(c->backend, c->staging[i], c->bindings[i], bytes);
+    if (c->host_io && !c->io_frozen) {
+        kiln_status st = upload_inputs(c);
         if (st != KILN_OK) return st;
     }
     bool done = false;
@@ -293,7 +320,7 @@ static kiln_status run_all(kiln_context *c) {
         kiln_status st = e->backend->run_end(c->backend);
         if (st != KILN_OK) return st;
     }
-    for (int i = 0; c->host_io && i < e->nb_io; i++) {
+    for (int i = 0; c->host_io && !c->io_frozen && i < e->nb_io; i++) {
         size_t bytes = e->plan[e->io[i].tensor].bytes;
         if (e->io[i].mode != KILN_IO_OUTPUT || !bytes) continue;
         kiln_status st = e->backend->download(c->backend, c->bindings[i], c->staging[i], bytes);
