@@ -494,7 +494,9 @@ static kiln_status cu_ctx_create(const kiln_engine *e, kb_ctx **out, void **aren
     c->e = e;
     cudaError_t ce = cudaGetDevice(&c->device);
     CTX_CALL(ce == cudaSuccess, "cudaGetDevice", cudaGetErrorString(ce));
-    ce = cudaStreamCreateWithFlags(&c->own, cudaStreamNonBlocking);
+    /* a blocking stream: kiln_context_execute is ordered after the caller's work on the
+     * legacy default stream (a cudaMemcpy of the inputs just before, say) */
+    ce = cudaStreamCreateWithFlags(&c->own, cudaStreamDefault);
     CTX_CALL(ce == cudaSuccess, "cudaStreamCreate", cudaGetErrorString(ce));
     cudnnStatus_t ds = cudnnCreate(&c->x.dnn);
     if (ds != CUDNN_STATUS_SUCCESS) c->x.dnn = NULL;

@@ -43,8 +43,9 @@ static void write_graph(kb_writer *w, const kiln_engine *e, kb_writer *weights) 
         const kiln_tensor *x = g->tensors[t];
         kbw_str(w, x->name);
         kbw_u32(w, (uint32_t)x->dtype);
-        kbw_u32(w, (uint32_t)x->dims.nb_dims);
-        for (int k = 0; k < x->dims.nb_dims; k++) kbw_i64(w, x->dims.d[k]);
+        bool unused = !kiln_dims_known(&x->dims); /* left behind by a pass: no shape */
+        kbw_u32(w, unused ? UINT32_MAX : (uint32_t)x->dims.nb_dims);
+        for (int k = 0; !unused && k < x->dims.nb_dims; k++) kbw_i64(w, x->dims.d[k]);
         kbw_u32(w, (uint32_t)x->storage);
         kbw_u32(w, (uint32_t)x->format);
     }
@@ -226,12 +227,15 @@ static kiln_status read_graph(kiln_engine *e, kb_reader *r, kb_reader *wr) {
     for (uint32_t t = 0; t < nt; t++) {
         kbr_str(r, name, sizeof name);
         uint32_t dtype = kbr_u32(r), rank = kbr_u32(r);
-        kiln_dims d = {.nb_dims = (int32_t)rank};
-        if (r->bad || rank > KILN_MAX_DIMS || kiln_dtype_size((kiln_dtype)dtype) == 0)
+        /* rank 0xFFFFFFFF: a tensor a pass left unused, with no shape (no layer may touch it) */
+        bool unused = rank == UINT32_MAX;
+        kiln_dims d = {.nb_dims = unused ? -1 : (int32_t)rank};
+        if (r->bad || (!unused && rank > KILN_MAX_DIMS) || kiln_dtype_size((kiln_dtype)dtype) == 0)
             return BAD("tensor %u is malformed", t);
-        for (uint32_t k = 0; k < rank; k++) d.d[k] = kbr_i64(r);
+        for (uint32_t k = 0; !unused && k < rank; k++) d.d[k] = kbr_i64(r);
         int storage = (int)kbr_u32(r), format = (int)kbr_u32(r);
-        if (!kiln_dims_known(&d) || kiln_dims_volume(&d) < 0) return BAD("tensor '%s' has invalid dims", name);
+        if (!unused && (!kiln_dims_known(&d) || kiln_dims_volume(&d) < 0))
+            return BAD("tensor '%s' has invalid dims", name);
         if ((storage != KG_STORAGE_SAME && storage != KILN_FLOAT32 && storage != KILN_FLOAT16) ||
             (format != KG_FORMAT_LINEAR && !(format == KG_FORMAT_NHWC && rank == 4)))
             return BAD("tensor '%s' has an unknown storage or layout", name);
