@@ -182,6 +182,9 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
             if (last[t] > b->last) b->last = last[t];
         }
     }
+    /* tensors no running layer writes (left behind by folding, or of dead layers) take no memory */
+    for (int t = 0; t < nt; t++)
+        if (first[t] < 0 && e->plan[t].storage == KE_ARENA) e->plan[t].bytes = 0;
     st = kmp_plan(env, bufs, nb, KILN_ALIGN, offs, &e->arena_bytes);
     if (st != KILN_OK) goto done;
     for (int t = 0; t < nt; t++) {

@@ -422,6 +422,11 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
         ke_tensor_plan *p = &e->plan[t];
         const kiln_tensor *x = g->tensors[t];
         size_t bytes = kg_tensor_bytes(x);
+        if (!x->producer && !x->is_input) { /* nothing writes it: it takes no memory */
+            if (p->bytes != 0 || p->storage != KE_ARENA || p->root != (int)t)
+                return BAD("tensor '%s' is written by no layer but has memory planned", x->name);
+            continue;
+        }
         if (p->bytes != bytes || p->root < 0 || (uint32_t)p->root >= nt || e->plan[p->root].storage != p->storage)
             return BAD("tensor '%s' has an inconsistent memory plan", x->name);
         switch (p->storage) {
