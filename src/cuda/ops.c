@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "graph/resize_coord.h"
 #include "core/half.h"
 #include "cuda/host.h"
 
@@ -588,36 +589,7 @@ static kiln_status pool_run(const kiln_layer *l, const void *state, const void *
 
 const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL};
 
-/* ---- resize: per-axis tables built here exactly as src/cpu/resize.c builds them ---- */
-
-static double rs_coord(kiln_resize_coord mode, double x, double scale, int64_t in, int64_t out) {
-    switch (mode) {
-    case KILN_COORD_HALF_PIXEL: return (x + 0.5) / scale - 0.5;
-    case KILN_COORD_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    /* the resized length is in*scale, unrounded, when scales were given (ONNX) */
-    case KILN_COORD_ALIGN_CORNERS: return out > 1 ? x * (double)(in - 1) / ((double)in * scale - 1.0) : 0.0;
-    case KILN_COORD_ASYMMETRIC: return x / scale;
-    case KILN_COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
-    }
-    return x;
-}
-
-static int64_t rs_nearest(kiln_resize_nearest mode, double x) {
-    double f = floor(x);
-    switch (mode) {
-    case KILN_NEAREST_ROUND_PREFER_FLOOR: return (int64_t)(x - f <= 0.5 ? f : f + 1);
-    case KILN_NEAREST_ROUND_PREFER_CEIL: return (int64_t)(x - f < 0.5 ? f : f + 1);
-    case KILN_NEAREST_FLOOR: return (int64_t)f;
-    case KILN_NEAREST_CEIL: return (int64_t)ceil(x);
-    }
-    return (int64_t)f;
-}
-
-static int64_t clamp_index(double v, int64_t n) {
-    if (v < 0) return 0;
-    if (v > (double)(n - 1)) return n - 1;
-    return (int64_t)v;
-}
+/* ---- resize: per-axis tables built as src/cpu/resize.c builds them (graph/resize_coord.h) ---- */
 
 typedef struct rs_state {
     kcu_state base;
@@ -682,12 +654,12 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
             float wt = 0.0f;
             if (linear) {
                 double f = floor(c);
-                a = clamp_index(f, n);
-                bb = clamp_index(f + 1, n);
+                a = rs_clamp_index(f, n);
+                bb = rs_clamp_index(f + 1, n);
                 wt = (float)(c - f);
                 if (a == bb) wt = 0.0f;
             } else {
-                a = bb = clamp_index((double)rs_nearest(p->nearest, c), n);
+                a = bb = rs_clamp_index((double)rs_nearest(p->nearest, c), n);
             }
             if (a != x || wt != 0.0f) identity = false;
             ti[io + x] = a * stride;
