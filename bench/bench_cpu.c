@@ -33,9 +33,19 @@ typedef struct type_time {
 static type_time prof[64];
 static int nb_prof = 0;
 
+typedef struct layer_time {
+    char name[64];
+    double ms;
+} layer_time;
+static layer_time per_layer[512];
+static int nb_layers_seen = 0;
+
 static void on_layer(void *user, const char *name, const char *type, double ms) {
     (void)user;
-    (void)name;
+    int li = 0;
+    while (li < nb_layers_seen && strcmp(per_layer[li].name, name)) li++;
+    if (li == nb_layers_seen && li < 512) snprintf(per_layer[nb_layers_seen++].name, 64, "%s", name);
+    if (li < 512) per_layer[li].ms += ms;
     for (int i = 0; i < nb_prof; i++)
         if (!strcmp(prof[i].type, type)) {
             prof[i].ms += ms;
@@ -52,6 +62,9 @@ static void print_profile(int n) {
         fprintf(stderr, "  %-14s %8.2f ms/run  %5.1f%%  (%d layers)\n", prof[i].type, prof[i].ms / n,
                 100 * prof[i].ms / total, prof[i].count / n);
     nb_prof = 0;
+    if (getenv("KILN_BENCH_LAYERS"))
+        for (int i = 0; i < nb_layers_seen; i++) fprintf(stderr, "    %-28s %7.3f ms\n", per_layer[i].name, per_layer[i].ms / n);
+    nb_layers_seen = 0;
 }
 
 /* Builds net, binds random input and an output buffer, runs warmup + iterations. */

@@ -1,10 +1,13 @@
 /* kiln tests: convolution and deconvolution layers against float64 references, over kernel
  * sizes, strides, asymmetric pads, dilations, groups (incl. depthwise), bias, batch and odd
- * sizes; plus the errors the add calls must report. */
+ * sizes; the CPU's Winograd and packed-GEMM paths with a fused residual and activation;
+ * plus the errors the add calls must report. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "cpu/conv_gemm.h"
+#include "cpu/winograd.h"
 #include "harness.h"
 
 typedef struct conv_case {
@@ -240,6 +243,194 @@ static void conv_special(kiln_builder *b) {
     run_case(b, &t7, false);
 }
 
+/* ---- fused residual + activation, Winograd ---- */
+
+typedef struct fused_act {
+    int type; /* kiln_activation_type, or -1 for none */
+    float alpha, beta;
+} fused_act;
+
+static double ref_act(const fused_act *a, double x) {
+    switch (a->type) {
+    case KILN_ACT_RELU: return x > 0 ? x : 0;
+    case KILN_ACT_LEAKY_RELU: return x >= 0 ? x : a->alpha * x;
+    case KILN_ACT_SIGMOID: return 1 / (1 + exp(-x));
+    case KILN_ACT_CLIP: return x < a->alpha ? a->alpha : x > a->beta ? a->beta : x;
+    default: return x;
+    }
+}
+
+/* x -> conv -> add(residual) -> activation, built for the CPU with `threads` threads: the
+ * optimiser folds the add and the activation into the convolution (checked), so its kernel
+ * applies them (Winograd's output transform, the packed GEMM's block store). */
+static void run_fused_case(kiln_builder *b, const conv_case *t, const fused_act *act, bool res_first, int threads) {
+    char what[256];
+    snprintf(what, sizeof what,
+             "fused conv n%lld c%lld %lldx%lld k%lld kernel %lldx%lld stride %lld,%lld pads %lld,%lld,%lld,%lld g%lld "
+             "bias %d act %d threads %d",
+             (long long)t->n, (long long)t->c, (long long)t->h, (long long)t->w, (long long)t->k, (long long)t->kh,
+             (long long)t->kw, (long long)t->sh, (long long)t->sw, (long long)t->pt, (long long)t->pl,
+             (long long)t->pb, (long long)t->pr, (long long)t->g, (int)t->bias, act->type, threads);
+    int64_t oh = conv_out(t->h, t->kh, t->sh, t->dh, t->pt, t->pb), ow = conv_out(t->w, t->kw, t->sw, t->dw, t->pl, t->pr);
+    int64_t xn = t->n * t->c * t->h * t->w, yn = t->n * t->k * oh * ow, wn = t->k * (t->c / t->g) * t->kh * t->kw;
+    float *x = th_rand_array(xn, -1, 1), *w = th_rand_array(wn, -1, 1), *bias = th_rand_array(t->k, -1, 1);
+    float *r = th_rand_array(yn, -2, 2), *out = malloc((size_t)yn * sizeof *out);
+    /* weights scaled to the fan-in, as trained ones are: the sums stay near the activation's
+     * range (a clip to [-0.5, 0.75] of sums in the tens would judge float32 rounding of the
+     * sums against a tiny output) */
+    float wscale = 1.0f / sqrtf((float)(t->c / t->g * t->kh * t->kw));
+    for (int64_t i = 0; i < wn; i++) w[i] *= wscale;
+    double *ref = malloc((size_t)yn * sizeof(double));
+    ref_conv(t, t->h, x, w, t->bias ? bias : NULL, ref, oh, ow);
+    for (int64_t i = 0; i < yn; i++) ref[i] = ref_act(act, ref[i] + r[i]);
+    for (int64_t i = 0; i < yn; i++) out[i] = NAN;
+
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){t->n, t->c, t->h, t->w}));
+    kiln_tensor *rin = kiln_network_add_input(net, "r", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){t->n, t->k, oh, ow}));
+    kiln_conv_desc d;
+    memset(&d, 0, sizeof d);
+    d.out_channels = t->k;
+    d.kernel[0] = t->kh;
+    d.kernel[1] = t->kw;
+    d.stride[0] = t->sh;
+    d.stride[1] = t->sw;
+    d.dilation[0] = t->dh;
+    d.dilation[1] = t->dw;
+    d.pad_begin[0] = t->pt;
+    d.pad_begin[1] = t->pl;
+    d.pad_end[0] = t->pb;
+    d.pad_end[1] = t->pr;
+    d.groups = t->g;
+    kiln_layer *cv = kiln_network_add_convolution(net, in, &d, (kiln_weights){KILN_FLOAT32, w, wn},
+                                                  (kiln_weights){KILN_FLOAT32, t->bias ? bias : NULL, t->bias ? t->k : 0});
+    kiln_layer *add = cv ? (res_first ? kiln_network_add_elementwise(net, rin, kiln_layer_output(cv, 0), KILN_ELT_ADD)
+                                      : kiln_network_add_elementwise(net, kiln_layer_output(cv, 0), rin, KILN_ELT_ADD))
+                         : NULL;
+    kiln_layer *last = add && act->type >= 0 ? kiln_network_add_activation(net, kiln_layer_output(add, 0),
+                                                                           (kiln_activation_type)act->type, act->alpha,
+                                                                           act->beta)
+                                             : add;
+    CHECK(last != NULL, "%s: building the network failed: %s", what, kiln_last_error());
+    kiln_config *cfg = NULL;
+    kiln_engine *e = NULL;
+    kiln_context *ctx = NULL;
+    if (last) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(last, 0)));
+        CHECK_OK(kiln_config_create(b, &cfg));
+        CHECK_OK(kiln_config_set_num_threads(cfg, threads));
+        kiln_status st = kiln_builder_build(b, net, cfg, &e);
+        CHECK(st == KILN_OK, "%s: build failed: %s", what, kiln_last_error());
+    }
+    if (e) {
+        kiln_layer_info li;
+        bool one = kiln_engine_num_layers(e) == 1 && kiln_engine_layer_info(e, 0, &li) == KILN_OK &&
+                   !strcmp(li.type, "Convolution") && li.nb_inputs == 2 && (act->type < 0) == !li.fused[0];
+        CHECK(one, "%s: the add and activation were not fused into the convolution (%d layers)", what,
+              kiln_engine_num_layers(e));
+        CHECK_OK(kiln_context_create(e, &ctx));
+    }
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", x));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "r", r));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_layer_output(last, 0)), out));
+        kiln_status st = kiln_context_execute(ctx);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st == KILN_OK) th_check_close(what, out, ref, yn, 1e-5);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    free(x), free(w), free(bias), free(r), free(out), free(ref);
+}
+
+/* Whether conv.c takes Winograd for a 3x3 stride-1 case (groups 1): the cases below are
+ * chosen to, and say so when a change of the choice leaves them testing something else. */
+static bool takes_winograd(const conv_case *t) {
+    int64_t oh = conv_out(t->h, 3, 1, 1, t->pt, t->pb), ow = conv_out(t->w, 3, 1, 1, t->pl, t->pr);
+    kcpu_wino_shape ws = {t->n, t->c, t->h, t->w, t->k, oh, ow, t->pt, t->pl};
+    return kcpu_wino_pick(&ws) != 0;
+}
+
+static void winograd_cases(kiln_builder *b) {
+    /* 3x3, stride 1, big enough for Winograd: odd and even sizes, symmetric, asymmetric and
+     * no padding, batches, channel counts that are not multiples of the GEMM blocks, an
+     * image wider than a transform block (64 tiles), and tile-row chunks that split a batch
+     * inside an image */
+    static const int64_t shapes[][9] = {
+        /* n, c, h, w, k, pt, pl, pb, pr */
+        {1, 32, 28, 28, 32, 1, 1, 1, 1},  {2, 33, 29, 31, 40, 1, 1, 1, 1}, {1, 48, 27, 23, 64, 0, 2, 2, 0},
+        {3, 40, 20, 19, 37, 0, 0, 0, 0},  {1, 64, 25, 22, 48, 2, 1, 0, 2}, {1, 16, 15, 150, 32, 1, 1, 1, 1},
+        {3, 64, 11, 150, 16, 1, 1, 1, 1}, {2, 128, 14, 14, 40, 1, 1, 1, 1},
+    };
+    static const fused_act acts[] = {{KILN_ACT_RELU, 0, 0}, {-1, 0, 0}, {KILN_ACT_LEAKY_RELU, 0.1f, 0}};
+    for (int i = 0; i < (int)(sizeof shapes / sizeof *shapes); i++) {
+        const int64_t *v = shapes[i];
+        conv_case t = {.n = v[0], .c = v[1], .h = v[2], .w = v[3], .k = v[4], .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                       .dh = 1, .dw = 1, .pt = v[5], .pl = v[6], .pb = v[7], .pr = v[8], .g = 1, .bias = i % 3 != 1};
+        CHECK(takes_winograd(&t) == kcg_available(), "winograd case %d: Winograd %s taken", i,
+              takes_winograd(&t) ? "is" : "is not");
+        run_case(b, &t, false);
+        run_fused_case(b, &t, &acts[i % 3], i % 2 == 0, 1 + i % 3);
+    }
+    /* few channels, or a small image: im2col */
+    conv_case t = {.n = 1, .c = 3, .h = 20, .w = 20, .k = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                   .pt = 1, .pl = 1, .pb = 1, .pr = 1, .g = 1, .bias = true};
+    CHECK(!takes_winograd(&t), "3 input channels take Winograd");
+    t.c = 64;
+    t.k = 64;
+    t.h = t.w = 7;
+    CHECK(!takes_winograd(&t), "a 7x7 image with 64 channels takes Winograd");
+}
+
+/* The packed GEMM with its epilogue: bias, residual, activations (ReLU in the kernel, the
+ * others after it), inner sizes in several passes, column tails of every width, output
+ * channels that are not multiples of the register block, groups, batches, 1..3 threads. */
+static void fused_gemm_cases(kiln_builder *b) {
+    static const fused_act acts[] = {{KILN_ACT_RELU, 0, 0},
+                                     {KILN_ACT_SIGMOID, 0, 0},
+                                     {KILN_ACT_CLIP, -0.5f, 0.75f},
+                                     {-1, 0, 0},
+                                     {KILN_ACT_LEAKY_RELU, 0.2f, 0}};
+    static const int64_t shapes[][8] = {
+        /* n, c, hw, k, kernel, stride, pad, groups */
+        {1, 64, 7, 50, 1, 1, 0, 1},  {2, 16, 5, 13, 1, 1, 0, 1},  {1, 600, 4, 7, 1, 1, 0, 1},
+        {1, 80, 9, 12, 3, 2, 1, 1},  {3, 8, 11, 6, 7, 2, 3, 1},   {2, 12, 6, 18, 3, 1, 1, 3},
+        {1, 24, 30, 70, 1, 2, 0, 1}, {4, 32, 3, 64, 1, 1, 0, 2},  {1, 3, 33, 20, 7, 2, 3, 1},
+        {1, 300, 6, 40, 3, 1, 1, 4},
+    };
+    for (int i = 0; i < (int)(sizeof shapes / sizeof *shapes); i++) {
+        const int64_t *v = shapes[i];
+        conv_case t = {.n = v[0], .c = v[1], .h = v[2], .w = v[2] + i % 4, .k = v[3], .kh = v[4], .kw = v[4],
+                       .sh = v[5], .sw = v[5], .dh = 1, .dw = 1, .pt = v[6], .pl = v[6], .pb = v[6], .pr = v[6],
+                       .g = v[7], .bias = i % 4 != 2};
+        for (int threads = 1; threads <= 3; threads++)
+            run_fused_case(b, &t, &acts[(i + threads) % 5], (i + threads) % 2 == 0, threads);
+    }
+    /* 1x1 with padding: the output is larger than the input, so B cannot be read in place */
+    static const int64_t pads[][5] = {{0, 0, 1, 2, 6}, {1, 2, 0, 0, 6}, {0, 0, 0, 3, 6}, {0, 0, 2, 0, 6}, {0, 0, 2, 0, 8}};
+    for (int i = 0; i < 5; i++) {
+        conv_case t = {.n = 2, .c = 20, .h = 6, .w = pads[i][4], .k = 9, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1,
+                       .dw = 1, .pt = pads[i][0], .pl = pads[i][1], .pb = pads[i][2], .pr = pads[i][3], .g = 1,
+                       .bias = true};
+        run_case(b, &t, false);
+        run_fused_case(b, &t, &acts[i], i % 2 == 1, 2);
+    }
+    /* grouped 1x1 read in place (64 pixels: whole panels) */
+    conv_case tg = {.n = 2, .c = 24, .h = 8, .w = 8, .k = 18, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                    .g = 3, .bias = true};
+    run_case(b, &tg, false);
+    run_fused_case(b, &tg, &acts[0], false, 3);
+    /* every width of a last column panel (16 + tail output pixels), over two passes of k */
+    for (int64_t tail = 1; tail <= 16; tail++) {
+        conv_case t = {.n = 1 + tail % 2, .c = 300, .h = 1, .w = 16 + tail, .k = 6 + tail, .kh = 1, .kw = 1, .sh = 1,
+                       .sw = 1, .dh = 1, .dw = 1, .g = 1, .bias = tail % 3 != 0};
+        run_fused_case(b, &t, &acts[tail % 5], tail % 2 == 0, 2);
+    }
+}
+
 static void deconv_sweep(kiln_builder *b) {
     int count = 0;
     for (int64_t k = 1; k <= 4; k++)
@@ -356,6 +547,8 @@ int main(void) {
     kiln_builder *b = th_builder();
     conv_sweep(b);
     conv_special(b);
+    winograd_cases(b);
+    fused_gemm_cases(b);
     deconv_sweep(b);
     conv_errors(b);
     kiln_builder_destroy(b);

@@ -3,9 +3,9 @@
  * run as N, C, 1, W. */
 #include <cblas.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cpu/conv_gemm.h"
 #include "cpu/cpu.h"
 #include "cpu/winograd.h"
 
@@ -80,6 +80,8 @@ typedef struct conv_state {
     conv_geom geo;
     int mode;
     bool direct;    /* 1x1, stride 1, no padding, one image per GEMM: sgemm reads x itself */
+    bool packed;    /* conv_gemm.h runs the GEMMs, wt holds its panels (gpack floats per group) */
+    size_t gpack;
     int64_t nb;     /* images per GEMM */
     int64_t band;   /* output rows per GEMM when nb == 1 */
     int64_t crs;    /* cg * kh * kw: the GEMM's inner dimension */
@@ -108,8 +110,6 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
     if (l->inputs[0]->dims.nb_dims == 4 && g.g == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 &&
         g.dh == 1 && g.dw == 1) {
         wm = kcpu_wino_pick(&ws);
-        const char *force = getenv("KILN_WINO"); /* TEMPORARY: benchmarking */
-        if (force) wm = atoi(force);
     }
     if (wm) {
         conv_state *s = kiln_alloc(env, sizeof *s);
@@ -117,7 +117,7 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
         memset(s, 0, sizeof *s);
         s->geo = g;
         s->mode = CONV_WINOGRAD;
-        s->wino = kcpu_wino_create(l, env, &ws, wm, l->w[0].values, l->w[1].count ? l->w[1].values : NULL, scratch);
+        s->wino = kcpu_wino_create(l, env, &ws, l->w[0].values, l->w[1].count ? l->w[1].values : NULL, scratch);
         if (!s->wino) {
             kiln_free(env, s);
             return KILN_ERR_OUT_OF_MEMORY;
@@ -125,7 +125,11 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
         *state = s;
         return KILN_OK;
     }
-    size_t wcount = (size_t)g.k * (size_t)crs, bcount = l->w[1].count ? (size_t)g.k : 0;
+    /* Depthwise: one input channel per group, so a GEMM per channel would be tiny. */
+    bool depthwise = g.cg == 1 && g.g > 1, packed = !depthwise && kcg_available();
+    size_t gpack = packed ? KILN_ALIGN_UP(kcg_packed_floats(g.kg, crs), 16) : 0;
+    size_t wcount = packed ? (size_t)g.g * gpack : (size_t)g.k * (size_t)crs;
+    size_t bcount = l->w[1].count ? (size_t)g.k : 0;
     size_t head = KILN_ALIGN_UP(sizeof(conv_state), KILN_ALIGN);
     size_t wbytes = KILN_ALIGN_UP(wcount * sizeof(float), KILN_ALIGN);
     conv_state *s = kiln_alloc(env, head + wbytes + bcount * sizeof(float));
@@ -133,16 +137,22 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
     memset(s, 0, sizeof *s);
     s->geo = g;
     s->crs = crs;
+    s->packed = packed;
+    s->gpack = gpack;
     s->wt = (float *)((char *)s + head);
-    memcpy(s->wt, l->w[0].values, wcount * sizeof(float));
+    if (packed) {
+        for (int64_t gi = 0; gi < g.g; gi++)
+            kcg_pack((const float *)l->w[0].values + gi * g.kg * crs, crs, g.kg, crs, s->wt + (size_t)gi * gpack);
+    } else {
+        memcpy(s->wt, l->w[0].values, wcount * sizeof(float));
+    }
     if (bcount) {
         s->bias = (float *)((char *)s + head + wbytes);
         memcpy(s->bias, l->w[1].values, bcount * sizeof(float));
     }
     int64_t p = g.oh * g.ow;
     *scratch = 0;
-    /* Depthwise: one input channel per group, so a GEMM per channel would be tiny. */
-    if (g.cg == 1 && g.g > 1) {
+    if (depthwise) {
         s->mode = CONV_DEPTHWISE;
         *state = s;
         return KILN_OK;
@@ -158,7 +168,16 @@ static kiln_status conv_prepare(const kiln_layer *l, const kiln_env *env, void *
     }
     bool one = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.h == g.oh &&
                g.w == g.ow;
-    if (s->nb > 1) {
+    if (packed) {
+        /* B in panels (conv_gemm.h) that im2col writes, except for 1x1 bands of whole
+         * panels, which the GEMM reads from x */
+        int64_t band = g.oh;
+        while (band > 1 && (size_t)(band * g.ow) * row_bytes > COL_BYTES_MAX) band = (band + 1) / 2;
+        s->band = band;
+        bool in_place = one && (band * g.ow) % KCG_NR == 0 && ((g.oh % band) * g.ow) % KCG_NR == 0;
+        if (!in_place)
+            s->col_floats = (size_t)s->nb * (size_t)KILN_ALIGN_UP(band * g.ow, KCG_NR) * (size_t)(g.c * g.kh * g.kw);
+    } else if (s->nb > 1) {
         s->band = g.oh;
         s->col_floats = (size_t)(g.c * g.kh * g.kw) * (size_t)(s->nb * p);
         s->tmp_floats = (size_t)g.k * (size_t)(s->nb * p);
@@ -219,6 +238,100 @@ static void im2col_rows(void *arg, int64_t r0, int64_t r1) {
             }
         }
     }
+}
+
+/* im2col into conv_gemm.h's panels, a block of column panels at a time (kcg_fill_fn):
+ * column jj of image b's B is output pixel oh0 * ow + jj, at kcg_b_index(r, jj, b_panel)
+ * from the image's base, the lanes past the last column zero. */
+typedef struct im2col_packed_job {
+    const conv_geom *g;
+    const float *x;   /* image n0 */
+    float *col;       /* image n0's B */
+    int64_t oh0, cols;
+    size_t b_panel, b_img;
+} im2col_packed_job;
+
+/* d[i] = s[i * sw], i < len <= KCG_NR: strides 1 and 2 (and whole panels) in vector code. */
+static inline void copy_run(float *restrict d, const float *restrict s, int64_t len, int64_t sw) {
+    if (len == KCG_NR && sw == 1) {
+        for (int i = 0; i < KCG_NR; i++) d[i] = s[i];
+    } else if (len == KCG_NR && sw == 2) {
+        for (int i = 0; i < KCG_NR; i++) d[i] = s[2 * i];
+    } else if (sw == 1) {
+        for (int64_t i = 0; i < len; i++) d[i] = s[i];
+    } else if (sw == 2) {
+        for (int64_t i = 0; i < len; i++) d[i] = s[2 * i];
+    } else {
+        for (int64_t i = 0; i < len; i++) d[i] = s[i * sw];
+    }
+}
+
+/* Valid output columns of each kernel column, tabulated per call for kernels up to this
+ * wide (wider ones compute theirs per row). */
+#define IM2COL_TAB 16
+
+static KCG_TARGET void im2col_panels(void *arg, int64_t b, int64_t q0, int64_t q1) {
+    const im2col_packed_job *j = arg;
+    const conv_geom *g = j->g;
+    int64_t hw = g->h * g->w, ow = g->ow;
+    int64_t j0 = q0 * KCG_NR, j1 = KILN_MIN(q1 * KCG_NR, j->cols);
+    const float *xb = j->x + b * g->c * hw;
+    float *base = j->col + (size_t)b * j->b_img;
+    int64_t tail = j1 < q1 * KCG_NR ? j1 % KCG_NR : KCG_NR; /* first zero lane of the last panel */
+    if (g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 && g->h == g->oh &&
+        g->w == ow) {
+        /* 1x1, stride 1, no padding: the band is contiguous in x, row r is channel r */
+        for (int64_t c = 0; c < g->c; c++) {
+            const float *src = xb + c * hw + j->oh0 * g->w;
+            float *dr = base + (size_t)c * KCG_NR;
+            for (int64_t jj = j0; jj < j1; jj += KCG_NR)
+                copy_run(dr + (size_t)(jj / KCG_NR) * j->b_panel, src + jj, KILN_MIN((int64_t)KCG_NR, j1 - jj), 1);
+            for (int64_t lane = tail; lane < KCG_NR; lane++) dr[(size_t)(j1 / KCG_NR) * j->b_panel + lane] = 0.0f;
+        }
+        return;
+    }
+    int64_t tlo[IM2COL_TAB], thi[IM2COL_TAB];
+    for (int64_t kj = 0; kj < KILN_MIN(g->kw, (int64_t)IM2COL_TAB); kj++)
+        tap_range(kj * g->dw - g->pl, g->sw, g->w, ow, &tlo[kj], &thi[kj]);
+    int64_t oh_first = j->oh0 + j0 / ow, o_first = j0 % ow; /* where the block starts */
+    int64_t r = 0;
+    for (int64_t c = 0; c < g->c; c++)
+        for (int64_t ki = 0; ki < g->kh; ki++)
+            for (int64_t kj = 0; kj < g->kw; kj++, r++) {
+                int64_t off = kj * g->dw - g->pl, lo, hi;
+                if (kj < IM2COL_TAB) {
+                    lo = tlo[kj];
+                    hi = thi[kj];
+                } else {
+                    tap_range(off, g->sw, g->w, ow, &lo, &hi);
+                }
+                const float *xs = xb + c * hw;
+                float *dr = base + (size_t)r * KCG_NR;
+                /* output row by output row, in pieces that stay inside one panel */
+                for (int64_t jj = j0, oh = oh_first, o = o_first; jj < j1; oh++, o = 0) {
+                    int64_t end = jj + KILN_MIN(ow - o, j1 - jj); /* this output row's last column + 1 */
+                    int64_t ih = oh * g->sh - g->pt + ki * g->dh;
+                    bool inside = ih >= 0 && ih < g->h;
+                    const float *src = xs + (inside ? ih * g->w : 0);
+                    while (jj < end) {
+                        int64_t lane = jj % KCG_NR, len = KILN_MIN(KCG_NR - lane, end - jj);
+                        float *d = dr + (size_t)(jj / KCG_NR) * j->b_panel + (size_t)lane;
+                        if (!inside) {
+                            for (int64_t i = 0; i < len; i++) d[i] = 0.0f;
+                        } else if (o >= lo && o + len <= hi) {
+                            copy_run(d, src + (off + o * g->sw), len, g->sw);
+                        } else {
+                            for (int64_t i = 0; i < len; i++) {
+                                int64_t oo = o + i;
+                                d[i] = oo >= lo && oo < hi ? src[off + oo * g->sw] : 0.0f;
+                            }
+                        }
+                        jj += len;
+                        o += len;
+                    }
+                }
+                for (int64_t lane = tail; lane < KCG_NR; lane++) dr[(size_t)(j1 / KCG_NR) * j->b_panel + lane] = 0.0f;
+            }
 }
 
 /* Fills output rows with the bias before an sgemm with beta = 1. */
@@ -306,6 +419,76 @@ static void conv_gemm(const conv_state *s, const float *x, float *y, kcpu_exec *
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->kg, (int)cols, (int)crs, 1.0f,
                             s->wt + gi * g->kg * crs, (int)crs, bmat + gi * crs * ldb, (int)ldb, beta,
                             yn + gi * g->kg * p + oh0 * g->ow, (int)p);
+        }
+    }
+}
+
+typedef struct fill_job {
+    im2col_packed_job *ij;
+    int64_t np; /* panels per image */
+} fill_job;
+
+static void fill_all(void *arg, int64_t q, int64_t qe) {
+    const fill_job *f = arg;
+    while (q < qe) {
+        int64_t b = q / f->np, q0 = q % f->np, q1 = KILN_MIN(f->np, q0 + qe - q);
+        im2col_panels(f->ij, b, q0, q1);
+        q += q1 - q0;
+    }
+}
+
+/* The GEMMs through conv_gemm.h, with the bias, residual and activation fused. */
+static void conv_packed(const conv_state *s, const kiln_layer *l, const float *x, const float *res, float *y,
+                        kcpu_exec *xc) {
+    const conv_geom *g = &s->geo;
+    int64_t p = g->oh * g->ow, rows_all = g->c * g->kh * g->kw;
+    float *col = kcpu_scratch(xc);
+    kcg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.m = g->kg;
+    pr.k = s->crs;
+    pr.ldc = (size_t)p;
+    pr.c_img = (size_t)(g->k * p);
+    pr.l = l;
+    size_t b_panel = (size_t)rows_all * KCG_NR;
+    bool one = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 && g->h == g->oh &&
+               g->w == g->ow;
+    for (int64_t n0 = 0; n0 < g->n; n0 += s->nb) {
+        int64_t nb = KILN_MIN(s->nb, g->n - n0);
+        for (int64_t oh0 = 0; oh0 < g->oh; oh0 += s->band) {
+            int64_t oh1 = KILN_MIN(g->oh, oh0 + s->band), cols = (oh1 - oh0) * g->ow;
+            size_t b_img = (size_t)((cols + KCG_NR - 1) / KCG_NR) * b_panel;
+            im2col_packed_job ij = {g, x + n0 * g->c * g->h * g->w, col, oh0, cols, b_panel, b_img};
+            pr.nimg = nb;
+            pr.ncols = cols;
+            pr.b_panel = b_panel;
+            pr.b_img = b_img;
+            /* 1x1 with whole panels of columns: the GEMM reads x; one group: im2col fused
+             * into the GEMM; several: filled once for all groups */
+            pr.ldb = 0;
+            if (one && cols % KCG_NR == 0) {
+                pr.ldb = (size_t)(g->h * g->w);
+                pr.b_img = (size_t)(g->c * g->h * g->w);
+                pr.fill = NULL;
+            } else if (g->g > 1) {
+                int64_t np = (cols + KCG_NR - 1) / KCG_NR;
+                fill_job fj = {&ij, np};
+                kcpu_parallel_for(xc, nb * np, 1, fill_all, &fj);
+                pr.fill = NULL;
+            } else {
+                pr.fill = im2col_panels;
+                pr.fill_arg = &ij;
+            }
+            for (int64_t gi = 0; gi < g->g; gi++) {
+                size_t yoff = (size_t)((n0 * g->k + gi * g->kg) * p + oh0 * g->ow);
+                pr.a = s->wt + (size_t)gi * s->gpack;
+                pr.b = pr.ldb ? x + (size_t)((n0 * g->c + gi * s->crs) * g->h * g->w + oh0 * g->w)
+                              : col + (size_t)(gi * s->crs) * KCG_NR;
+                pr.c = y + yoff;
+                pr.res = res ? res + yoff : NULL;
+                pr.bias = s->bias ? s->bias + gi * g->kg : NULL;
+                kcg_run(&pr, xc);
+            }
         }
     }
 }
@@ -467,6 +650,10 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     const conv_state *s = state;
     if (s->mode == CONV_WINOGRAD) {
         kcpu_wino_run(s->wino, l, in[0], l->nb_inputs > 1 ? in[1] : NULL, out[0], x);
+        return KILN_OK;
+    }
+    if (s->packed) {
+        conv_packed(s, l, in[0], l->nb_inputs > 1 ? in[1] : NULL, out[0], x);
         return KILN_OK;
     }
     if (s->mode == CONV_DEPTHWISE) {
