@@ -9,7 +9,7 @@
 set -eu
 secs=${1:-60}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${KILN_FUZZ_BUILD:-${TMPDIR:-/tmp}/kiln-fuzz-build}
+build=${KILN_FUZZ_BUILD:-$root/build-fuzz}
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 CC=${CC:-clang} cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_CUDA=OFF -DKILN_ONNX=ON \
     -DKILN_FUZZ=ON "-DCMAKE_C_FLAGS=$flags" >/dev/null
