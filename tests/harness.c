@@ -158,3 +158,45 @@ kiln_device th_test_device(void) {
 kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims) {
     return th_run_device(b, net, th_test_device(), inputs, outputs, out_dims);
 }
+
+kiln_status th_run_threads(kiln_builder *b, kiln_network *net, int threads, void *const *inputs, void *out) {
+    kiln_config *cfg = NULL;
+    kiln_engine *eng = NULL;
+    kiln_context *ctx = NULL;
+    kiln_status st = kiln_config_create(b, &cfg);
+    if (st == KILN_OK) st = kiln_config_set_num_threads(cfg, threads);
+    if (st == KILN_OK) st = kiln_builder_build(b, net, cfg, &eng);
+    if (st == KILN_OK) st = kiln_context_create(eng, &ctx);
+    for (int i = 0; st == KILN_OK && i < kiln_network_num_inputs(net); i++)
+        st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_input(net, i)), inputs[i]);
+    if (st == KILN_OK) st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_output(net, 0)), out);
+    if (st == KILN_OK) st = kiln_context_execute(ctx);
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(eng);
+    kiln_config_destroy(cfg);
+    return st;
+}
+
+void *th_run_layer(kiln_builder *b, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
+                   const char *what) {
+    void *out = NULL;
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        kiln_status st = th_run(b, net, inputs, &out, od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st != KILN_OK) {
+            free(out);
+            out = NULL;
+        }
+    }
+    kiln_network_destroy(net);
+    return out;
+}
+
+void th_expect_add_fails(const kiln_layer *l, const char *what, const char *type, const char *needle) {
+    CHECK(l == NULL, "%s: the add call accepted it", what);
+    const char *e = kiln_last_error();
+    CHECK(strstr(e, type) != NULL && strstr(e, needle) != NULL, "%s: error '%s' lacks '%s' / '%s'", what, e, type,
+          needle);
+}

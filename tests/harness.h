@@ -67,4 +67,14 @@ kiln_status th_run_device(kiln_builder *b, kiln_network *net, kiln_device device
 kiln_status th_run(kiln_builder *b, kiln_network *net, void *const *inputs, void **outputs, kiln_dims *out_dims);
 kiln_device th_test_device(void);
 
+/* Builds net on the CPU with `threads` workers (chunk boundaries then land mid-row) and runs
+ * it once; out (room for the single output) receives it. */
+kiln_status th_run_threads(kiln_builder *b, kiln_network *net, int threads, void *const *inputs, void *out);
+/* Marks l's output, runs net with th_run and destroys it; returns the malloc'd output (NULL,
+ * with a failed CHECK, if the add or the run failed). */
+void *th_run_layer(kiln_builder *b, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
+                   const char *what);
+/* CHECKs that an add call failed (l == NULL) with a message holding `type` and `needle`. */
+void th_expect_add_fails(const kiln_layer *l, const char *what, const char *type, const char *needle);
+
 #endif

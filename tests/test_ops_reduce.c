@@ -8,6 +8,9 @@
 #include "harness.h"
 
 static kiln_builder *B;
+#define run_layer(net, l, inputs, od, what) th_run_layer(B, net, l, inputs, od, what)
+#define run_threads(net, threads, inputs, out) th_run_threads(B, net, threads, inputs, out)
+#define expect_fail th_expect_add_fails
 
 static kiln_network *net_new(void) {
     kiln_network *n = NULL;
@@ -18,49 +21,8 @@ static kiln_network *net_new(void) {
     return n;
 }
 
-static void *run_layer(kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od, const char *what) {
-    void *out = NULL;
-    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
-    if (l) {
-        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
-        kiln_status st = th_run(B, net, inputs, &out, od);
-        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
-        if (st != KILN_OK) {
-            free(out);
-            out = NULL;
-        }
-    }
-    kiln_network_destroy(net);
-    return out;
-}
 
-/* Builds and runs net with `threads` CPU workers (th_run uses every core), so chunk
- * boundaries land mid-row and every kernel path is split several ways. out has room for
- * the single output. */
-static kiln_status run_threads(kiln_network *net, int threads, void *const *inputs, void *out) {
-    kiln_config *cfg = NULL;
-    kiln_engine *eng = NULL;
-    kiln_context *ctx = NULL;
-    kiln_status st = kiln_config_create(B, &cfg);
-    if (st == KILN_OK) st = kiln_config_set_num_threads(cfg, threads);
-    if (st == KILN_OK) st = kiln_builder_build(B, net, cfg, &eng);
-    if (st == KILN_OK) st = kiln_context_create(eng, &ctx);
-    for (int i = 0; st == KILN_OK && i < kiln_network_num_inputs(net); i++)
-        st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_input(net, i)), inputs[i]);
-    if (st == KILN_OK) st = kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_network_output(net, 0)), out);
-    if (st == KILN_OK) st = kiln_context_execute(ctx);
-    kiln_context_destroy(ctx);
-    kiln_engine_destroy(eng);
-    kiln_config_destroy(cfg);
-    return st;
-}
 
-static void expect_fail(const kiln_layer *l, const char *what, const char *type, const char *needle) {
-    CHECK(l == NULL, "%s: the add call accepted it", what);
-    const char *e = kiln_last_error();
-    CHECK(strstr(e, type) != NULL && strstr(e, needle) != NULL, "%s: error '%s' lacks '%s' / '%s'", what, e, type,
-          needle);
-}
 
 static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
 
