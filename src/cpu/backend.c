@@ -131,7 +131,7 @@ static kiln_status cpu_finish(kb_ctx *c) {
 
 static const char *cpu_kernel_name(const ke_node *node) {
     switch (node->layer->type) {
-    case KILN_LAYER_CONVOLUTION: return "cpu.conv_im2col_sgemm";
+    case KILN_LAYER_CONVOLUTION: return kcpu_conv_kernel_name(node->state);
     case KILN_LAYER_DECONVOLUTION: return "cpu.deconv_sgemm_col2im";
     case KILN_LAYER_GEMM:
     case KILN_LAYER_MATMUL: return "cpu.sgemm";

@@ -91,6 +91,17 @@ typedef struct conv_state {
     kcpu_wino *wino; /* CONV_WINOGRAD: its own kernel and bias */
 } conv_state;
 
+const char *kcpu_conv_kernel_name(const void *state) {
+    const conv_state *s = state;
+    if (!s) return "cpu.conv";
+    switch (s->mode) {
+    case CONV_WINOGRAD: return "cpu.conv_winograd_f2x2_3x3";
+    case CONV_DEPTHWISE: return "cpu.conv_depthwise_direct";
+    default: return s->packed ? (s->direct ? "cpu.conv_gemm_avx2_direct" : "cpu.conv_im2col_gemm_avx2")
+                              : (s->direct ? "cpu.conv_sgemm_direct" : "cpu.conv_im2col_sgemm");
+    }
+}
+
 static kiln_status check_float(const kiln_layer *l) {
     if (l->inputs[0]->dtype != KILN_FLOAT32 || l->outputs[0]->dtype != KILN_FLOAT32 ||
         l->w[0].dtype != KILN_FLOAT32 || (l->w[1].count && l->w[1].dtype != KILN_FLOAT32))

@@ -84,6 +84,9 @@ void kcpu_epilogue(const kiln_layer *l, float *y, const float *residual, kcpu_ex
  * (kiln_layer.has_post_act). */
 bool kcpu_can_fuse_act(kiln_layer_type producer, kiln_activation_type act);
 
+/* Which path a prepared convolution takes (Winograd, own AVX2 GEMM, OpenBLAS, depthwise). */
+const char *kcpu_conv_kernel_name(const void *state);
+
 /* The kernel for a layer type; NULL if the CPU backend has none. */
 const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type);
 
