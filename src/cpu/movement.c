@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "cpu/cpu.h"
 #include "graph/ops.h"
+#include "graph/walks.h"
 
 /* Defined in src/graph/shape_movement.c: the clamped start and step of every axis. */
 
@@ -345,22 +346,8 @@ const kcpu_kernel kcpu_tile = {tile_prepare, plan_run, NULL};
  * [N, C', H, b, W, b] (depth to space) or [N, b, b, C, H/b, W/b] (space to depth). */
 
 static kiln_status d2s_prepare(const kiln_layer *l, const kiln_env *env, void **state, size_t *scratch) {
-    const int64_t *d = l->inputs[0]->dims.d;
-    int64_t b = l->p.d2s.block, C = d[1], H = d[2], W = d[3], Co = C / (b * b), HW = H * W;
-    int64_t dims[6] = {d[0], Co, H, b, W, b};
-    int64_t ss[6];
-    ss[0] = C * HW;
-    ss[2] = W;
-    ss[4] = 1;
-    if (l->p.d2s.crd) { /* channel = c' * b*b + i * b + j */
-        ss[1] = b * b * HW;
-        ss[3] = b * HW;
-        ss[5] = HW;
-    } else { /* DCR: channel = (i * b + j) * C' + c' */
-        ss[1] = HW;
-        ss[3] = b * Co * HW;
-        ss[5] = Co * HW;
-    }
+    int64_t dims[6], ss[6];
+    kg_depth_to_space_walk(l, dims, ss);
     mv_plan *p = NULL;
     kiln_status st = plan_state(env, l, state, &p);
     if (st != KILN_OK) return st;
@@ -371,11 +358,8 @@ static kiln_status d2s_prepare(const kiln_layer *l, const kiln_env *env, void **
 const kcpu_kernel kcpu_depth_to_space = {d2s_prepare, plan_run, NULL};
 
 static kiln_status s2d_prepare(const kiln_layer *l, const kiln_env *env, void **state, size_t *scratch) {
-    const int64_t *d = l->inputs[0]->dims.d;
-    int64_t b = l->p.d2s.block, C = d[1], H = d[2], W = d[3];
-    /* output channel = (i * b + j) * C + c reads input (c, h' * b + i, w' * b + j) */
-    int64_t dims[6] = {d[0], b, b, C, H / b, W / b};
-    int64_t ss[6] = {C * H * W, W, 1, H * W, b * W, b};
+    int64_t dims[6], ss[6];
+    kg_space_to_depth_walk(l, dims, ss);
     mv_plan *p = NULL;
     kiln_status st = plan_state(env, l, state, &p);
     if (st != KILN_OK) return st;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "graph/resize_coord.h"
+#include "graph/walks.h"
 #include "core/half.h"
 #include "cuda/host.h"
 
@@ -834,25 +835,11 @@ static kiln_status tile_prepare(const kiln_layer *l, const kcu_build *b, void **
 
 const kcu_kernel kcu_k_tile = {tile_prepare, mv_run, NULL, NULL};
 
-/* Both depth/space layers are a 6-D transpose of a reshaped view (see src/cpu/movement.c). */
+/* Both depth/space layers are a 6-D transpose of a reshaped view (graph/walks.h). */
 static kiln_status d2s_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
-    const int64_t *d = l->inputs[0]->dims.d;
-    int64_t bl = l->p.d2s.block, C = d[1], H = d[2], W = d[3], Co = C / (bl * bl), HW = H * W;
-    int64_t dims[6] = {d[0], Co, H, bl, W, bl};
-    int64_t ss[6];
-    ss[0] = C * HW;
-    ss[2] = W;
-    ss[4] = 1;
-    if (l->p.d2s.crd) { /* channel = c' * b*b + i * b + j */
-        ss[1] = bl * bl * HW;
-        ss[3] = bl * HW;
-        ss[5] = HW;
-    } else { /* DCR: channel = (i * b + j) * C' + c' */
-        ss[1] = HW;
-        ss[3] = bl * Co * HW;
-        ss[5] = Co * HW;
-    }
+    int64_t dims[6], ss[6];
+    kg_depth_to_space_walk(l, dims, ss);
     mv_state *s = NULL;
     kiln_status st = mv_new(l, b, state, &s);
     if (st == KILN_OK) mv_plan(&s->plan, 6, dims, ss);
@@ -863,11 +850,8 @@ const kcu_kernel kcu_k_depth_to_space = {d2s_prepare, mv_run, NULL, NULL};
 
 static kiln_status s2d_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
-    const int64_t *d = l->inputs[0]->dims.d;
-    int64_t bl = l->p.d2s.block, C = d[1], H = d[2], W = d[3];
-    /* output channel (i * b + j) * C + c reads input (c, h' * b + i, w' * b + j) */
-    int64_t dims[6] = {d[0], bl, bl, C, H / bl, W / bl};
-    int64_t ss[6] = {C * H * W, W, 1, H * W, bl * W, bl};
+    int64_t dims[6], ss[6];
+    kg_space_to_depth_walk(l, dims, ss);
     mv_state *s = NULL;
     kiln_status st = mv_new(l, b, state, &s);
     if (st == KILN_OK) mv_plan(&s->plan, 6, dims, ss);
