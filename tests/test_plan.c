@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 /* kiln tests: engine files. Save/load round trips give bitwise-equal outputs; corrupt,
- * truncated, newer-format and other-device plans are handled; refit swaps weights. */
+ * truncated, newer-format and other-device plans are handled; refit swaps weights. Runs
+ * on the device under test (KILN_TEST_DEVICE=cuda on a GPU machine: the plan then stores
+ * timed kernel choices, and the timing cache is checked too). */
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,17 +57,49 @@ static kiln_network *make_net(kiln_builder *b, const model_weights *w) {
     return net;
 }
 
-static kiln_engine *build(kiln_builder *b, const model_weights *w, int refit) {
+static bool on_gpu;
+
+/* Log lines saying how many kernel choices were reused ("kernel choices: ..."). */
+static char choices_line[512];
+
+static void catch_choices(void *user, kiln_log_level level, const char *msg) {
+    (void)user, (void)level;
+    if (strncmp(msg, "kernel choices:", 15) == 0) snprintf(choices_line, sizeof choices_line, "%s", msg);
+}
+
+static kiln_builder *logging_builder(void) {
+    kiln_builder_desc d = KILN_BUILDER_DESC_INIT;
+    d.log = catch_choices;
+    d.log_level = KILN_LOG_INFO;
+    kiln_builder *b = NULL;
+    CHECK_OK(kiln_builder_create(&d, &b));
+    return b;
+}
+
+static kiln_engine *build_cached(kiln_builder *b, const model_weights *w, int refit, const char *cache) {
     kiln_network *net = make_net(b, w);
     kiln_config *cfg;
     kiln_engine *e = NULL;
     CHECK(net != NULL, "network: %s", kiln_last_error());
     CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    if (getenv("KILN_TEST_FP16")) CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1));
+    if (cache) CHECK_OK(kiln_config_set_timing_cache(cfg, cache));
     if (refit) CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_REFIT, 1));
     if (net) CHECK_OK(kiln_builder_build(b, net, cfg, &e));
     kiln_config_destroy(cfg);
     kiln_network_destroy(net);
     return e;
+}
+
+static kiln_engine *build(kiln_builder *b, const model_weights *w, int refit) { return build_cached(b, w, refit, NULL); }
+
+/* Outputs of engines whose kernels were chosen separately: equal up to rounding. */
+static bool close_enough(const float *a, const float *b, int n) {
+    double tol = getenv("KILN_TEST_FP16") ? 1e-2 : 1e-5;
+    for (int i = 0; i < n; i++)
+        if (!(fabs((double)a[i] - (double)b[i]) <= tol * (1.0 + fabs((double)b[i])))) return false;
+    return true;
 }
 
 static float input[2 * 3 * 8 * 8];
@@ -75,6 +109,7 @@ static kiln_status run(kiln_engine *e, float *probs, float *k) {
     kiln_context *c;
     kiln_status st = kiln_context_create(e, &c);
     if (st != KILN_OK) return st;
+    if (on_gpu) st = kiln_context_set_io_memory(c, KILN_MEMORY_HOST);
     memset(probs, 0xFF, 20 * sizeof(float));
     memset(k, 0xFF, 5 * sizeof(float));
     st = kiln_context_set_tensor_address(c, "x", input);
@@ -85,13 +120,10 @@ static kiln_status run(kiln_engine *e, float *probs, float *k) {
     return st;
 }
 
-static void quiet(void *user, kiln_log_level level, const char *msg) {
-    (void)user, (void)level, (void)msg;
-}
-
 static kiln_runtime *runtime(int refuse) {
     kiln_runtime_desc d = KILN_RUNTIME_DESC_INIT;
-    d.log = quiet;
+    d.log = catch_choices;
+    d.log_level = KILN_LOG_INFO;
     d.refuse_device_mismatch = refuse;
     kiln_runtime *r = NULL;
     CHECK_OK(kiln_runtime_create(&d, &r));
@@ -104,8 +136,61 @@ static void fix_crc(uint8_t *p, size_t n) {
     for (int i = 0; i < 4; i++) p[32 + i] = (uint8_t)(c >> (8 * i));
 }
 
+/* Number of kernel choices made and reused in the last "kernel choices" log line. */
+static bool choices(int *reused, int *total, const char *from) {
+    return sscanf(choices_line, "kernel choices: %d of %d", reused, total) == 2 && strstr(choices_line, from);
+}
+
+/* Timing cache: a second build takes every choice from the cache, with equal outputs. */
+static void test_timing_cache(const model_weights *w, const float *p0) {
+    char path[] = "/tmp/kiln_test_tcache_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    remove(path); /* a missing file: the build creates it */
+    kiln_builder *lb = logging_builder();
+    choices_line[0] = 0;
+    kiln_engine *e1 = build_cached(lb, w, 0, path);
+    int reused = -1, total = -1;
+    float p1[20], k1[5];
+    if (!on_gpu) {
+        /* CPU kernels are chosen by rule: nothing timed, nothing cached */
+        CHECK(choices_line[0] == 0 && access(path, F_OK) != 0, "CPU build: no choices, no cache file (%s)", choices_line);
+    } else {
+        CHECK(choices(&reused, &total, "timing cache") && reused == 0 && total >= 2, "cold cache: %s", choices_line);
+        CHECK(access(path, F_OK) == 0, "cache file written");
+        choices_line[0] = 0;
+        kiln_engine *e2 = build_cached(lb, w, 0, path);
+        CHECK(choices(&reused, &total, "timing cache") && reused == total && total >= 2, "warm cache: %s", choices_line);
+        if (e2) {
+            CHECK_OK(run(e2, p1, k1));
+            CHECK(memcmp(p0, p1, sizeof p1) == 0, "same choices from the cache: bitwise equal outputs");
+        }
+        kiln_engine_destroy(e2);
+        /* a corrupt cache only costs time: a warning, timing again, a rewritten file */
+        FILE *f = fopen(path, "r+b");
+        if (f) {
+            fseek(f, 40, SEEK_SET);
+            fputc(0x5A ^ 0xFF, f);
+            fclose(f);
+        }
+        choices_line[0] = 0;
+        e2 = build_cached(lb, w, 0, path);
+        CHECK(e2 != NULL && choices(&reused, &total, "timing cache") && reused == 0, "corrupt cache ignored: %s",
+              choices_line);
+        kiln_engine_destroy(e2);
+        choices_line[0] = 0;
+        e2 = build_cached(lb, w, 0, path);
+        CHECK(choices(&reused, &total, "timing cache") && reused == total, "rewritten cache: %s", choices_line);
+        kiln_engine_destroy(e2);
+    }
+    kiln_engine_destroy(e1);
+    kiln_builder_destroy(lb);
+    remove(path);
+}
+
 int main(void) {
     th_fill(input, sizeof input / sizeof *input, -1, 1);
+    on_gpu = th_test_device() == KILN_DEVICE_CUDA;
     kiln_builder *b = th_builder();
     model_weights wa, wb;
     fill_weights(&wa);
@@ -121,7 +206,13 @@ int main(void) {
     size_t size = 0;
     CHECK_OK(kiln_engine_serialize(e, &data, &size));
     kiln_engine *e2 = NULL;
+    choices_line[0] = 0;
     CHECK_OK(kiln_runtime_load(rt, data, size, &e2));
+    int reused = -1, total = -1;
+    if (on_gpu) /* the stored choices, none timed again: that is what makes it bitwise */
+        CHECK(choices(&reused, &total, "the plan") && reused == total && total >= 2, "loaded choices: %s", choices_line);
+    else
+        CHECK(choices_line[0] == 0, "CPU: no kernel choices to store (%s)", choices_line);
     if (e2) {
         CHECK_OK(run(e2, p1, k1));
         CHECK(memcmp(p0, p1, sizeof p0) == 0 && memcmp(k0, k1, sizeof k0) == 0, "loaded engine: bitwise equal outputs");
@@ -176,7 +267,10 @@ int main(void) {
             kiln_engine_destroy(e2);
         } else {
             refused++;
-            CHECK(st == KILN_ERR_FORMAT || st == KILN_ERR_OUT_OF_MEMORY, "corrupt byte %zu: %s (%s)", i,
+            /* a flipped device id names a device this build lacks: refused as unsupported */
+            CHECK(st == KILN_ERR_FORMAT || st == KILN_ERR_OUT_OF_MEMORY || st == KILN_ERR_UNSUPPORTED ||
+                      st == KILN_ERR_DEVICE,
+                  "corrupt byte %zu: %s (%s)", i,
                   kiln_status_string(st), kiln_last_error());
         }
     }
@@ -192,24 +286,41 @@ int main(void) {
 
     /* another device: edit the fingerprint (same length), fix the checksum */
     memcpy(copy, data, size);
-    uint8_t *fp = memmem(copy, size, "device=cpu;", 11);
+    const char *fp_key = on_gpu ? "gpu=" : "device=cp";
+    uint8_t *fp = memmem(copy, size, fp_key, strlen(fp_key));
     CHECK(fp != NULL, "fingerprint present");
     if (fp) {
-        memcpy(fp, "device=cpX;", 11);
+        fp[strlen(fp_key)] = 'X';
         fix_crc(copy, size);
+        choices_line[0] = 0;
         CHECK_OK(kiln_runtime_load(rt, copy, size, &e2));
+        if (on_gpu) CHECK(choices(&reused, &total, "timed") && reused == 0, "chosen again: %s", choices_line);
         if (e2) {
             CHECK_OK(run(e2, p1, k1));
-            CHECK(memcmp(p0, p1, sizeof p0) == 0, "re-selected kernels give the same outputs");
+            CHECK(on_gpu ? close_enough(p1, p0, 20) : memcmp(p0, p1, sizeof p0) == 0,
+                  "re-selected kernels give the same outputs");
             kiln_engine_destroy(e2);
         }
         kiln_runtime *strict = runtime(1);
         CHECK(kiln_runtime_load(strict, copy, size, &e2) == KILN_ERR_UNSUPPORTED && !e2, "refused on mismatch");
-        CHECK(strstr(kiln_last_error(), "cpX") != NULL, "message shows the plan's device: %s", kiln_last_error());
+        CHECK(strstr(kiln_last_error(), on_gpu ? "gpu=X" : "cpX") != NULL, "message shows the plan's device: %s",
+              kiln_last_error());
         kiln_runtime_destroy(strict);
+    }
+    /* a format 1 plan (no tactics section) still loads: its kernels are chosen again */
+    memcpy(copy, data, size);
+    copy[8] = 1;
+    copy[36] = 5; /* the tactics section is the table's last entry: dropped */
+    fix_crc(copy, size);
+    CHECK_OK(kiln_runtime_load(rt, copy, size, &e2));
+    if (e2) {
+        CHECK_OK(run(e2, p1, k1));
+        CHECK(on_gpu ? close_enough(p1, p0, 20) : memcmp(p0, p1, sizeof p0) == 0, "format 1 plan runs");
+        kiln_engine_destroy(e2);
     }
     free(copy);
     free(data);
+    test_timing_cache(&wa, p0);
 
     /* refit: folded weights are not refittable; a refittable build takes model B's weights */
     CHECK(kiln_engine_weights_info(e, "conv.kernel", NULL, NULL) == KILN_ERR_NOT_FOUND, "folded conv not refittable");
@@ -249,7 +360,8 @@ int main(void) {
         float pb[20], kb[5];
         CHECK_OK(run(ra, p1, k1));
         CHECK_OK(run(rb, pb, kb));
-        CHECK(memcmp(p1, pb, sizeof pb) == 0 && memcmp(k1, kb, sizeof kb) == 0, "refit engine gives model B's outputs");
+        CHECK((on_gpu ? close_enough(p1, pb, 20) : memcmp(p1, pb, sizeof pb) == 0) && memcmp(k1, kb, sizeof kb) == 0,
+              "refit engine gives model B's outputs");
     }
     kiln_engine_destroy(ra);
     kiln_engine_destroy(rb);

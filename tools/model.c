@@ -472,10 +472,13 @@ static int build_onnx(const cli *c, const char *path, const uint8_t *data, size_
     }
     if (o->device == KILN_DEVICE_CPU && (o->fp16 || o->tf32))
         cli_warn(c, "%s has no effect on the CPU: its kernels are FP32", o->fp16 && o->tf32 ? "--fp16/--tf32" : o->fp16 ? "--fp16" : "--tf32");
-    if (o->timing_cache)
-        cli_warn(c, "--timing-cache %s is accepted but has no effect on this device yet: kiln chooses kernels by "
-                    "rule, without timing runs, so there is nothing to cache",
+    if (o->timing_cache && o->device == KILN_DEVICE_CPU)
+        cli_warn(c, "--timing-cache %s has no effect on the CPU: its kernels are chosen by rule, without timing runs",
                  o->timing_cache);
+    else if (o->timing_cache && kiln_config_set_timing_cache(cfg, o->timing_cache) != KILN_OK) {
+        cli_fail(c, "%s: %s", path, cli_last_error());
+        goto done;
+    }
     t0 = cli_now_ms();
     progress_begin(c, progress, "building", path);
     build_progress bp = {c, path, t0, t0, t0, 0, false, false, ""};

@@ -72,6 +72,14 @@ KILN_API kiln_status kiln_config_set_input_shape(kiln_config *config, const char
 KILN_API kiln_status kiln_config_set_layer_precision(kiln_config *config, const char *layer_name,
                                                      kiln_dtype precision);
 
+/* Timing cache: a file that remembers the kernel chosen for each layer signature (layer
+ * type, attributes, shapes, precision) on each device and library version, so that a
+ * rebuild, or another model with the same layers, skips timing the candidates. Read at
+ * the start of the build (missing: created; corrupt: a warning, then rewritten) and
+ * written back when the build added to it. One file may serve several GPUs. NULL or ""
+ * turns it off (the default). */
+KILN_API kiln_status kiln_config_set_timing_cache(kiln_config *config, const char *path);
+
 /* Build progress: fn(user, phase, done, total) is called as the build goes through its
  * phases ("check", "optimize", "plan memory", "kernels"), with done/total counting layers
  * where that means something (else 0/0, then 1/1 when the phase ends). From the

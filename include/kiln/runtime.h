@@ -101,8 +101,11 @@ typedef struct kiln_runtime_desc {
      * it with KILN_ERR_UNSUPPORTED instead. */
     int refuse_device_mismatch;
     int threads; /* CPU worker threads per context; 0 = the plan's setting */
+    /* Timing cache file (see kiln_config_set_timing_cache) used when a plan from another
+     * device has its kernels chosen again: makes that fast; NULL: time them. */
+    const char *timing_cache;
 } kiln_runtime_desc;
-#define KILN_RUNTIME_DESC_INIT {sizeof(kiln_runtime_desc), NULL, NULL, KILN_LOG_WARNING, NULL, 0, 0}
+#define KILN_RUNTIME_DESC_INIT {sizeof(kiln_runtime_desc), NULL, NULL, KILN_LOG_WARNING, NULL, 0, 0, NULL}
 
 KILN_API kiln_status kiln_runtime_create(const kiln_runtime_desc *desc, kiln_runtime **out);
 KILN_API void kiln_runtime_destroy(kiln_runtime *runtime);

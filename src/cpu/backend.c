@@ -155,4 +155,5 @@ const kb_backend kb_cpu_backend = {
     NULL, /* float32, row-major everywhere */
     NULL, /* refit: prepare again (repacks the weights) */
     NULL, NULL,
+    NULL, /* kernels chosen by rule: no choice to store or cache */
 };

@@ -380,7 +380,7 @@ static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     }
     /* skipped nodes are views or constants: only a constant has something to place */
     if ((node->skip && l->type != KILN_LAYER_CONSTANT) || !k->prepare) return KILN_OK;
-    kcu_build b = {e, &e->env, engine_tf32(e), (size_t)1 << 30};
+    kcu_build b = {e, &e->env, engine_tf32(e), (size_t)1 << 30, node->hint, node->hint_len, &node->hint_used};
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < b.ws_limit) b.ws_limit = free_b / 4;
     (void)cudaGetLastError();
@@ -751,7 +751,7 @@ static const kb_backend kb_cuda_backend = {
     "cuda", KILN_DEVICE_CUDA, cu_can_fuse_act, cu_prepare, cu_release, cu_const_data,
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
-    cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end,
+    cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end, kcu_dnn_tactic,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env) {

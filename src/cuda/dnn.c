@@ -106,6 +106,63 @@ fail:
     return INFINITY;
 }
 
+/* ---- kernel choices (tactics) ----
+ * A layer's choice as bytes for the plan and the timing cache: kind ('C' convolution,
+ * 'D' deconvolution, 'M' matrix product), format version, the path (CONV_*), then the
+ * cuDNN algorithm and math type (u32 little-endian each) and, where a cuBLASLt GEMM runs,
+ * its algorithm (the library's opaque 64 bytes, valid for the fingerprint's versions). */
+
+#define TACTIC_VERSION 1
+#define TACTIC_HEAD 12
+#define LT_ALGO_BYTES ((size_t)sizeof(cublasLtMatmulAlgo_t))
+
+typedef struct tactic {
+    bool ok;
+    int mode;
+    uint32_t algo, math;
+    const uint8_t *lt; /* cuBLASLt algorithm bytes, NULL if none */
+} tactic;
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static size_t tactic_write(uint8_t *buf, size_t cap, char kind, int mode, uint32_t algo, uint32_t math,
+                           const cublasLtMatmulAlgo_t *lt) {
+    size_t n = TACTIC_HEAD + (lt ? LT_ALGO_BYTES : 0);
+    if (n > cap) return 0;
+    buf[0] = (uint8_t)kind;
+    buf[1] = TACTIC_VERSION;
+    buf[2] = (uint8_t)mode;
+    buf[3] = lt != NULL;
+    put_u32(buf + 4, algo);
+    put_u32(buf + 8, math);
+    if (lt) memcpy(buf + TACTIC_HEAD, lt, LT_ALGO_BYTES);
+    return n;
+}
+
+/* The build's hint if it is a well-formed tactic of this kind. */
+static tactic tactic_read(const kcu_build *b, char kind) {
+    tactic t = {0};
+    const uint8_t *p = b->hint;
+    if (!p || b->hint_len < TACTIC_HEAD || p[0] != (uint8_t)kind || p[1] != TACTIC_VERSION) return t;
+    bool has_lt = p[3] != 0;
+    if (b->hint_len != TACTIC_HEAD + (has_lt ? LT_ALGO_BYTES : 0)) return t;
+    t.ok = true;
+    t.mode = p[2];
+    t.algo = get_u32(p + 4);
+    t.math = get_u32(p + 8);
+    t.lt = has_lt ? p + TACTIC_HEAD : NULL;
+    return t;
+}
+
+static void hint_taken(const kcu_build *b) {
+    if (b->hint_used) *b->hint_used = true;
+}
+
 /* ---- Gemm and MatMul through cuBLASLt ----
  * Row-major C[m, n] = A[m, k] B[k, n] is column-major C^T[n, m] = B^T A^T: the first
  * cuBLASLt operand is B, the second A, each read in place as its transpose. */
@@ -315,10 +372,45 @@ static void mm_name(mm_state *s, const char *base) {
     snprintf(s->name, sizeof s->name, "%s%s", base, s->dt == CUDA_R_16F ? "_f16" : "");
 }
 
+/* The workspace the kept algorithms need. */
+static void mm_ws(mm_state *m) {
+    m->ws = m->algo_ws[0] > m->algo_ws[1] ? m->algo_ws[0] : m->algo_ws[1];
+    if (m->algo_fill_ws > m->ws) m->ws = m->algo_fill_ws;
+}
+
+/* Whether the aligned algorithm is chosen by timing (else the heuristics' first stands). */
+static bool mm_timed(const mm_state *m) { return m->aligned_ok && m->nb_cand > 1; }
+
+/* Takes a stored choice: the heuristics' own when none was timed, else the stored
+ * cuBLASLt algorithm if the library still accepts it for these descriptors. */
+static bool mm_take(const kcu_build *b, mm_state *m, const uint8_t *lt) {
+    if (!mm_timed(m)) return lt == NULL;
+    if (!lt) return false;
+    cublasLtMatmulAlgo_t algo;
+    memcpy(&algo, lt, sizeof algo);
+    cublasLtHandle_t h;
+    if (cublasLtCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    size_t limit = MM_WORKSPACE < b->ws_limit ? MM_WORKSPACE : b->ws_limit;
+    bool ok = cublasLtMatmulAlgoCheck(h, m->op, m->lp, m->lq, m->lo, m->lo, &algo, &res) == CUBLAS_STATUS_SUCCESS &&
+              res.workspaceSize <= limit;
+    cublasLtDestroy(h);
+    (void)cudaGetLastError();
+    if (ok) {
+        m->algo[0] = algo;
+        m->algo_ws[0] = res.workspaceSize;
+    }
+    return ok;
+}
+
 /* Times the heuristics' aligned candidates by running the layer (run, state) on a bench and
  * keeps the fastest; the workspace then shrinks to what the kept algorithms need. */
 static void mm_tune(bench *bn, const kiln_layer *l, mm_state *m, const void *state, run_fn run) {
-    if (bn->ok && m->aligned_ok && m->nb_cand > 1) {
+    if (bn->ok && mm_timed(m)) {
         float best = INFINITY;
         int bi = 0;
         for (int i = 0; i < m->nb_cand; i++) {
@@ -333,20 +425,29 @@ static void mm_tune(bench *bn, const kiln_layer *l, mm_state *m, const void *sta
         m->algo[0] = m->cand[bi];
         m->algo_ws[0] = m->cand_ws[bi];
     }
-    m->ws = m->algo_ws[0] > m->algo_ws[1] ? m->algo_ws[0] : m->algo_ws[1];
-    if (m->algo_fill_ws > m->ws) m->ws = m->algo_fill_ws;
+    mm_ws(m);
 }
 
-/* Tunes a Gemm/MatMul layer's own state against its run function. */
+/* Tunes a Gemm/MatMul layer's own state against its run function, or takes the hint. */
 static void mm_tune_layer(const kiln_layer *l, const kcu_build *b, mm_state *s, run_fn run) {
+    tactic t = tactic_read(b, 'M');
+    if (t.ok && mm_take(b, s, t.lt)) {
+        hint_taken(b);
+        mm_ws(s);
+        return;
+    }
     bench bn;
     if (bench_open(l, b, &bn, s->ws)) {
         mm_tune(&bn, l, s, s, run);
         bench_close(&bn);
     } else {
-        s->ws = s->algo_ws[0] > s->algo_ws[1] ? s->algo_ws[0] : s->algo_ws[1];
-        if (s->algo_fill_ws > s->ws) s->ws = s->algo_fill_ws;
+        mm_ws(s);
     }
+}
+
+static size_t mm_tactic(const void *state, uint8_t *buf, size_t cap) {
+    const mm_state *m = state;
+    return tactic_write(buf, cap, 'M', 0, 0, 0, mm_timed(m) ? &m->algo[0] : NULL);
 }
 
 /* The device address a constant input will have at run time (NULL if not a constant). */
@@ -575,6 +676,7 @@ typedef struct conv_state {
     bool has_act;
     kcu_act act;
     int mode;              /* CONV_*: the timed winner */
+    uint32_t math;         /* cudnnMathType_t of the chosen algorithm */
     cudnnTensorDescriptor_t bd; /* CONV_FUSED: bias [1, K, 1, 1] and the activation */
     cudnnActivationDescriptor_t ad;
     cudnnConvolutionFwdAlgo_t fused_algo;
@@ -671,6 +773,64 @@ static cudnnMathType_t math_for(const kcu_build *b, bool f16, cudnnMathType_t fo
 
 /* Times the forward candidates (cudnnFind on a temporary handle) and keeps the fastest
  * that fits the workspace limit and the precision rules. */
+/* A stored algorithm and math type, if still valid for these descriptors and rules. */
+static bool math_ok(const kcu_build *b, bool f16, uint32_t math) {
+    if (math != CUDNN_DEFAULT_MATH && math != CUDNN_TENSOR_OP_MATH && math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+        math != CUDNN_FMA_MATH)
+        return false;
+    return f16 || b->tf32 || math == CUDNN_FMA_MATH;
+}
+
+static bool take_forward(const kcu_build *b, conv_state *s, const tactic *t) {
+    if (!t->ok || t->algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT || !math_ok(b, s->st == KILN_FLOAT16, t->math) ||
+        (!b->tf32 && !fwd_strict_ok((cudnnConvolutionFwdAlgo_t)t->algo)))
+        return false;
+    cudnnHandle_t h;
+    if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) return false;
+    size_t ws = 0;
+    bool ok = cudnnSetConvolutionMathType(s->cd, (cudnnMathType_t)t->math) == CUDNN_STATUS_SUCCESS &&
+              cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, (cudnnConvolutionFwdAlgo_t)t->algo,
+                                                      &ws) == CUDNN_STATUS_SUCCESS &&
+              ws <= b->ws_limit;
+    cudnnDestroy(h);
+    (void)cudaGetLastError();
+    if (ok) {
+        s->fwd = (cudnnConvolutionFwdAlgo_t)t->algo;
+        s->ws = ws;
+        s->math = t->math;
+    }
+    return ok;
+}
+
+static bool take_backward(const kcu_build *b, conv_state *s, const tactic *t) {
+    if (!t->ok || t->algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT || !math_ok(b, s->st == KILN_FLOAT16, t->math) ||
+        (!b->tf32 && !bwd_strict_ok((cudnnConvolutionBwdDataAlgo_t)t->algo)))
+        return false;
+    cudnnHandle_t h;
+    if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) return false;
+    size_t ws = 0;
+    bool ok = cudnnSetConvolutionMathType(s->cd, (cudnnMathType_t)t->math) == CUDNN_STATUS_SUCCESS &&
+              cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd,
+                                                           (cudnnConvolutionBwdDataAlgo_t)t->algo, &ws) ==
+                  CUDNN_STATUS_SUCCESS &&
+              ws <= b->ws_limit;
+    cudnnDestroy(h);
+    (void)cudaGetLastError();
+    if (ok) {
+        s->bwd = (cudnnConvolutionBwdDataAlgo_t)t->algo;
+        s->ws = ws;
+        s->math = t->math;
+    }
+    return ok;
+}
+
+/* The math type set on the convolution descriptor now. */
+static uint32_t math_now(const conv_state *s) {
+    cudnnMathType_t m = CUDNN_DEFAULT_MATH;
+    (void)cudnnGetConvolutionMathType(s->cd, &m);
+    return (uint32_t)m;
+}
+
 static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_state *s) {
     bool f16 = s->st == KILN_FLOAT16;
     /* float16: the search must be allowed tensor cores (the default math type lets cuDNN
@@ -714,6 +874,7 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
     }
     cudnnDestroy(h);
     (void)cudaGetLastError();
+    s->math = math_now(s);
     return KILN_OK;
 }
 
@@ -757,6 +918,7 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     }
     cudnnDestroy(h);
     (void)cudaGetLastError();
+    s->math = math_now(s);
     return KILN_OK;
 }
 
@@ -1028,7 +1190,9 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     if (on != g.n || ok != g.k || ooh != g.oh || oow != g.ow)
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN sizes the output %dx%dx%dx%d, the layer %lldx%lldx%lldx%lld",
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
-    if ((st = pick_forward(l, b, s)) != KILN_OK) return st;
+    tactic hint = tactic_read(b, 'C');
+    bool fwd_taken = take_forward(b, s, &hint);
+    if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
     size_t pad_bytes = asym ? (size_t)(g.n * g.c * ih * iw) * es : 0;
     bool fused = prepare_fused(l, s);
     bool gemm = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
@@ -1037,7 +1201,12 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
     s->mode = CONV_CUDNN;
     bench bn;
-    if ((fused || gemm) && bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
+    if (fwd_taken && (hint.mode == CONV_CUDNN || (hint.mode == CONV_FUSED && fused) ||
+                      (hint.mode == CONV_GEMM && gemm && mm_take(b, s->gemm, hint.lt)))) {
+        s->mode = hint.mode; /* the stored choice: no timing */
+        if (s->mode == CONV_GEMM) mm_ws(s->gemm);
+        hint_taken(b);
+    } else if ((fused || gemm) && bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run);
         if (fused) {
             s->mode = CONV_FUSED;
@@ -1115,6 +1284,12 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     return conv_epilogue(l, s, x, out[0], res);
 }
 
+static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
+    const conv_state *s = state;
+    const cublasLtMatmulAlgo_t *lt = s->mode == CONV_GEMM && mm_timed(s->gemm) ? &s->gemm->algo[0] : NULL;
+    return tactic_write(buf, cap, 'C', s->mode, (uint32_t)s->fwd, s->math, lt);
+}
+
 const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit};
 
 static const char *const bwd_names[] = {
@@ -1178,7 +1353,9 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (on != g.n || ok != g.c || ooh != g.h || oow != g.w)
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN maps the %lldx%lldx%lldx%lld output back to %dx%dx%dx%d",
                               (long long)g.n, (long long)g.k, (long long)yh, (long long)yw, on, ok, ooh, oow);
-    if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
+    tactic t = tactic_read(b, 'D');
+    if (take_backward(b, s, &t)) hint_taken(b);
+    else if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
     snprintf(s->name, sizeof s->name, "%s",
              (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data");
     s->buf_off = align256(s->ws);
@@ -1200,6 +1377,11 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
+static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {
+    const conv_state *s = state;
+    return tactic_write(buf, cap, 'D', 0, (uint32_t)s->bwd, s->math, NULL);
+}
+
 const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release, conv_refit};
 
 /* ---- names of the chosen kernels (engine inspection) ---- */
@@ -1213,5 +1395,19 @@ const char *kcu_dnn_kernel_name(const ke_node *node) {
     case KILN_LAYER_GEMM:
     case KILN_LAYER_MATMUL: return ((const mm_state *)state)->name;
     default: return NULL;
+    }
+}
+
+/* The choice prepare made (algorithm, math type, path) for the plan and the timing cache;
+ * 0 for layers whose kernel involves no choice. */
+size_t kcu_dnn_tactic(const ke_node *node, uint8_t *buf, size_t cap) {
+    const void *state = node->state;
+    if (!state) return 0;
+    switch (node->layer->type) {
+    case KILN_LAYER_CONVOLUTION: return conv_tactic(state, buf, cap);
+    case KILN_LAYER_DECONVOLUTION: return deconv_tactic(state, buf, cap);
+    case KILN_LAYER_GEMM:
+    case KILN_LAYER_MATMUL: return mm_tactic(state, buf, cap);
+    default: return 0;
     }
 }

@@ -17,6 +17,11 @@ typedef struct kcu_build {
     const kiln_env *env;
     bool tf32;           /* TF32 tensor-core math allowed for float32 convolutions and GEMMs */
     size_t ws_limit;     /* most workspace a cuDNN/cuBLASLt algorithm may ask for */
+    /* A kernel choice made before (the kernel's own tactic bytes, see kcu_kernel.tactic):
+     * prepare takes it without timing when it still applies and sets *hint_used. */
+    const uint8_t *hint;
+    size_t hint_len;
+    bool *hint_used;
 } kcu_build;
 
 /* What a kernel's run sees: the context's stream, library handles and scratch. */
@@ -151,6 +156,8 @@ KCU_KERNEL(reformat);
 /* The kernel chosen for a cuDNN/cuBLASLt layer ("cuda.cudnn_fwd_winograd", with "f16_nhwc"
  * in it on the float16 path); NULL for others. */
 const char *kcu_dnn_kernel_name(const ke_node *node);
+/* The kernel choice of a cuDNN/cuBLASLt layer as tactic bytes (kb_backend.tactic). */
+size_t kcu_dnn_tactic(const ke_node *node, uint8_t *buf, size_t cap);
 
 /* The activation a layer applies to its output (has_post_act), or NULL. */
 static inline const kcu_act *kcu_post_act(const kiln_layer *l, kcu_act *buf) {

@@ -56,6 +56,10 @@ typedef struct kb_backend {
      * then calls run_end. `graphable` is false while per-layer profiling is on. */
     kiln_status (*run_begin)(kb_ctx *c, void *const *ptrs, int nb_ptrs, bool graphable, bool *done);
     kiln_status (*run_end)(kb_ctx *c);
+    /* The kernel choice made for a prepared node, as at most `cap` bytes into buf (see
+     * ke_node.hint): returns the byte count, 0 when the node's kernel involves no choice.
+     * NULL: the backend chooses by rule alone (nothing to store or cache). */
+    size_t (*tactic)(const ke_node *node, uint8_t *buf, size_t cap);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

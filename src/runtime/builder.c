@@ -212,22 +212,21 @@ done:
     return st;
 }
 
+static void kernels_progress(const void *user, int done, int total) {
+    kc_progress(user, "kernels", done, total);
+}
+
+/* Prepares every node's kernel, with the timing cache when the config names one. */
 static kiln_status prepare_kernels(kiln_engine *e, const kiln_config *cfg) {
-    for (int n = 0; n < e->nb_nodes; n++) {
-        kc_progress(cfg, "kernels", n, e->nb_nodes);
-        ke_node *node = &e->nodes[n];
-        kiln_status st = e->backend->prepare(e, node);
-        if (st != KILN_OK) return st;
-        if (node->scratch_bytes > e->scratch_bytes) e->scratch_bytes = node->scratch_bytes;
-        if (node->skip && node->layer->type == KILN_LAYER_CONSTANT)
-            e->plan[node->layer->outputs[0]->id].cdata = e->backend->const_data(node);
+    ke_tcache *cache = NULL;
+    if (cfg->timing_cache && e->backend->tactic) {
+        cache = ke_tcache_open(&e->env, cfg->timing_cache);
+        if (!cache) return KILN_ERR_OUT_OF_MEMORY;
     }
-    /* views of constants read the constant's data */
-    for (int t = 0; t < e->graph.nb_tensors; t++) {
-        ke_tensor_plan *p = &e->plan[t];
-        if (p->storage == KE_CONST) p->cdata = e->plan[p->root].cdata;
-    }
-    return KILN_OK;
+    kiln_status st = ke_prepare_nodes(e, cache, false, kernels_progress, cfg);
+    if (st == KILN_OK) (void)ke_tcache_save(cache); /* a failure only warns: the engine is fine */
+    ke_tcache_close(cache);
+    return st;
 }
 
 static kiln_status add_io(kiln_engine *e, kiln_tensor *t, kiln_io_mode mode) {
@@ -325,7 +324,6 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     st = plan_memory(e, cfg);
     kc_progress(cfg, "plan memory", 1, 1);
     if (st == KILN_OK) st = prepare_kernels(e, cfg);
-    if (st == KILN_OK) kc_progress(cfg, "kernels", e->nb_nodes, e->nb_nodes);
     if (st != KILN_OK) goto fail;
     kiln_free(env, live);
     kiln_log(env, KILN_LOG_INFO, "built engine: %d layers, %zu bytes of activation memory", e->nb_nodes,

@@ -20,6 +20,7 @@ void kiln_config_destroy(kiln_config *c) {
     kiln_free(&c->env, c->shapes);
     for (int i = 0; i < c->nb_pins; i++) kiln_free(&c->env, c->pins[i].name);
     kiln_free(&c->env, c->pins);
+    kiln_free(&c->env, c->timing_cache);
     kiln_free(&c->env, c);
 }
 
@@ -104,5 +105,15 @@ kiln_status kiln_config_set_layer_precision(kiln_config *c, const char *name, ki
     c->pins[c->nb_pins].dims.nb_dims = 1;
     c->pins[c->nb_pins].dims.d[0] = precision;
     c->nb_pins++;
+    return KILN_OK;
+}
+
+kiln_status kiln_config_set_timing_cache(kiln_config *c, const char *path) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "config set timing cache: config is NULL");
+    char *p = NULL;
+    if (path && path[0] && !(p = kiln_strdup(&c->env, path)))
+        return kiln_error(&c->env, KILN_ERR_OUT_OF_MEMORY, "config set timing cache: out of host memory");
+    kiln_free(&c->env, c->timing_cache);
+    c->timing_cache = p;
     return KILN_OK;
 }

@@ -26,6 +26,7 @@ struct kiln_config {
     void *progress_user;
     kc_shape *pins; /* layer precision pins: name, dims.d[0] = dtype */
     int nb_pins, cap_pins;
+    char *timing_cache; /* path of the timing cache file, NULL: none */
 };
 
 static inline void kc_progress(const kiln_config *c, const char *phase, int done, int total) {

@@ -38,8 +38,10 @@ kiln_status kiln_context_set_profiler(kiln_context *c, kiln_profile_fn fn, void 
 
 static void engine_free(kiln_engine *e) {
     kiln_env env = e->env;
-    for (int n = 0; n < e->nb_nodes; n++)
+    for (int n = 0; n < e->nb_nodes; n++) {
         if (e->backend) e->backend->release(&env, &e->nodes[n]);
+        kiln_free(&env, e->nodes[n].tactic);
+    }
     kiln_free(&env, e->nodes);
     kiln_free(&env, e->plan);
     kiln_free(&env, e->io);

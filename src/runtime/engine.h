@@ -33,7 +33,19 @@ typedef struct ke_node {
     void *state;
     size_t scratch_bytes;
     bool skip; /* its output is a view or a constant: nothing to run */
+    /* Kernel choice, as backend-specific bytes (a "tactic"): `hint` offers prepare a choice
+     * made before (stored in a plan, or found in the timing cache) so it need not time the
+     * candidates again; prepare sets hint_used when it took it. After prepare, `tactic`
+     * (engine-owned) records the choice made, for the plan and the timing cache. */
+    const uint8_t *hint;
+    size_t hint_len;
+    bool hint_used;
+    uint8_t *tactic;
+    size_t tactic_len;
 } ke_node;
+
+/* Most bytes a backend's tactic may take. */
+#define KE_TACTIC_MAX 512
 
 typedef struct ke_io {
     const char *name; /* the tensor's name (owned by the graph) */
@@ -62,6 +74,34 @@ struct kiln_engine {
 
 /* Asks the backend for the fingerprint of this device (at build and load). */
 void ke_fill_fingerprint(kiln_engine *e);
+
+/* ---- kernel choices (src/runtime/tactics.c) ---- */
+
+/* A timing cache: kernel choices keyed by layer signature and device fingerprint. */
+typedef struct ke_tcache ke_tcache;
+
+/* Reads the cache file at `path`; a missing file gives an empty cache, an unreadable or
+ * corrupt one an empty cache and a warning (a cache only ever saves time). NULL: out of
+ * memory (message set). */
+ke_tcache *ke_tcache_open(const kiln_env *env, const char *path);
+/* Writes the cache back (atomically: a temporary file renamed over it) if it changed. A
+ * failure is logged as a warning (the engine built is fine) and returned. */
+kiln_status ke_tcache_save(ke_tcache *c);
+void ke_tcache_close(ke_tcache *c);
+/* Entries in the cache (for logs and tests). */
+int ke_tcache_size(const ke_tcache *c);
+/* Raw access by key bytes (the builder keys by layer signature): get returns the value
+ * (NULL: absent), put adds or replaces (false: out of memory or over the size limits). */
+const uint8_t *ke_tcache_get(ke_tcache *c, const uint8_t *key, size_t key_len, size_t *val_len);
+bool ke_tcache_put(ke_tcache *c, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
+
+/* Prepares every node with the backend (the builder's and the loader's last step): each
+ * node's hint comes from the node's stored tactic when `use_stored` (a plan loaded on the
+ * device it was built for), else from `cache` (may be NULL); the choice made is recorded
+ * in node->tactic and, when it was timed anew, in the cache. `progress`, when given, is
+ * called per node. Logs one line with how many choices were reused. */
+kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
+                             void (*progress)(const void *user, int done, int total), const void *user);
 
 /* Drops one reference; frees the engine with the last. */
 void ke_engine_release(kiln_engine *e);

@@ -2,6 +2,7 @@
  * their final form, kernel choices, memory plan, device fingerprint) into the versioned
  * little-endian format of docs/PLAN_FORMAT.md, and loads it back with every field
  * checked: a corrupt file gives an error, never a crash. Also refit. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +14,18 @@
 #include "runtime/config.h"
 
 #define PLAN_MAGIC "KILNPLAN"
-#define PLAN_VERSION 1u
+#define PLAN_VERSION 2u /* 2: the TACTICS section */
 #define PLAN_HEADER 64u
 #define MAX_NAME 4096
 
-enum { SEC_FINGERPRINT = 1, SEC_GRAPH = 2, SEC_WEIGHTS = 3, SEC_MEMPLAN = 4, SEC_IO = 5, SEC_COUNT = 5 };
+enum { SEC_FINGERPRINT = 1, SEC_GRAPH = 2, SEC_WEIGHTS = 3, SEC_MEMPLAN = 4, SEC_IO = 5, SEC_TACTICS = 6, SEC_COUNT = 6 };
+#define SEC_COUNT_V1 5
 
 struct kiln_runtime {
     kiln_env env;
     bool refuse_mismatch;
     int threads;
+    char *timing_cache; /* consulted when a plan's kernels are chosen again */
 };
 
 /* CRC-32 of the whole file with its own 4 bytes (offset 32) read as zeros. */
@@ -100,6 +103,12 @@ kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *siz
         kbw_u64(m, p->offset);
         kbw_u64(m, p->bytes);
         kbw_u32(m, (uint32_t)p->root);
+    }
+    kb_writer *tc = &sec[SEC_TACTICS];
+    kbw_u32(tc, (uint32_t)e->nb_nodes);
+    for (int n = 0; n < e->nb_nodes; n++) {
+        kbw_u32(tc, (uint32_t)e->nodes[n].tactic_len);
+        kbw_bytes(tc, e->nodes[n].tactic, e->nodes[n].tactic_len);
     }
     kb_writer *io = &sec[SEC_IO];
     kbw_u32(io, (uint32_t)e->device);
@@ -208,12 +217,19 @@ kiln_status kiln_runtime_create(const kiln_runtime_desc *desc, kiln_runtime **ou
     r->env = env;
     r->refuse_mismatch = desc && desc->refuse_device_mismatch;
     r->threads = desc && desc->threads > 0 ? desc->threads : 0;
+    if (desc && desc->size >= offsetof(kiln_runtime_desc, timing_cache) + sizeof desc->timing_cache &&
+        desc->timing_cache && desc->timing_cache[0] && !(r->timing_cache = kiln_strdup(&env, desc->timing_cache))) {
+        kiln_free(&env, r);
+        return kiln_error(&env, KILN_ERR_OUT_OF_MEMORY, "runtime create: out of host memory");
+    }
     *out = r;
     return KILN_OK;
 }
 
 void kiln_runtime_destroy(kiln_runtime *r) {
-    if (r) kiln_free(&r->env, r);
+    if (!r) return;
+    kiln_free(&r->env, r->timing_cache);
+    kiln_free(&r->env, r);
 }
 
 #define BAD(...) kiln_error(env, KILN_ERR_FORMAT, "plan: " __VA_ARGS__)
@@ -479,6 +495,23 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
     return KILN_OK;
 }
 
+/* Each node's stored kernel choice (hints for prepare on the device it was made for). */
+static kiln_status read_tactics(kiln_engine *e, kb_reader *r) {
+    const kiln_env *env = &e->env;
+    if (kbr_u32(r) != (uint32_t)e->nb_nodes || r->bad) return BAD("the tactics section does not match the layers");
+    for (int n = 0; n < e->nb_nodes; n++) {
+        uint32_t len = kbr_u32(r);
+        const uint8_t *p = len <= KE_TACTIC_MAX ? kbr_take(r, len) : NULL;
+        if (!p || r->bad) return BAD("layer %d: bad kernel choice record", n);
+        if (!len) continue;
+        ke_node *node = &e->nodes[n];
+        if (!(node->tactic = kiln_alloc(env, len))) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+        memcpy(node->tactic, p, len);
+        node->tactic_len = len;
+    }
+    return r->pos == r->size ? KILN_OK : BAD("trailing bytes in the tactics section");
+}
+
 kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, kiln_engine **out) {
     if (out) *out = NULL;
     if (!rt || !data || !out)
@@ -499,7 +532,7 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
     if (version == 0 || hsize != PLAN_HEADER) return BAD("bad header (version %u, header size %u)", version, hsize);
     if (fsize != size) return BAD("the file is %zu bytes but says %llu: truncated or padded", size, (unsigned long long)fsize);
     if (plan_crc(b, size) != crc) return BAD("checksum mismatch: the file is corrupt");
-    if (nsec != SEC_COUNT || table > size || (uint64_t)nsec * 24 > size - table) return BAD("bad section table");
+    if (nsec != (version == 1 ? SEC_COUNT_V1 : SEC_COUNT) || table > size || (uint64_t)nsec * 24 > size - table) return BAD("bad section table");
     kb_reader sec[SEC_COUNT + 1];
     memset(sec, 0, sizeof sec);
     kb_reader tr = {b, size, (size_t)table, false};
@@ -507,7 +540,7 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
         uint32_t id = kbr_u32(&tr);
         kbr_u32(&tr);
         uint64_t off = kbr_u64(&tr), len = kbr_u64(&tr);
-        if (id < 1 || id > SEC_COUNT || sec[id].data || off > size || len > size - off)
+        if (id < 1 || id > nsec || sec[id].data || off > size || len > size - off)
             return BAD("section %u is out of bounds or repeated", id);
         sec[id] = (kb_reader){b + off, (size_t)len, 0, false};
     }
@@ -539,16 +572,19 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
                          e->fingerprint);
         }
     }
+    bool same_device = strcmp(fp, e->fingerprint) == 0;
+    if (st == KILN_OK && nsec > SEC_TACTICS - 1) st = read_tactics(e, &sec[SEC_TACTICS]);
     if (rt->threads) e->threads = rt->threads;
-    for (int n = 0; st == KILN_OK && n < e->nb_nodes; n++) {
-        ke_node *node = &e->nodes[n];
-        st = e->backend->prepare(e, node);
-        if (st == KILN_OK && node->scratch_bytes > e->scratch_bytes) e->scratch_bytes = node->scratch_bytes;
-        if (st == KILN_OK && node->skip && node->layer->type == KILN_LAYER_CONSTANT)
-            e->plan[node->layer->outputs[0]->id].cdata = e->backend->const_data(node);
+    if (st == KILN_OK) {
+        /* this device: the stored kernel choices; another: choose again, helped by the cache */
+        ke_tcache *cache = NULL;
+        if (!same_device && rt->timing_cache && e->backend->tactic &&
+            !(cache = ke_tcache_open(env, rt->timing_cache)))
+            st = KILN_ERR_OUT_OF_MEMORY;
+        if (st == KILN_OK) st = ke_prepare_nodes(e, cache, same_device, NULL, NULL);
+        if (st == KILN_OK) (void)ke_tcache_save(cache);
+        ke_tcache_close(cache);
     }
-    for (int t = 0; st == KILN_OK && t < e->graph.nb_tensors; t++)
-        if (e->plan[t].storage == KE_CONST) e->plan[t].cdata = e->plan[e->plan[t].root].cdata;
     if (st != KILN_OK) {
         ke_engine_release(e);
         return st;

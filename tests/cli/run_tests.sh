@@ -136,9 +136,9 @@ if script -qec true /dev/null > /dev/null 2>&1; then
     [ -s tty.plan ] || fail "build on a terminal: tty.plan missing"
 fi
 ok "build timing cache" "$K" build "$CNN" -o tc.plan --timing-cache cache.bin &&
-    has "timing cache warning" err.txt "--timing-cache cache.bin is accepted but has no effect"
+    has "timing cache warning" err.txt "--timing-cache cache.bin has no effect on the CPU"
 checks=$((checks + 1))
-[ -e cache.bin ] && fail "--timing-cache created a file"
+[ -e cache.bin ] && fail "--timing-cache created a file on the CPU"
 ok "build layer precision fp16" "$K" build "$CNN" -o lp.plan --layer-precision conv1:fp16 &&
     has "layer precision warning" err.txt "--layer-precision conv1:float16 is accepted but has no effect"
 ok "build layer precision fp32 on cpu" "$K" build "$CNN" -o lp32.plan --layer-precision conv1:fp32
@@ -172,6 +172,12 @@ if [ $rc -eq 0 ]; then
     echo "note: CUDA is available here: checked that the CUDA build works instead"
     [ -s cuda.plan ] || fail "build --device cuda: no plan"
     ok "run cuda plan" "$K" run cuda.plan --input input="$X" -q
+    ok "cuda timing cache cold" "$K" build "$CNN" -o tc1.plan --device cuda --fp16 --timing-cache cuda.cache -v &&
+        has "cuda timing cache cold" err.txt "reused from the timing cache"
+    ok "cuda timing cache warm" "$K" build "$CNN" -o tc2.plan --device cuda --fp16 --timing-cache cuda.cache -v &&
+        has "cuda timing cache warm" err.txt " timed" && ! grep -q "kernel choices: 0 of" err.txt
+    checks=$((checks + 1))
+    [ -s cuda.cache ] || fail "--timing-cache on cuda wrote no file"
     ok "compare cuda" "$K" compare "$CNN" --device cuda --input input="$X" --atol 1e-3 --rtol 1e-3 -q
 else
     err "cuda without a gpu" 1 "CUDA" "$K" build "$CNN" -o cuda.plan --device cuda
@@ -195,7 +201,7 @@ open('cudaplan.plan', 'wb').write(d)
 " 2>/dev/null; then
         err "run a cuda plan without a gpu" 1 "cudaplan.plan: CUDA" "$K" run cudaplan.plan --random-inputs
         ok "inspect a cuda plan without a gpu" "$K" inspect cudaplan.plan &&
-            has "inspect cuda plan" out.txt "device       cuda" && has "inspect cuda plan format" out.txt "format 1" &&
+            has "inspect cuda plan" out.txt "device       cuda" && has "inspect cuda plan format" out.txt "format 2" &&
             has "inspect cuda plan warning" err.txt "cannot be loaded here"
         ok "inspect a cuda plan json" "$K" inspect cudaplan.plan --json - -q &&
             has "inspect cuda plan json" out.txt '"loadable": false'
@@ -205,7 +211,7 @@ no_leftovers "cuda"
 
 # ---------------------------------------------------------------- inspect
 ok "inspect plan" "$K" inspect t.plan &&
-    has "inspect plan" out.txt "format 1" &&
+    has "inspect plan" out.txt "format 2" &&
     has "inspect plan fingerprint" out.txt "fingerprint  device=cpu;" &&
     has "inspect plan layers" out.txt "conv1" &&
     has "inspect plan kernel" out.txt "cpu.conv_" &&
@@ -322,8 +328,8 @@ head -c 60 "$D/img32.jpg" > trunc.jpg
 err "truncated jpeg" 1 "trunc.jpg" "$K" run t.plan --input input=trunc.jpg
 err "image into a 2-D input" 1 "input 'x'" "$K" run "$MLP" --input x="$D/img16.png" --random-inputs
 cp t.plan new.plan
-printf '\x02' | dd of=new.plan bs=1 seek=8 conv=notrunc 2>/dev/null
-err "plan from a newer format" 1 "new.plan: plan: format version 2" "$K" run new.plan --random-inputs
+printf '\x03' | dd of=new.plan bs=1 seek=8 conv=notrunc 2>/dev/null
+err "plan from a newer format" 1 "new.plan: plan: format version 3" "$K" run new.plan --random-inputs
 cp t.plan corrupt.plan
 printf '\xAA' | dd of=corrupt.plan bs=1 seek=3000 conv=notrunc 2>/dev/null
 err "corrupt plan" 1 "corrupt.plan" "$K" run corrupt.plan --random-inputs
