@@ -159,6 +159,78 @@ static void case_residual(void) {
     free(w), free(bias), free(in), free(res), free(out), free(ref);
 }
 
+/* conv -> sigmoid, mul(conv, sigmoid) becomes one convolution with a fused SiLU (both
+ * operand orders); a sigmoid with another reader, or a mul by something else, stays. */
+static void case_silu(int order, int shared) {
+    const int c = 4, hw = 5;
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){2, c, hw, hw}));
+    float *w = th_rand_array(c * c * 9, -1, 1), *bias = th_rand_array(c, -1, 1);
+    kiln_conv_desc d = {.out_channels = c, .kernel = {3, 3}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_layer *cv = kiln_network_add_convolution(net, x, &d, (kiln_weights){KILN_FLOAT32, w, c * c * 9},
+                                                  (kiln_weights){KILN_FLOAT32, bias, c});
+    kiln_tensor *y = kiln_layer_output(cv, 0);
+    kiln_layer *sig = kiln_network_add_activation(net, y, KILN_ACT_SIGMOID, 0, 0);
+    kiln_tensor *s = kiln_layer_output(sig, 0);
+    kiln_layer *mul = kiln_network_add_elementwise(net, order ? s : y, order ? y : s, KILN_ELT_MUL);
+    kiln_tensor_set_name(kiln_layer_output(mul, 0), "out");
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(mul, 0)));
+    if (shared) {
+        kiln_tensor_set_name(s, "sig");
+        CHECK_OK(kiln_network_mark_output(net, s));
+    }
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    bool fused = false;
+    int convs = 0;
+    for (int i = 0; e && i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) != KILN_OK || strcmp(li.type, "Convolution") != 0) continue;
+        convs++;
+        fused = strcmp(li.fused, "SiLU") == 0;
+    }
+    CHECK(convs == 1 && fused == !shared, "silu order %d shared %d: convolution fused '%s'", order, shared,
+          fused ? "SiLU" : "-");
+    int64_t vol = 2 * c * hw * hw;
+    float *in = th_rand_array(vol, -2, 2), *out = malloc((size_t)vol * sizeof *out), *so = malloc((size_t)vol * sizeof *so);
+    double *ref = malloc((size_t)vol * sizeof *ref);
+    kiln_context *ctx = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &ctx));
+    if (ctx && th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "out", out));
+        if (shared) CHECK_OK(kiln_context_set_tensor_address(ctx, "sig", so));
+        CHECK_OK(kiln_context_execute(ctx));
+    }
+    for (int n = 0; n < 2; n++)
+        for (int co = 0; co < c; co++)
+            for (int i = 0; i < hw; i++)
+                for (int j = 0; j < hw; j++) {
+                    double acc = bias[co];
+                    for (int ci = 0; ci < c; ci++)
+                        for (int a = 0; a < 3; a++)
+                            for (int bb = 0; bb < 3; bb++) {
+                                int ii = i + a - 1, jj = j + bb - 1;
+                                if (ii < 0 || jj < 0 || ii >= hw || jj >= hw) continue;
+                                acc += (double)w[((co * c + ci) * 3 + a) * 3 + bb] * in[((n * c + ci) * hw + ii) * hw + jj];
+                            }
+                    ref[((n * c + co) * hw + i) * hw + j] = acc / (1.0 + exp(-acc));
+                }
+    th_check_close("conv + x*sigmoid(x)", out, ref, vol, 1e-5);
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(w), free(bias), free(in), free(out), free(so), free(ref);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -214,6 +286,8 @@ static void case_formats(void) {
 
 int main(void) {
     case_residual();
+    for (int order = 0; order < 2; order++) case_silu(order, 0);
+    case_silu(0, 1);
     case_formats();
     case_conv_bn(0, 0);
     case_conv_bn(1, 0);

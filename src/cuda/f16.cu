@@ -38,6 +38,18 @@ __global__ void k_transpose_convert(int64_t batch, int64_t rows, int64_t cols, c
             }
 }
 
+/* NCHW -> NHWC with few channels (an image input: 3): a thread per pixel reads its c
+ * values (coalesced across the warp, plane by plane) and writes them side by side; a
+ * 32x32 tile would leave most of its threads idle and write c-element fragments. */
+template <typename TI, typename TO>
+__global__ void k_to_nhwc_small(int64_t pixels, int c, int64_t hw, const TI *__restrict__ x, TO *y) {
+    KCU_LOOP(idx, pixels) {
+        int64_t b = idx / hw, p = idx - b * hw;
+        const TI *xs = x + b * c * hw + p;
+        for (int k = 0; k < c; k++) kcu_st(y, idx * c + k, kcu_ld(xs, k * hw));
+    }
+}
+
 static unsigned clamp_grid(int64_t v, int64_t hi) { return (unsigned)(v < 1 ? 1 : v > hi ? hi : v); }
 
 template <typename TI, typename TO>
@@ -46,6 +58,10 @@ static void launch_reformat(cudaStream_t s, int64_t n, int64_t c, int64_t hw, in
     int64_t total = n * c * hw;
     if (src_nhwc == dst_nhwc || c == 1 || hw == 1) { /* the same order in memory */
         k_convert<TI, TO><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, x, y);
+        return;
+    }
+    if (!src_nhwc && c <= 8) {
+        k_to_nhwc_small<TI, TO><<<kcu_blocks(n * hw), KCU_THREADS, 0, s>>>(n * hw, (int)c, hw, x, y);
         return;
     }
     /* NCHW -> NHWC transposes [c, hw] per image; NHWC -> NCHW transposes [hw, c] */

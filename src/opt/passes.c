@@ -106,6 +106,30 @@ kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *coun
     return KILN_OK;
 }
 
+kiln_status kopt_fuse_silu(kiln_graph *g, int *count) {
+    *count = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *sig = g->layers[i];
+        if (sig->removed || sig->type != KILN_LAYER_ACTIVATION || sig->p.act.type != KILN_ACT_SIGMOID) continue;
+        kiln_tensor *x = sig->inputs[0];
+        kiln_layer *mul = only_reader(g, sig->outputs[0]);
+        if (!mul || mul->type != KILN_LAYER_ELEMENTWISE || mul->p.elt != KILN_ELT_MUL || mul->has_post_act ||
+            mul->nb_inputs != 2)
+            continue;
+        /* x * sigmoid(x) in either order, same shape (no broadcast), float */
+        kiln_tensor *other = mul->inputs[0] == sig->outputs[0] ? mul->inputs[1] : mul->inputs[0];
+        if (other != x || mul->inputs[0] == mul->inputs[1] || x->dtype != KILN_FLOAT32 ||
+            !kiln_dims_equal(&x->dims, &mul->outputs[0]->dims))
+            continue;
+        sig->p.act.type = KILN_ACT_SILU;
+        sig->p.act.alpha = 0.0f;
+        sig->p.act.beta = 0.0f;
+        absorb(sig, mul);
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
 kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count) {
     *count = 0;
     if (!o || !o->can_fuse_residual) return KILN_OK;
@@ -141,14 +165,16 @@ kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count)
 }
 
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
-    int folded = 0, residual = 0, fused = 0, reformats = 0;
+    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0;
     kiln_status st = o && o->keep_weights ? KILN_OK : kopt_fold_scale_into_conv(g, &folded);
+    if (st == KILN_OK) st = kopt_fuse_silu(g, &silu);
     if (st == KILN_OK) st = kopt_fuse_residual(g, o, &residual);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
     if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE,
-                 "optimise: %d scales folded into convolutions, %d residual adds and %d activations fused, %d reformats",
-                 folded, residual, fused, reformats);
+                 "optimise: %d scales folded into convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d "
+                 "activations fused, %d reformats",
+                 folded, silu, residual, fused, reformats);
     return st;
 }

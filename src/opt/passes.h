@@ -33,6 +33,11 @@ kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count);
  * layer (l->has_post_act) when the backend supports it. */
 kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *count);
 
+/* Rewrites x * sigmoid(x) (a Sigmoid activation read only by an element-wise MUL with x,
+ * as exported from PyTorch's SiLU by older opsets and by YOLOv5) into one SiLU activation,
+ * which kopt_fuse_activation can then move into the producer of x. */
+kiln_status kopt_fuse_silu(kiln_graph *g, int *count);
+
 /* Folds an element-wise ADD whose one operand is a convolution's output (read only there)
  * and whose other operand has the output's shape into the convolution as a residual
  * input (inputs[1]), when the backend supports it. */
