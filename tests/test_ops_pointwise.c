@@ -1,6 +1,7 @@
 /* kiln tests: activations, unary math, binary element-wise ops under numpy broadcasting
- * (float32, int32, int64, bool), select and PRelu against float64 / exact references;
- * chains the builder runs in place; the errors the add calls must report. */
+ * (float32, float16, float64, int8, uint8, int32, int64, bool), select and PRelu against
+ * float64 / exact references; chains the builder runs in place; the errors the add calls
+ * must report. */
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -72,6 +73,83 @@ static const char *dstr(const kiln_dims *d, char *buf, size_t size) {
 }
 
 static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
+
+/* float16, float64, int8 and uint8 element-wise math has CPU kernels only: those layers run
+ * on the CPU whatever the device under test. */
+static bool cpu_only(kiln_dtype t) {
+    return t == KILN_FLOAT16 || t == KILN_FLOAT64 || t == KILN_INT8 || t == KILN_UINT8;
+}
+
+/* th_run_layer, on the CPU for the dtypes above. */
+static void *run_layer_for(kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
+                           const char *what) {
+    if (!cpu_only(t)) return run_layer(net, l, inputs, od, what);
+    void *out = NULL;
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, inputs, &out, od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st != KILN_OK) {
+            free(out);
+            out = NULL;
+        }
+    }
+    kiln_network_destroy(net);
+    return out;
+}
+
+/* ---- IEEE half, written here independently of the library ---- */
+
+static double half_value(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* v rounded to the nearest half (ties to even), as a double. */
+static double half_round(double v) {
+    if (isnan(v) || isinf(v) || v == 0) return v;
+    int e;
+    frexp(v, &e); /* |v| in [2^(e-1), 2^e) */
+    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(v / ulp) * ulp;
+    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
+}
+
+/* The bits of a value that is already a half (half_round's output). */
+static uint16_t half_bits(double v) {
+    uint16_t s = signbit(v) ? 0x8000 : 0;
+    v = fabs(v);
+    if (isnan(v)) return 0x7E00;
+    if (isinf(v)) return s | 0x7C00;
+    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
+    int e;
+    frexp(v, &e);
+    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
+}
+
+/* Float element i of a float32/float16/float64 array, and v stored there (rounded once). */
+static double fget(kiln_dtype t, const void *p, int64_t i) {
+    switch (t) {
+    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
+    case KILN_FLOAT64: return ((const double *)p)[i];
+    default: return ((const float *)p)[i];
+    }
+}
+
+static void fput(kiln_dtype t, void *p, int64_t i, double v) {
+    switch (t) {
+    case KILN_FLOAT16: ((uint16_t *)p)[i] = half_bits(half_round(v)); break;
+    case KILN_FLOAT64: ((double *)p)[i] = v; break;
+    default: ((float *)p)[i] = (float)v; break;
+    }
+}
+
+/* v as the type would hold it. */
+static double fround(kiln_dtype t, double v) {
+    return t == KILN_FLOAT16 ? half_round(v) : t == KILN_FLOAT64 ? v : (float)v;
+}
 
 /* ---- activations ---- */
 
@@ -363,6 +441,136 @@ static void test_binary_float(void) {
     }
 }
 
+/* float16 and float64: each element against the float64 result of the op on the decoded
+ * operands, rounded once to the type. float16 + - * / mod fmod max min must then agree
+ * exactly (float32 holds enough bits that rounding through it changes nothing); pow goes
+ * through powf, so it may be one half ulp away. float64 agrees exactly but for pow. */
+static void run_typed_float_binary(kiln_dtype t, kiln_elementwise_op op, kiln_dims da, kiln_dims db, const void *a,
+                                   const void *b, const char *what) {
+    kiln_dims want = bshape(&da, &db);
+    int64_t n = kiln_dims_volume(&want);
+    kiln_network *net = net_new();
+    kiln_tensor *ta = kiln_network_add_input(net, "a", t, da);
+    kiln_tensor *tb = kiln_network_add_input(net, "b", t, db);
+    void *ip[2] = {(void *)a, (void *)b};
+    kiln_dims od;
+    void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
+    if (!y) return;
+    CHECK(dims_same(&od, &want), "%s: output dims", what);
+    int64_t bad = 0, first = -1, ones = 0;
+    double got_first = 0, want_first = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = fget(t, a, bidx(&want, &da, i)), v = fget(t, b, bidx(&want, &db, i));
+        double r = ref_fbin(op, x, v), got;
+        bool ok;
+        if (is_cmp(op)) {
+            got = ((const uint8_t *)y)[i];
+            ok = got == r;
+            ones += r != 0;
+        } else {
+            got = fget(t, y, i);
+            r = fround(t, r);
+            if (op == KILN_ELT_POW)
+                ok = t == KILN_FLOAT16 ? fabs(got - r) <= ldexp(fabs(r), -10) : fabs(got - r) <= 1e-15 * fabs(r);
+            else
+                ok = got == r;
+        }
+        if (!ok && first < 0) {
+            first = i;
+            got_first = got;
+            want_first = r;
+        }
+        bad += !ok;
+    }
+    CHECK(bad == 0, "%s: %lld of %lld wrong (first at %lld: got %.17g, expected %.17g)", what, (long long)bad,
+          (long long)n, (long long)first, got_first, want_first);
+    CHECK(!is_cmp(op) || n < 100 || (ones > 0 && ones < n), "%s: degenerate data (%lld true)", what, (long long)ones);
+    free(y);
+}
+
+static void test_binary_float_types(void) {
+    static const kiln_elementwise_op ops[] = {
+        KILN_ELT_ADD,   KILN_ELT_SUB,     KILN_ELT_MUL,        KILN_ELT_DIV,          KILN_ELT_MAX,
+        KILN_ELT_MIN,   KILN_ELT_POW,     KILN_ELT_MOD,        KILN_ELT_FMOD,         KILN_ELT_EQUAL,
+        KILN_ELT_LESS,  KILN_ELT_GREATER, KILN_ELT_LESS_EQUAL, KILN_ELT_GREATER_EQUAL};
+    static const kiln_dtype types[2] = {KILN_FLOAT16, KILN_FLOAT64};
+    for (int ti = 0; ti < 2; ti++) {
+        kiln_dtype t = types[ti];
+        size_t es = kiln_dtype_size(t);
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+            for (int p = 0; p < NPAIRS; p++)
+                for (int rev = 0; rev < 2; rev++) {
+                    if (rev && p == 4) continue;
+                    kiln_dims da = mk(pairs[p].na, pairs[p].a), db = mk(pairs[p].nb, pairs[p].b);
+                    if (rev) {
+                        kiln_dims tmp = da;
+                        da = db;
+                        db = tmp;
+                    }
+                    kiln_elementwise_op op = ops[o];
+                    int64_t na = kiln_dims_volume(&da), nb = kiln_dims_volume(&db);
+                    float *fa = malloc((size_t)na * sizeof(float)), *fb = malloc((size_t)nb * sizeof(float));
+                    fill_operand(op, 0, fa, na);
+                    fill_operand(op, 1, fb, nb);
+                    void *a = malloc((size_t)na * es), *b = malloc((size_t)nb * es);
+                    for (int64_t i = 0; i < na; i++) {
+                        double v = fa[i];
+                        /* float64: bits below float32's, so a float32 computation shows */
+                        if (t == KILN_FLOAT64 && !is_cmp(op)) v *= 1 + th_uniform(-1e-6, 1e-6);
+                        /* float16: some subnormal operands, and products and quotients below
+                         * half's normal range */
+                        if (t == KILN_FLOAT16 && i % 4 == 1 && !is_cmp(op) && op != KILN_ELT_POW) {
+                            v = ldexp(v, -16);
+                            if (half_round(v) == 0) v = ldexp(1, -24);
+                        }
+                        fput(t, a, i, v);
+                    }
+                    for (int64_t i = 0; i < nb; i++) {
+                        double v = fb[i];
+                        if (t == KILN_FLOAT64 && !is_cmp(op)) v *= 1 + th_uniform(-1e-6, 1e-6);
+                        fput(t, b, i, v);
+                    }
+                    char what[192], s1[64], s2[64];
+                    snprintf(what, sizeof what, "%s op %d: %s with %s", kiln_dtype_name(t), (int)op,
+                             dstr(&da, s1, sizeof s1), dstr(&db, s2, sizeof s2));
+                    run_typed_float_binary(t, op, da, db, a, b, what);
+                    free(fa);
+                    free(fb);
+                    free(a);
+                    free(b);
+                }
+        /* max and min propagate NaN from either side; float16 sums overflow to infinity */
+        int64_t d4 = 4;
+        void *a = malloc(4 * es), *b = malloc(4 * es);
+        const double av[4] = {NAN, 1.5, -2.0, 60000}, bv[4] = {2.0, NAN, -3.0, 60000};
+        for (int i = 0; i < 4; i++) {
+            fput(t, a, i, av[i]);
+            fput(t, b, i, bv[i]);
+        }
+        static const kiln_elementwise_op nops[3] = {KILN_ELT_MAX, KILN_ELT_MIN, KILN_ELT_ADD};
+        for (int k = 0; k < 3; k++) {
+            kiln_network *net = net_new();
+            kiln_tensor *ta = kiln_network_add_input(net, "a", t, mk(1, &d4));
+            kiln_tensor *tb = kiln_network_add_input(net, "b", t, mk(1, &d4));
+            void *ip[2] = {a, b};
+            char what[64];
+            snprintf(what, sizeof what, "%s op %d with NaN", kiln_dtype_name(t), (int)nops[k]);
+            void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, nops[k]), ip, NULL, what);
+            if (!y) continue;
+            double y2 = fget(t, y, 2), y3 = fget(t, y, 3);
+            CHECK(isnan(fget(t, y, 0)) && isnan(fget(t, y, 1)), "%s: NaN lost: %g %g", what, fget(t, y, 0),
+                  fget(t, y, 1));
+            if (nops[k] == KILN_ELT_ADD)
+                CHECK(y2 == -5.0 && y3 == (t == KILN_FLOAT16 ? INFINITY : 120000.0), "%s: got %g %g", what, y2, y3);
+            else
+                CHECK(y2 == (nops[k] == KILN_ELT_MAX ? -2.0 : -3.0) && y3 == 60000, "%s: got %g %g", what, y2, y3);
+            free(y);
+        }
+        free(a);
+        free(b);
+    }
+}
+
 /* Integer semantics: C truncating division, Python-sign MOD, C-sign FMOD, pow by
  * repeated multiplication (negative exponents truncate 1/x^k), all wrapping to the type. */
 static int64_t ref_ibin(kiln_elementwise_op op, int64_t x, int64_t y) {
@@ -375,9 +583,9 @@ static int64_t ref_ibin(kiln_elementwise_op op, int64_t x, int64_t y) {
     case KILN_ELT_MIN: return x < y ? x : y;
     case KILN_ELT_POW: {
         if (y < 0) return x == 1 ? 1 : x == -1 ? (y % 2 ? -1 : 1) : 0;
-        int64_t r = 1;
-        for (int64_t k = 0; k < y; k++) r *= x;
-        return r;
+        uint64_t r = 1; /* wraps; the low bits are those of the narrower type */
+        for (int64_t k = 0; k < y; k++) r *= (uint64_t)x;
+        return (int64_t)r;
     }
     case KILN_ELT_FMOD: return x % y;
     case KILN_ELT_MOD: {
@@ -395,6 +603,7 @@ static int64_t ref_ibin(kiln_elementwise_op op, int64_t x, int64_t y) {
 
 static int64_t get_int(kiln_dtype t, const void *p, int64_t i) {
     switch (t) {
+    case KILN_INT8: return ((const int8_t *)p)[i];
     case KILN_INT32: return ((const int32_t *)p)[i];
     case KILN_INT64: return ((const int64_t *)p)[i];
     default: return ((const uint8_t *)p)[i];
@@ -403,9 +612,20 @@ static int64_t get_int(kiln_dtype t, const void *p, int64_t i) {
 
 static void put_int(kiln_dtype t, void *p, int64_t i, int64_t v) {
     switch (t) {
+    case KILN_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
     case KILN_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
     case KILN_INT64: ((int64_t *)p)[i] = v; break;
     default: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    }
+}
+
+/* v wrapped to t, as two's complement hardware (and numpy) would. */
+static int64_t wrap_int(kiln_dtype t, int64_t v) {
+    switch (t) {
+    case KILN_INT8: return (int8_t)(uint8_t)(uint64_t)v;
+    case KILN_UINT8: return (uint8_t)(uint64_t)v;
+    case KILN_INT32: return (int32_t)(uint32_t)(uint64_t)v;
+    default: return v;
     }
 }
 
@@ -419,7 +639,7 @@ static void run_int_binary(kiln_dtype t, kiln_elementwise_op op, kiln_dims da, k
     kiln_tensor *tb = kiln_network_add_input(net, "b", t, db);
     void *ip[2] = {(void *)a, (void *)b};
     kiln_dims od;
-    void *y = run_layer(net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
+    void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
     if (!y) return;
     CHECK(dims_same(&od, &want), "%s: output dims", what);
     bool boolean = is_cmp(op) || (op >= KILN_ELT_AND && op <= KILN_ELT_XOR);
@@ -431,7 +651,7 @@ static void run_int_binary(kiln_dtype t, kiln_elementwise_op op, kiln_dims da, k
         else if (op == KILN_ELT_OR) r = x || v;
         else if (op == KILN_ELT_XOR) r = (x != 0) != (v != 0);
         else r = ref_ibin(op, x, v);
-        if (t == KILN_INT32 && !boolean) r = (int32_t)(uint32_t)(uint64_t)r; /* wrap like the type */
+        if (!boolean) r = wrap_int(t, r);
         if (get_int(ot, y, i) != r) {
             bad++;
             if (first < 0) first = i;
@@ -525,6 +745,149 @@ static void test_binary_int(void) {
             free(out);
         }
         kiln_network_destroy(net);
+    }
+}
+
+/* int8 and uint8: full-range operands so that + - * and pow wrap around, signed division
+ * of the minimum by -1, and the sign rules of MOD (divisor) and FMOD (dividend). */
+static void test_binary_int8(void) {
+    static const kiln_elementwise_op ops[] = {
+        KILN_ELT_ADD,  KILN_ELT_SUB,  KILN_ELT_MUL,   KILN_ELT_DIV,     KILN_ELT_MAX,        KILN_ELT_MIN,
+        KILN_ELT_POW,  KILN_ELT_MOD,  KILN_ELT_FMOD,  KILN_ELT_EQUAL,   KILN_ELT_LESS,       KILN_ELT_GREATER,
+        KILN_ELT_LESS_EQUAL, KILN_ELT_GREATER_EQUAL};
+    for (int it = 0; it < 2; it++) {
+        kiln_dtype t = it ? KILN_UINT8 : KILN_INT8;
+        int64_t lo = it ? 0 : -128, hi = it ? 255 : 127;
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+            for (int p = 0; p < NPAIRS; p++)
+                for (int rev = 0; rev < 2; rev++) {
+                    if (rev && p == 4) continue;
+                    kiln_dims da = mk(pairs[p].na, pairs[p].a), db = mk(pairs[p].nb, pairs[p].b);
+                    if (rev) {
+                        kiln_dims tmp = da;
+                        da = db;
+                        db = tmp;
+                    }
+                    int64_t na = kiln_dims_volume(&da), nb = kiln_dims_volume(&db);
+                    uint8_t *a = malloc((size_t)na), *b = malloc((size_t)nb);
+                    kiln_elementwise_op op = ops[o];
+                    bool divides = op == KILN_ELT_DIV || op == KILN_ELT_MOD || op == KILN_ELT_FMOD;
+                    for (int64_t i = 0; i < na; i++) {
+                        int64_t v = op == KILN_ELT_POW ? (it ? rand_int(0, 255) : rand_int(-6, 6))
+                                    : is_cmp(op)       ? rand_int(lo, lo + 4)
+                                                       : rand_int(lo, hi);
+                        if (!it && divides && i % 5 == 0) v = -128;
+                        put_int(t, a, i, v);
+                    }
+                    for (int64_t i = 0; i < nb; i++) {
+                        int64_t v = op == KILN_ELT_POW ? rand_int(it ? 0 : -2, 9)
+                                    : is_cmp(op)       ? rand_int(lo, lo + 4)
+                                                       : rand_int(lo, hi);
+                        if (divides && !it && i % 7 == 3) v = -1;
+                        if (divides && v == 0) v = 3;
+                        put_int(t, b, i, v);
+                    }
+                    if (op == KILN_ELT_POW) /* no 0 base meets a negative exponent */
+                        for (int64_t i = 0; i < na; i++)
+                            if (get_int(t, a, i) == 0 && !it) put_int(t, a, i, 2);
+                    char what[192], s1[64], s2[64];
+                    snprintf(what, sizeof what, "%s op %d: %s with %s", kiln_dtype_name(t), (int)op,
+                             dstr(&da, s1, sizeof s1), dstr(&db, s2, sizeof s2));
+                    run_int_binary(t, op, da, db, a, b, what);
+                    free(a);
+                    free(b);
+                }
+    }
+    /* the ONNX examples: mod_mixed_sign_int8 (sign of the divisor) and its fmod twin */
+    int8_t x[6] = {-4, 7, 5, 4, -7, 8}, v[6] = {2, -3, 8, -2, 3, 5};
+    const int8_t want_mod[6] = {0, -2, 5, 0, 2, 3}, want_fmod[6] = {0, 1, 5, 0, -1, 3};
+    int64_t d6 = 6;
+    for (int k = 0; k < 2; k++) {
+        kiln_network *net = net_new();
+        kiln_tensor *ta = kiln_network_add_input(net, "a", KILN_INT8, mk(1, &d6));
+        kiln_tensor *tb = kiln_network_add_input(net, "b", KILN_INT8, mk(1, &d6));
+        void *ip[2] = {x, v};
+        kiln_layer *l = kiln_network_add_elementwise(net, ta, tb, k ? KILN_ELT_FMOD : KILN_ELT_MOD);
+        int8_t *y = run_layer_for(KILN_INT8, net, l, ip, NULL, "int8 mod example");
+        if (y)
+            CHECK(memcmp(y, k ? want_fmod : want_mod, 6) == 0, "int8 %s example: %d %d %d %d %d %d",
+                  k ? "fmod" : "mod", y[0], y[1], y[2], y[3], y[4], y[5]);
+        free(y);
+    }
+    /* division by zero is reported at run time for these types too */
+    for (int it = 0; it < 2; it++) {
+        kiln_dtype t = it ? KILN_UINT8 : KILN_INT8;
+        uint8_t a[4] = {1, 2, 3, 4}, z[4] = {1, 0, 2, 1};
+        int64_t d4 = 4;
+        kiln_network *net = net_new();
+        kiln_tensor *ta = kiln_network_add_input(net, "a", t, mk(1, &d4));
+        kiln_tensor *tb = kiln_network_add_input(net, "b", t, mk(1, &d4));
+        kiln_layer *l = kiln_network_add_elementwise(net, ta, tb, it ? KILN_ELT_MOD : KILN_ELT_DIV);
+        CHECK(l != NULL, "%s div layer: %s", kiln_dtype_name(t), kiln_last_error());
+        if (l) {
+            kiln_network_mark_output(net, kiln_layer_output(l, 0));
+            void *zp[2] = {a, z}, *out = NULL;
+            kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, zp, &out, NULL);
+            CHECK(st == KILN_ERR_RUNTIME && strstr(kiln_last_error(), "division by zero"), "%s by zero: %s, '%s'",
+                  kiln_dtype_name(t), kiln_status_string(st), kiln_last_error());
+            free(out);
+        }
+        kiln_network_destroy(net);
+    }
+}
+
+/* In-place chains on the CPU-only dtypes: t = a - b; u = t * t (both operands the buffer
+ * that may become the output); y = max(u, a); each step rounded or wrapped to the type. */
+static void test_inplace_types(void) {
+    static const kiln_dtype types[4] = {KILN_FLOAT16, KILN_FLOAT64, KILN_INT8, KILN_UINT8};
+    const int64_t rows = 13, cols = 1001, n = rows * cols;
+    int64_t d[2] = {rows, cols};
+    for (int ti = 0; ti < 4; ti++) {
+        kiln_dtype t = types[ti];
+        bool flt = t == KILN_FLOAT16 || t == KILN_FLOAT64;
+        size_t es = kiln_dtype_size(t);
+        char *a = malloc((size_t)n * es), *b = malloc((size_t)n * es);
+        for (int64_t i = 0; i < n; i++) {
+            if (flt) {
+                fput(t, a, i, th_uniform(-8, 8));
+                fput(t, b, i, th_uniform(-8, 8));
+            } else {
+                put_int(t, a, i, rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
+                put_int(t, b, i, rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
+            }
+        }
+        kiln_network *net = net_new();
+        kiln_tensor *ta = kiln_network_add_input(net, "a", t, mk(2, d));
+        kiln_tensor *tb = kiln_network_add_input(net, "b", t, mk(2, d));
+        kiln_layer *l1 = kiln_network_add_elementwise(net, ta, tb, KILN_ELT_SUB);
+        kiln_layer *l2 = l1 ? kiln_network_add_elementwise(net, kiln_layer_output(l1, 0), kiln_layer_output(l1, 0),
+                                                           KILN_ELT_MUL)
+                            : NULL;
+        kiln_layer *l3 = l2 ? kiln_network_add_elementwise(net, kiln_layer_output(l2, 0), ta, KILN_ELT_MAX) : NULL;
+        void *ip[2] = {a, b};
+        char what[64];
+        snprintf(what, sizeof what, "in-place chain %s", kiln_dtype_name(t));
+        char *y = run_layer_for(t, net, l3, ip, NULL, what);
+        if (y) {
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (flt) {
+                    double u = fround(t, fget(t, a, i) - fget(t, b, i));
+                    u = fround(t, u * u);
+                    double x = fget(t, a, i), r = u > x ? u : x;
+                    bad += fget(t, y, i) != r;
+                } else {
+                    int64_t u = wrap_int(t, get_int(t, a, i) - get_int(t, b, i));
+                    u = wrap_int(t, u * u);
+                    int64_t x = get_int(t, a, i), r = u > x ? u : x;
+                    bad += get_int(t, y, i) != r;
+                }
+            }
+            CHECK(bad == 0, "%s: %lld of %lld wrong", what, (long long)bad, (long long)n);
+        }
+        free(y);
+        free(a);
+        free(b);
     }
 }
 
@@ -834,11 +1197,14 @@ int main(void) {
     test_unary_int_bool();
     test_binary_float();
     test_binary_int();
+    test_binary_float_types();
+    test_binary_int8();
     test_binary_bool();
     test_select();
     test_prelu();
     test_threads();
     test_inplace_chain();
+    test_inplace_types();
     test_errors();
     kiln_builder_destroy(B);
     return th_exit("test_ops_pointwise");

@@ -1,6 +1,7 @@
 /* kiln tests: max and average pooling against float64 references (kernel sizes, strides,
- * asymmetric pads, dilations, ceil_mode, count_include_pad, global, rank 3), the ONNX
- * reference examples for ceil_mode, and the errors the add call must report. */
+ * asymmetric pads, dilations, ceil_mode, count_include_pad, global, rank 3), on float32 and
+ * on float16, float64, int8 and uint8 (CPU kernels), the ONNX reference examples for
+ * ceil_mode, and the errors the add call must report. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -22,9 +23,9 @@ static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb,
     return o;
 }
 
-static void ref_pool(const pool_case *t, int64_t h, int64_t oh, int64_t ow, const float *x, double *y) {
+static void ref_pool(const pool_case *t, int64_t h, int64_t oh, int64_t ow, const double *x, double *y) {
     for (int64_t p = 0; p < t->n * t->c; p++) {
-        const float *xs = x + p * h * t->w;
+        const double *xs = x + p * h * t->w;
         for (int64_t a = 0; a < oh; a++)
             for (int64_t b = 0; b < ow; b++) {
                 double mx = -INFINITY, sum = 0;
@@ -44,7 +45,7 @@ static void ref_pool(const pool_case *t, int64_t h, int64_t oh, int64_t ow, cons
     }
 }
 
-static void ref_global(const pool_case *t, int64_t h, const float *x, double *y) {
+static void ref_global(const pool_case *t, int64_t h, const double *x, double *y) {
     for (int64_t p = 0; p < t->n * t->c; p++) {
         double mx = -INFINITY, sum = 0;
         for (int64_t i = 0; i < h * t->w; i++) {
@@ -93,10 +94,12 @@ static void run_case(kiln_builder *b, const pool_case *t, const float *xin, cons
     int64_t xn = t->n * t->c * h * t->w, yn = t->n * t->c * oh * ow;
     float *x = th_rand_array(xn, -1, 1);
     if (xin) memcpy(x, xin, (size_t)xn * sizeof(float));
-    double *ref = malloc((size_t)yn * sizeof(double));
+    double *ref = malloc((size_t)yn * sizeof(double)), *xd64 = malloc((size_t)xn * sizeof(double));
+    for (int64_t i = 0; i < xn; i++) xd64[i] = x[i];
     if (ref_in) memcpy(ref, ref_in, (size_t)yn * sizeof(double));
-    else if (t->global) ref_global(t, h, x, ref);
-    else ref_pool(t, h, oh, ow, x, ref);
+    else if (t->global) ref_global(t, h, xd64, ref);
+    else ref_pool(t, h, oh, ow, xd64, ref);
+    free(xd64);
 
     kiln_network *net = NULL;
     CHECK_OK(kiln_network_create(b, &net));
@@ -235,6 +238,184 @@ static void pool_onnx_examples(kiln_builder *b) {
     run_case(b, &q, NULL, NULL);
 }
 
+/* ---- float16, float64, int8, uint8 (CPU kernels only: run there whatever the device) ---- */
+
+/* IEEE half, written here independently of the library. */
+static double half_value(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* v rounded to the nearest half (ties to even), as a double. */
+static double half_round(double v) {
+    if (isnan(v) || isinf(v) || v == 0) return v;
+    int e;
+    frexp(v, &e);
+    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(v / ulp) * ulp;
+    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
+}
+
+/* The bits of a value that is already a half. */
+static uint16_t half_bits(double v) {
+    uint16_t s = signbit(v) ? 0x8000 : 0;
+    v = fabs(v);
+    if (isinf(v)) return s | 0x7C00;
+    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
+    int e;
+    frexp(v, &e);
+    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
+}
+
+static double tget(kiln_dtype dt, const void *p, int64_t i) {
+    switch (dt) {
+    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
+    case KILN_FLOAT64: return ((const double *)p)[i];
+    case KILN_INT8: return ((const int8_t *)p)[i];
+    default: return ((const uint8_t *)p)[i];
+    }
+}
+
+/* The reference value as the type holds it: averages rounded once, an empty max window the
+ * type's lowest value. */
+static double tround(kiln_dtype dt, double v) {
+    if (dt == KILN_FLOAT16) return half_round(v);
+    if (dt == KILN_INT8 && v == -INFINITY) return -128;
+    if (dt == KILN_UINT8 && v == -INFINITY) return 0;
+    return v;
+}
+
+/* One case on dtype dt: random data (float64 with bits below float32's, halves up to +-4
+ * with some subnormals, full-range integers), float64 reference, exact comparison (float64
+ * averages to 1e-14: the window sums run in another order). */
+static void run_case_typed(kiln_builder *b, const pool_case *t, kiln_dtype dt) {
+    char what[256];
+    snprintf(what, sizeof what,
+             "%s %s%s %lldx%lld kernel %lldx%lld stride %lld,%lld dil %lld,%lld pads %lld,%lld,%lld,%lld "
+             "ceil %d include_pad %d",
+             kiln_dtype_name(dt), t->global ? "global " : "", t->type == KILN_POOL_MAX ? "max" : "avg", (long long)t->h,
+             (long long)t->w, (long long)t->kh, (long long)t->kw, (long long)t->sh, (long long)t->sw, (long long)t->dh,
+             (long long)t->dw, (long long)t->pt, (long long)t->pl, (long long)t->pb, (long long)t->pr, t->ceil,
+             t->include_pad);
+    bool r3 = t->h == 0;
+    int64_t h = r3 ? 1 : t->h;
+    int64_t oh = t->global ? 1 : pool_out(h, t->kh, t->sh, t->dh, t->pt, t->pb, t->ceil);
+    int64_t ow = t->global ? 1 : pool_out(t->w, t->kw, t->sw, t->dw, t->pl, t->pr, t->ceil);
+    int64_t xn = t->n * t->c * h * t->w, yn = t->n * t->c * oh * ow;
+    size_t es = kiln_dtype_size(dt);
+    void *x = malloc((size_t)xn * es);
+    double *xv = malloc((size_t)xn * sizeof(double)), *ref = malloc((size_t)yn * sizeof(double));
+    for (int64_t i = 0; i < xn; i++) {
+        switch (dt) {
+        case KILN_FLOAT64: ((double *)x)[i] = th_uniform(-1, 1); break;
+        case KILN_FLOAT16: {
+            double v = half_round(th_uniform(-4, 4) * (i % 9 == 4 ? ldexp(1, -17) : 1));
+            if (v == 0) v = ldexp(1, -24);
+            ((uint16_t *)x)[i] = half_bits(v);
+            break;
+        }
+        case KILN_INT8: ((int8_t *)x)[i] = (int8_t)(th_rand_u64() >> 56); break;
+        default: ((uint8_t *)x)[i] = (uint8_t)(th_rand_u64() >> 56); break;
+        }
+        xv[i] = tget(dt, x, i);
+    }
+    if (t->global) ref_global(t, h, xv, ref);
+    else ref_pool(t, h, oh, ow, xv, ref);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_dims xd = r3 ? kiln_dims_make(3, (int64_t[]){t->n, t->c, t->w})
+                      : kiln_dims_make(4, (int64_t[]){t->n, t->c, t->h, t->w});
+    kiln_tensor *in = kiln_network_add_input(net, "x", dt, xd);
+    kiln_pool_desc d = make_desc(t);
+    kiln_layer *l = kiln_network_add_pooling(net, in, &d);
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK(kiln_tensor_dtype(kiln_layer_output(l, 0)) == dt, "%s: output dtype %s", what,
+              kiln_dtype_name(kiln_tensor_dtype(kiln_layer_output(l, 0))));
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        void *inputs[1] = {x}, *outputs[1] = {NULL};
+        kiln_dims od;
+        kiln_status st = th_run_device(b, net, KILN_DEVICE_CPU, inputs, outputs, &od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st == KILN_OK) {
+            CHECK(kiln_dims_volume(&od) == yn, "%s: %lld outputs, expected %lld", what,
+                  (long long)kiln_dims_volume(&od), (long long)yn);
+            int64_t bad = 0, first = -1;
+            double tol = dt == KILN_FLOAT64 && t->type == KILN_POOL_AVERAGE ? 1e-14 : 0;
+            for (int64_t i = 0; i < yn; i++) {
+                double want = tround(dt, ref[i]), got = tget(dt, outputs[0], i);
+                if (!(fabs(got - want) <= tol * fabs(want) || got == want)) {
+                    if (first < 0) first = i;
+                    bad++;
+                }
+            }
+            CHECK(bad == 0, "%s: %lld of %lld wrong (first %lld: got %.17g, expected %.17g)", what, (long long)bad,
+                  (long long)yn, (long long)first, first >= 0 ? tget(dt, outputs[0], first) : 0.0,
+                  first >= 0 ? tround(dt, ref[first]) : 0.0);
+        }
+        free(outputs[0]);
+    }
+    kiln_network_destroy(net);
+    free(x);
+    free(xv);
+    free(ref);
+}
+
+static void pool_types(kiln_builder *b) {
+    static const kiln_dtype types[4] = {KILN_FLOAT16, KILN_FLOAT64, KILN_INT8, KILN_UINT8};
+    static const int64_t kernels[] = {1, 2, 3, 5};
+    for (int ti = 0; ti < 4; ti++) {
+        kiln_dtype dt = types[ti];
+        bool ints = dt == KILN_INT8 || dt == KILN_UINT8;
+        int count = 0;
+        for (int ki = 0; ki < 4; ki++)
+            for (int64_t s = 1; s <= 3; s++)
+                for (int kind = 0; kind < 3; kind++) {
+                    if (ints && kind > 0) continue; /* integers: max pooling only (ONNX) */
+                    pool_case t;
+                    memset(&t, 0, sizeof t);
+                    t.type = kind == 0 ? KILN_POOL_MAX : KILN_POOL_AVERAGE;
+                    t.include_pad = kind == 2;
+                    t.ceil = count % 2;
+                    t.kh = kernels[ki];
+                    t.kw = kernels[(ki + count) % 4];
+                    t.sh = s;
+                    t.sw = (s % 3) + 1;
+                    t.dh = count % 3 == 1 ? 2 : 1;
+                    t.dw = count % 4 == 2 ? 2 : 1;
+                    t.n = 2;
+                    t.c = 3;
+                    int64_t spanh = (t.kh - 1) * t.dh + 1, spanw = (t.kw - 1) * t.dw + 1;
+                    t.pt = rnd(0, spanh - 1);
+                    t.pb = rnd(0, spanh - 1);
+                    t.pl = rnd(0, spanw - 1);
+                    t.pr = rnd(0, spanw - 1);
+                    t.h = (spanh + rnd(0, 8)) | 1;
+                    t.w = spanw + rnd(0, 9);
+                    run_case_typed(b, &t, dt);
+                    count++;
+                }
+        for (int type = 0; type <= (ints ? 0 : 1); type++) {
+            pool_case g = {.type = (kiln_pool_type)type, .global = 1, .n = 3, .c = 5, .h = 57, .w = 55};
+            run_case_typed(b, &g, dt);
+            pool_case g3 = {.type = (kiln_pool_type)type, .global = 1, .n = 2, .c = 4, .h = 0, .w = 13};
+            run_case_typed(b, &g3, dt);
+            pool_case r3 = {.type = (kiln_pool_type)type, .n = 2, .c = 3, .h = 0, .w = 17, .kh = 1, .kw = 4, .sh = 1,
+                            .sw = 3, .dh = 1, .dw = 2, .pl = 2, .pr = 1, .ceil = 1, .include_pad = 1};
+            run_case_typed(b, &r3, dt);
+            /* every tap of a dilated window in the padding: the type's lowest value, or 0 */
+            pool_case hole = {.type = (kiln_pool_type)type, .n = 1, .c = 2, .h = 1, .w = 5, .kh = 2, .kw = 1, .sh = 1,
+                              .sw = 1, .dh = 2, .dw = 1, .pt = 1, .pb = 1, .include_pad = 1};
+            run_case_typed(b, &hole, dt);
+            /* ResNet's stem pool, enough planes to spread over the workers */
+            pool_case big = {.type = (kiln_pool_type)type, .n = 1, .c = 16, .h = 56, .w = 56, .kh = 3, .kw = 3,
+                             .sh = 2, .sw = 2, .dh = 1, .dw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1};
+            run_case_typed(b, &big, dt);
+        }
+    }
+}
+
 static void expect_error(kiln_builder *b, const char *what, kiln_dtype dt, kiln_dims xd, const kiln_pool_desc *d,
                          const char *needle) {
     kiln_network *net = NULL;
@@ -269,6 +450,11 @@ static void pool_errors(kiln_builder *b) {
     expect_error(b, "negative stride", KILN_FLOAT32, xd, &d, "stride");
     d.stride[1] = 1;
     expect_error(b, "int32 input", KILN_INT32, xd, &d, "float32");
+    expect_error(b, "bool input", KILN_BOOL, xd, &d, "bool");
+    d.type = KILN_POOL_AVERAGE;
+    expect_error(b, "average of uint8", KILN_UINT8, xd, &d, "uint8");
+    expect_error(b, "average of int8", KILN_INT8, xd, &d, "int8");
+    d.type = KILN_POOL_MAX;
     expect_error(b, "rank-5 input", KILN_FLOAT32, kiln_dims_make(5, (int64_t[]){1, 3, 6, 6, 6}), &d, "rank");
     d.type = (kiln_pool_type)7;
     expect_error(b, "unknown type", KILN_FLOAT32, xd, &d, "type");
@@ -279,6 +465,7 @@ int main(void) {
     pool_sweep(b);
     pool_global(b);
     pool_onnx_examples(b);
+    pool_types(b);
     pool_errors(b);
     kiln_builder_destroy(b);
     return th_exit("test_ops_pool");

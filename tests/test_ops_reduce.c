@@ -1,6 +1,7 @@
 /* kiln tests: every reduction over single, multiple, negative, unsorted and all axes with
- * and without keep_dims (float32; int32/int64 where allowed), long reductions that are
- * split across threads, arg max/min with ties, and the errors the add calls report. */
+ * and without keep_dims (float32, float16, float64; int8/uint8/int32/int64 where allowed),
+ * long reductions that are split across threads, arg max/min with ties, and the errors the
+ * add calls report. float16, float64, int8 and uint8 have CPU kernels only and run there. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -25,6 +26,74 @@ static kiln_network *net_new(void) {
 
 
 static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
+
+static bool cpu_only(kiln_dtype t) {
+    return t == KILN_FLOAT16 || t == KILN_FLOAT64 || t == KILN_INT8 || t == KILN_UINT8;
+}
+
+/* th_run_layer, on the CPU for the dtypes above. */
+static void *run_layer_for(kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
+                           const char *what) {
+    if (!cpu_only(t)) return run_layer(net, l, inputs, od, what);
+    void *out = NULL;
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, inputs, &out, od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st != KILN_OK) {
+            free(out);
+            out = NULL;
+        }
+    }
+    kiln_network_destroy(net);
+    return out;
+}
+
+/* IEEE half, written here independently of the library. */
+static double half_value(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* v rounded to the nearest half (ties to even), as a double. */
+static double half_round(double v) {
+    if (isnan(v) || isinf(v) || v == 0) return v;
+    int e;
+    frexp(v, &e);
+    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(v / ulp) * ulp;
+    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
+}
+
+/* The bits of a value that is already a half. */
+static uint16_t half_bits(double v) {
+    uint16_t s = signbit(v) ? 0x8000 : 0;
+    v = fabs(v);
+    if (isinf(v)) return s | 0x7C00;
+    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
+    int e;
+    frexp(v, &e);
+    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
+}
+
+/* Element i of a float32/float16/float64 array as a double, and v stored there. */
+static double fget(kiln_dtype t, const void *p, int64_t i) {
+    switch (t) {
+    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
+    case KILN_FLOAT64: return ((const double *)p)[i];
+    default: return ((const float *)p)[i];
+    }
+}
+
+static void fput(kiln_dtype t, void *p, int64_t i, double v) {
+    switch (t) {
+    case KILN_FLOAT16: ((uint16_t *)p)[i] = half_bits(half_round(v)); break;
+    case KILN_FLOAT64: ((double *)p)[i] = v; break;
+    default: ((float *)p)[i] = (float)v; break;
+    }
+}
 
 /* The expected output shape and, for each input element, the output element it lands in. */
 static kiln_dims reduced_dims(const kiln_dims *d, const bool *red, int keep) {
@@ -58,7 +127,7 @@ static bool dims_same(const kiln_dims *a, const kiln_dims *b) {
 
 /* ---- float reductions ---- */
 
-static void ref_reduce(kiln_reduce_op op, const kiln_dims *d, const bool *red, const float *x, double *y, int64_t m) {
+static void ref_reduce(kiln_reduce_op op, const kiln_dims *d, const bool *red, const double *x, double *y, int64_t m) {
     int64_t n = kiln_dims_volume(d), cnt = n / (m ? m : 1);
     double *mx = malloc((size_t)(m ? m : 1) * sizeof(double));
     for (int64_t j = 0; j < m; j++) {
@@ -108,6 +177,8 @@ static void reduce_case(kiln_reduce_op op, kiln_dims d, int nb_axes, const int64
     float lo, hi;
     input_range(op, &lo, &hi);
     float *x = th_rand_array(n, lo, hi);
+    double *xd = malloc((size_t)(n ? n : 1) * sizeof(double));
+    for (int64_t i = 0; i < n; i++) xd[i] = x[i];
     kiln_network *net = net_new();
     kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, d);
     char what[128];
@@ -120,12 +191,92 @@ static void reduce_case(kiln_reduce_op op, kiln_dims d, int nb_axes, const int64
     if (y) {
         CHECK(dims_same(&od, &want), "%s: output dims", what);
         double *ref = malloc((size_t)m * sizeof(double));
-        ref_reduce(op, &d, red, x, ref, m);
+        ref_reduce(op, &d, red, xd, ref, m);
         th_check_close(what, y, ref, m, 1e-5);
         free(ref);
     }
     free(y);
     free(x);
+    free(xd);
+}
+
+/* float16 and float64 input, accumulated in double and rounded once: float64 against the
+ * reference to 1e-12 (a float32 accumulation would miss by 1e-7), float16 exactly or, where
+ * the summation order tips a rounding, by one half ulp. */
+static void reduce_case_typed(kiln_dtype t, kiln_reduce_op op, kiln_dims d, int nb_axes, const int64_t *axes,
+                              int keep) {
+    bool red[KILN_MAX_DIMS] = {false};
+    for (int i = 0; i < nb_axes; i++) red[axes[i] < 0 ? axes[i] + d.nb_dims : axes[i]] = true;
+    if (nb_axes == 0)
+        for (int i = 0; i < d.nb_dims; i++) red[i] = true;
+    kiln_dims want = reduced_dims(&d, red, keep);
+    int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
+    float lo, hi;
+    input_range(op, &lo, &hi);
+    if (t == KILN_FLOAT64 && op == KILN_REDUCE_LOG_SUM_EXP) lo = -300, hi = 700; /* exp beyond float's range */
+    size_t es = kiln_dtype_size(t);
+    void *x = malloc((size_t)(n ? n : 1) * es);
+    double *xd = malloc((size_t)(n ? n : 1) * sizeof(double));
+    for (int64_t i = 0; i < n; i++) {
+        double v = th_uniform(lo, hi);
+        if (v == 0) v = hi;
+        fput(t, x, i, v);
+        xd[i] = fget(t, x, i);
+    }
+    kiln_network *net = net_new();
+    kiln_tensor *in = kiln_network_add_input(net, "x", t, d);
+    char what[128];
+    int k = snprintf(what, sizeof what, "%s reduce op %d rank %d keep %d axes", kiln_dtype_name(t), (int)op, d.nb_dims,
+                     keep);
+    for (int i = 0; i < nb_axes && k < 100; i++)
+        k += snprintf(what + k, sizeof what - (size_t)k, " %lld", (long long)axes[i]);
+    if (!nb_axes) snprintf(what + k, sizeof what - (size_t)k, " (all)");
+    void *ip[1] = {x};
+    kiln_dims od;
+    void *y = run_layer_for(t, net, kiln_network_add_reduce(net, in, op, nb_axes, axes, keep), ip, &od, what);
+    if (y) {
+        CHECK(dims_same(&od, &want), "%s: output dims", what);
+        double *ref = malloc((size_t)(m ? m : 1) * sizeof(double));
+        ref_reduce(op, &d, red, xd, ref, m);
+        int64_t bad = 0, first = -1, inexact = 0;
+        for (int64_t j = 0; j < m; j++) {
+            double got = fget(t, y, j), r = t == KILN_FLOAT16 ? half_round(ref[j]) : ref[j];
+            bool ok = got == r || (t == KILN_FLOAT16 ? fabs(got - r) <= ldexp(fabs(r), -10)
+                                                     : fabs(got - r) <= 1e-12 * fabs(r));
+            inexact += got != r;
+            if (!ok && first < 0) first = j;
+            bad += !ok;
+        }
+        CHECK(bad == 0, "%s: %lld of %lld wrong (first %lld: got %.17g, expected %.17g)", what, (long long)bad,
+              (long long)m, (long long)first, first >= 0 ? fget(t, y, first) : 0.0, first >= 0 ? ref[first] : 0.0);
+        CHECK(t != KILN_FLOAT16 || inexact * 20 <= m, "%s: %lld of %lld off by an ulp", what, (long long)inexact,
+              (long long)m);
+        free(ref);
+    }
+    free(y);
+    free(x);
+    free(xd);
+}
+
+static void test_reduce_float_types(void) {
+    static const kiln_dtype types[2] = {KILN_FLOAT64, KILN_FLOAT16};
+    int64_t d4[4] = {3, 4, 5, 6};
+    static const struct {
+        int n;
+        int64_t a[4];
+    } sets[] = {{0, {0}}, {1, {1}}, {1, {-1}}, {2, {0, 2}}, {2, {1, 3}}, {3, {3, -4, 1}}};
+    int64_t longrow[2] = {1, 300001}, three[2] = {3, 100003}, tall[2] = {1000, 300}, ax1[1] = {1}, ax0[1] = {0};
+    for (int ti = 0; ti < 2; ti++)
+        for (int op = 0; op < KILN_REDUCE_COUNT; op++) {
+            kiln_dtype t = types[ti];
+            for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
+                for (int keep = 0; keep < 2; keep++)
+                    reduce_case_typed(t, (kiln_reduce_op)op, kiln_dims_make(4, d4), sets[s].n, sets[s].a, keep);
+            reduce_case_typed(t, (kiln_reduce_op)op, kiln_dims_make(2, longrow), 0, NULL, 0);
+            reduce_case_typed(t, (kiln_reduce_op)op, kiln_dims_make(2, three), 1, ax1, 1);
+            reduce_case_typed(t, (kiln_reduce_op)op, kiln_dims_make(2, tall), 1, ax0, 0);
+            reduce_case_typed(t, (kiln_reduce_op)op, kiln_dims_make(0, NULL), 0, NULL, 0);
+        }
 }
 
 static void test_reduce_float(void) {
@@ -176,19 +327,100 @@ static void test_reduce_empty(void) {
         }
         free(y);
     }
+    /* float16 and float64 the same; integers give 0, 1 and the type's extremes */
+    static const kiln_dtype types[6] = {KILN_FLOAT16, KILN_FLOAT64, KILN_INT8, KILN_UINT8, KILN_INT32, KILN_INT64};
+    for (int ti = 0; ti < 6; ti++) {
+        kiln_dtype t = types[ti];
+        bool flt = ti < 2;
+        for (int op = 0; op < KILN_REDUCE_COUNT; op++) {
+            double w = flt ? want[op] : op == KILN_REDUCE_SUM ? 0 : op == KILN_REDUCE_PROD ? 1 : NAN;
+            if (!flt && (op == KILN_REDUCE_MAX || op == KILN_REDUCE_MIN)) {
+                double lo = t == KILN_INT8    ? -128
+                            : t == KILN_UINT8 ? 0
+                            : t == KILN_INT32 ? INT32_MIN
+                                              : (double)INT64_MIN;
+                double hi = t == KILN_INT8    ? 127
+                            : t == KILN_UINT8 ? 255
+                            : t == KILN_INT32 ? INT32_MAX
+                                              : (double)INT64_MAX;
+                w = op == KILN_REDUCE_MAX ? lo : hi;
+            }
+            if (isnan(w) && !flt) continue; /* integers have no mean, norms or logarithms */
+            kiln_network *net = net_new();
+            kiln_tensor *in = kiln_network_add_input(net, "x", t, kiln_dims_make(3, d));
+            double dummy[1] = {0};
+            void *ip[1] = {dummy};
+            kiln_layer *l = kiln_network_add_reduce(net, in, (kiln_reduce_op)op, 1, ax, 0);
+            char what[64];
+            snprintf(what, sizeof what, "%s reduce op %d over an empty axis", kiln_dtype_name(t), op);
+            CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+            void *y = NULL;
+            if (l) {
+                CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+                kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, ip, &y, NULL);
+                CHECK(st == KILN_OK, "%s: %s", what, kiln_last_error());
+            }
+            kiln_network_destroy(net);
+            if (!y) continue;
+            int bad = 0;
+            for (int i = 0; i < 6; i++) {
+                double g;
+                switch (t) {
+                case KILN_INT8: g = ((int8_t *)y)[i]; break;
+                case KILN_UINT8: g = ((uint8_t *)y)[i]; break;
+                case KILN_INT32: g = ((int32_t *)y)[i]; break;
+                case KILN_INT64: g = (double)((int64_t *)y)[i]; break;
+                default: g = fget(t, y, i); break;
+                }
+                bad += !(g == w || (isnan(g) && isnan(w)));
+            }
+            CHECK(bad == 0, "%s: %d of 6 wrong (expected %g)", what, bad, w);
+            free(y);
+        }
+    }
 }
 
 /* ---- integer reductions (exact) ---- */
 
+static int64_t iget(kiln_dtype t, const void *p, int64_t i) {
+    switch (t) {
+    case KILN_INT8: return ((const int8_t *)p)[i];
+    case KILN_UINT8: return ((const uint8_t *)p)[i];
+    case KILN_INT32: return ((const int32_t *)p)[i];
+    default: return ((const int64_t *)p)[i];
+    }
+}
+
+static void iput(kiln_dtype t, void *p, int64_t i, int64_t v) {
+    switch (t) {
+    case KILN_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case KILN_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case KILN_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
+    default: ((int64_t *)p)[i] = v; break;
+    }
+}
+
+/* v wrapped to t, as two's complement hardware (and numpy) would. */
+static int64_t wrap_int(kiln_dtype t, int64_t v) {
+    switch (t) {
+    case KILN_INT8: return (int8_t)(uint8_t)(uint64_t)v;
+    case KILN_UINT8: return (uint8_t)(uint64_t)v;
+    case KILN_INT32: return (int32_t)(uint32_t)(uint64_t)v;
+    default: return v;
+    }
+}
+
 static void test_reduce_int(void) {
     static const kiln_reduce_op ops[4] = {KILN_REDUCE_SUM, KILN_REDUCE_MAX, KILN_REDUCE_MIN, KILN_REDUCE_PROD};
+    static const kiln_dtype types[4] = {KILN_INT32, KILN_INT64, KILN_INT8, KILN_UINT8};
     int64_t d4[4] = {3, 4, 5, 6}, longrow[2] = {2, 200000};
     static const struct {
         int n;
         int64_t a[4];
     } sets[] = {{0, {0}}, {1, {1}}, {1, {-1}}, {2, {0, 2}}, {2, {3, 1}}};
-    for (int it = 0; it < 2; it++) {
-        kiln_dtype t = it ? KILN_INT64 : KILN_INT32;
+    for (int it = 0; it < 4; it++) {
+        kiln_dtype t = types[it];
+        size_t es = kiln_dtype_size(t);
         for (int o = 0; o < 4; o++)
             for (size_t s = 0; s < sizeof sets / sizeof sets[0] + 1; s++)
                 for (int keep = 0; keep < 2; keep++) {
@@ -202,13 +434,17 @@ static void test_reduce_int(void) {
                         for (int i = 0; i < d.nb_dims; i++) red[i] = true;
                     kiln_dims want = reduced_dims(&d, red, keep);
                     int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
-                    int64_t *v = malloc((size_t)n * sizeof(int64_t));
-                    int32_t *v32 = malloc((size_t)n * sizeof(int32_t));
+                    void *v = malloc((size_t)n * es);
                     for (int64_t i = 0; i < n; i++) {
-                        /* products wrap: both sides wrap the same way */
-                        v[i] = ops[o] == KILN_REDUCE_PROD ? rand_int(-3, 3) : rand_int(-1000000, 1000000);
-                        if (it == 0 && ops[o] == KILN_REDUCE_SUM) v[i] = rand_int(-1000, 1000);
-                        v32[i] = (int32_t)v[i];
+                        int64_t x;
+                        if (t == KILN_INT8) /* full range: sums and products wrap */
+                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(-64, 63) * 2 + 1 : rand_int(-128, 127);
+                        else if (t == KILN_UINT8)
+                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(0, 127) * 2 + 1 : rand_int(0, 255);
+                        else /* products wrap: both sides wrap the same way */
+                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(-3, 3) : rand_int(-1000000, 1000000);
+                        if (t == KILN_INT32 && ops[o] == KILN_REDUCE_SUM) x = rand_int(-1000, 1000);
+                        iput(t, v, i, x);
                     }
                     uint64_t *acc = malloc((size_t)m * sizeof(uint64_t));
                     int64_t *mm = malloc((size_t)m * sizeof(int64_t));
@@ -217,34 +453,36 @@ static void test_reduce_int(void) {
                         mm[j] = ops[o] == KILN_REDUCE_MAX ? INT64_MIN : INT64_MAX;
                     }
                     for (int64_t i = 0; i < n; i++) {
-                        int64_t j = out_index(&d, red, i);
-                        if (ops[o] == KILN_REDUCE_SUM) acc[j] += (uint64_t)v[i];
-                        if (ops[o] == KILN_REDUCE_PROD) acc[j] *= (uint64_t)v[i];
-                        if (ops[o] == KILN_REDUCE_MAX && v[i] > mm[j]) mm[j] = v[i];
-                        if (ops[o] == KILN_REDUCE_MIN && v[i] < mm[j]) mm[j] = v[i];
+                        int64_t j = out_index(&d, red, i), x = iget(t, v, i);
+                        if (ops[o] == KILN_REDUCE_SUM) acc[j] += (uint64_t)x;
+                        if (ops[o] == KILN_REDUCE_PROD) acc[j] *= (uint64_t)x;
+                        if (ops[o] == KILN_REDUCE_MAX && x > mm[j]) mm[j] = x;
+                        if (ops[o] == KILN_REDUCE_MIN && x < mm[j]) mm[j] = x;
                     }
                     kiln_network *net = net_new();
                     kiln_tensor *in = kiln_network_add_input(net, "x", t, d);
-                    void *ip[1] = {it ? (void *)v : (void *)v32};
+                    void *ip[1] = {v};
                     kiln_dims od;
                     char what[96];
                     snprintf(what, sizeof what, "%s reduce op %d set %d keep %d", kiln_dtype_name(t), (int)ops[o], (int)s,
                              keep);
-                    void *y = run_layer(net, kiln_network_add_reduce(net, in, ops[o], nb, axes, keep), ip, &od, what);
+                    void *y = run_layer_for(t, net, kiln_network_add_reduce(net, in, ops[o], nb, axes, keep), ip, &od,
+                                            what);
                     if (y) {
                         CHECK(dims_same(&od, &want), "%s: output dims", what);
-                        int64_t bad = 0;
+                        int64_t bad = 0, wrapped = 0;
                         for (int64_t j = 0; j < m; j++) {
                             int64_t r = ops[o] == KILN_REDUCE_SUM || ops[o] == KILN_REDUCE_PROD ? (int64_t)acc[j] : mm[j];
-                            if (!it) r = (int32_t)(uint32_t)(uint64_t)r;
-                            int64_t got = it ? ((int64_t *)y)[j] : ((int32_t *)y)[j];
-                            bad += got != r;
+                            wrapped += wrap_int(t, r) != r;
+                            bad += iget(t, y, j) != wrap_int(t, r);
                         }
                         CHECK(bad == 0, "%s: %lld of %lld wrong", what, (long long)bad, (long long)m);
+                        /* 8-bit sums and products must have wrapped somewhere */
+                        bool narrow_sum = es == 1 && (ops[o] == KILN_REDUCE_SUM || ops[o] == KILN_REDUCE_PROD);
+                        CHECK(!narrow_sum || wrapped > 0, "%s: nothing wrapped", what);
                     }
                     free(y);
                     free(v);
-                    free(v32);
                     free(acc);
                     free(mm);
                 }
@@ -259,7 +497,7 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
     int64_t outer = 1, L = d.d[ax], inner = 1;
     for (int i = 0; i < ax; i++) outer *= d.d[i];
     for (int i = ax + 1; i < d.nb_dims; i++) inner *= d.d[i];
-    size_t es = t == KILN_INT64 ? 8 : 4;
+    size_t es = kiln_dtype_size(t);
     char *x = malloc((size_t)n * es);
     double *xv = malloc((size_t)n * sizeof(double));
     int64_t *iv = malloc((size_t)n * sizeof(int64_t));
@@ -277,9 +515,15 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
         }
     for (int64_t i = 0; i < n; i++) {
         xv[i] = (double)iv[i];
-        if (t == KILN_FLOAT32) ((float *)x)[i] = (float)iv[i] * 0.5f;
-        else if (t == KILN_INT32) ((int32_t *)x)[i] = (int32_t)iv[i];
-        else ((int64_t *)x)[i] = iv[i] * 1000000000000LL;
+        switch (t) {
+        case KILN_FLOAT32: ((float *)x)[i] = (float)iv[i] * 0.5f; break;
+        case KILN_FLOAT16: fput(t, x, i, (double)iv[i] * 0.25); break;
+        case KILN_FLOAT64: ((double *)x)[i] = (double)iv[i] * (1 + 1e-12); break; /* apart in double only */
+        case KILN_INT8: ((int8_t *)x)[i] = (int8_t)(iv[i] * 20); break;
+        case KILN_UINT8: ((uint8_t *)x)[i] = (uint8_t)(iv[i] * 20 + 120); break;
+        case KILN_INT32: ((int32_t *)x)[i] = (int32_t)iv[i]; break;
+        default: ((int64_t *)x)[i] = iv[i] * 1000000000000LL; break;
+        }
     }
     free(iv);
     kiln_network *net = net_new();
@@ -289,7 +533,7 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
     char what[128];
     snprintf(what, sizeof what, "arg%s %s rank %d axis %d keep %d last %d", is_min ? "min" : "max", kiln_dtype_name(t),
              d.nb_dims, axis, keep, last);
-    int64_t *y = run_layer(net, kiln_network_add_arg_reduce(net, in, axis, keep, is_min, last), ip, &od, what);
+    int64_t *y = run_layer_for(t, net, kiln_network_add_arg_reduce(net, in, axis, keep, is_min, last), ip, &od, what);
     if (y) {
         bool red[KILN_MAX_DIMS] = {false};
         red[ax] = true;
@@ -319,8 +563,9 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
 
 static void test_arg_reduce(void) {
     int64_t d3[3] = {3, 4, 5}, wide[2] = {7, 700}, one = 11;
-    static const kiln_dtype types[3] = {KILN_FLOAT32, KILN_INT32, KILN_INT64};
-    for (int ti = 0; ti < 3; ti++)
+    static const kiln_dtype types[7] = {KILN_FLOAT32, KILN_INT32, KILN_INT64, KILN_FLOAT16,
+                                        KILN_FLOAT64, KILN_INT8,  KILN_UINT8};
+    for (int ti = 0; ti < 7; ti++)
         for (int axis = -3; axis < 3; axis++)
             for (int keep = 0; keep < 2; keep++)
                 for (int is_min = 0; is_min < 2; is_min++)
@@ -352,8 +597,10 @@ static void test_threads(void) {
             kiln_dims want = reduced_dims(&d, red, 0);
             int64_t n = kiln_dims_volume(&d), m = kiln_dims_volume(&want);
             float *x = th_rand_array(n, -2, 2), *y = malloc((size_t)m * sizeof(float));
-            double *ref = malloc((size_t)m * sizeof(double));
-            ref_reduce(cases[k].op, &d, red, x, ref, m);
+            double *ref = malloc((size_t)m * sizeof(double)), *xd = malloc((size_t)n * sizeof(double));
+            for (int64_t i = 0; i < n; i++) xd[i] = x[i];
+            ref_reduce(cases[k].op, &d, red, xd, ref, m);
+            free(xd);
             kiln_network *net = net_new();
             kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, d);
             kiln_layer *l = kiln_network_add_reduce(net, in, cases[k].op, cases[k].nb, &cases[k].axis, 0);
@@ -392,6 +639,10 @@ static void test_errors(void) {
     expect_fail(kiln_network_add_reduce(net, f, KILN_REDUCE_MAX, 2, dup2, 1), "reduce axes 2, 2", "Reduce", "twice");
     expect_fail(kiln_network_add_reduce(net, i, KILN_REDUCE_MEAN, 0, NULL, 0), "mean of int32", "Reduce", "int32");
     expect_fail(kiln_network_add_reduce(net, i, KILN_REDUCE_L2, 0, NULL, 0), "l2 of int32", "Reduce", "int32");
+    kiln_tensor *u8 = kiln_network_add_input(net, "u8", KILN_UINT8, kiln_dims_make(4, d4));
+    before = kiln_network_num_layers(net);
+    expect_fail(kiln_network_add_reduce(net, u8, KILN_REDUCE_LOG_SUM_EXP, 0, NULL, 0), "log-sum-exp of uint8", "Reduce",
+                "uint8");
     expect_fail(kiln_network_add_reduce(net, bo, KILN_REDUCE_SUM, 0, NULL, 0), "sum of bool", "Reduce", "bool");
     expect_fail(kiln_network_add_reduce(net, f, (kiln_reduce_op)KILN_REDUCE_COUNT, 0, NULL, 0), "reduce op 10",
                 "Reduce", "unknown");
@@ -409,6 +660,7 @@ static void test_errors(void) {
 int main(void) {
     B = th_builder();
     test_reduce_float();
+    test_reduce_float_types();
     test_reduce_empty();
     test_reduce_int();
     test_arg_reduce();

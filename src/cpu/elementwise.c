@@ -1,15 +1,11 @@
 /* kiln CPU backend: binary element-wise ops, PRelu and select, with numpy broadcasting
- * over shapes collapsed so that inner loops are unit-stride or a broadcast scalar. */
-
-/* Lets GCC turn the selects of point-wise loops (x >= 0 ? x : a * x) into vector blends:
- * under its default -ftrapping-math it must assume a skipped multiply could raise a
- * floating-point exception that someone inspects. kiln never reads the FP flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#endif
+ * over shapes collapsed so that inner loops are unit-stride or a broadcast scalar.
+ * Arithmetic and comparisons run on float32, float16, float64, int8, uint8, int32 and int64. */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "cpu/cpu.h"
 
 #define BC_OPS 3            /* operands of the widest op (select) */
@@ -132,8 +128,11 @@ static bool bc_execute(kcpu_exec *x, const bc_plan *p, bc_row_fn row, void *out,
 /* ---- row kernels ----
  * One function per (op, dtype). The output may be the same buffer as operand a (in-place):
  * every loop reads a[i] before it writes o[i] and never reads o. EXPR sees x (from a) and
- * y (from b); BAD flags elements whose result is undefined (integer division by zero). */
-#define ROW_BIN(name, TI, TO, EXPR, BAD)                                                                   \
+ * y (from b) as the compute type TC, loaded from the storage type TI by LD; ST turns its
+ * result into the output type TO. BAD flags elements whose result is undefined (integer
+ * division by zero). */
+#define ROW_ID(v) (v)
+#define ROW_BIN_CVT(name, TI, TC, TO, LD, ST, EXPR, BAD)                                                   \
     static int name(void *vo, const void *va, const void *vb, const void *vc, int sa, int sb, int sc,     \
                     int64_t n) {                                                                           \
         (void)vc;                                                                                          \
@@ -143,36 +142,38 @@ static bool bc_execute(kcpu_exec *x, const bc_plan *p, bc_row_fn row, void *out,
         int bad = 0;                                                                                       \
         if (sa && sb) {                                                                                    \
             for (int64_t i = 0; i < n; i++) {                                                              \
-                const TI x = a[i], y = b[i];                                                               \
+                const TC x = LD(a[i]), y = LD(b[i]);                                                       \
                 (void)y;                                                                                   \
                 bad |= (BAD);                                                                              \
-                o[i] = (EXPR);                                                                             \
+                o[i] = ST(EXPR);                                                                           \
             }                                                                                              \
         } else if (sa) {                                                                                   \
-            const TI y = b[0];                                                                             \
+            const TC y = LD(b[0]);                                                                         \
             (void)y;                                                                                       \
             for (int64_t i = 0; i < n; i++) {                                                              \
-                const TI x = a[i];                                                                         \
+                const TC x = LD(a[i]);                                                                     \
                 bad |= (BAD);                                                                              \
-                o[i] = (EXPR);                                                                             \
+                o[i] = ST(EXPR);                                                                           \
             }                                                                                              \
         } else if (sb) {                                                                                   \
-            const TI x = a[0];                                                                             \
+            const TC x = LD(a[0]);                                                                         \
             for (int64_t i = 0; i < n; i++) {                                                              \
-                const TI y = b[i];                                                                         \
+                const TC y = LD(b[i]);                                                                     \
                 (void)y;                                                                                   \
                 bad |= (BAD);                                                                              \
-                o[i] = (EXPR);                                                                             \
+                o[i] = ST(EXPR);                                                                           \
             }                                                                                              \
         } else {                                                                                           \
-            const TI x = a[0], y = b[0];                                                                   \
+            const TC x = LD(a[0]), y = LD(b[0]);                                                           \
             (void)y;                                                                                       \
-            const TO v = (EXPR);                                                                           \
+            const TO v = ST(EXPR);                                                                         \
             bad |= (BAD);                                                                                  \
             for (int64_t i = 0; i < n; i++) o[i] = v;                                                      \
         }                                                                                                  \
         return bad;                                                                                        \
     }
+/* Operands computed in their own type. */
+#define ROW_BIN(name, TI, TO, EXPR, BAD) ROW_BIN_CVT(name, TI, TI, TO, ROW_ID, ROW_ID, EXPR, BAD)
 
 /* Integer helpers: wrap on overflow like two's complement hardware (signed overflow is
  * undefined in C), and never trap (x86 faults on INT_MIN / -1 and on / 0). */
@@ -195,11 +196,34 @@ static bool bc_execute(kcpu_exec *x, const bc_plan *p, bc_row_fn row, void *out,
         }                                                                                                  \
         return (T)r;                                                                                       \
     }
+INT_HELPERS(i8, int8_t, uint8_t)
 INT_HELPERS(i32, int32_t, uint32_t)
 INT_HELPERS(i64, int64_t, uint64_t)
 
+/* Unsigned: wrap-around is defined; only division by zero needs a guard. MOD and FMOD agree
+ * (no signs). The power squares in 32 bits: the low 8 bits of the result are still exact. */
+#define UINT_HELPERS(S, T)                                                                                 \
+    static inline T add_##S(T x, T y) { return (T)(x + y); }                                              \
+    static inline T sub_##S(T x, T y) { return (T)(x - y); }                                              \
+    static inline T mul_##S(T x, T y) { return (T)((uint32_t)x * (uint32_t)y); }                          \
+    static inline T div_##S(T x, T y) { return y == 0 ? 0 : (T)(x / y); }                                 \
+    static inline T mod_##S(T x, T y) { return y == 0 ? 0 : (T)(x % y); }                                 \
+    static inline T pow_##S(T x, T y) {                                                                    \
+        uint32_t r = 1, b = x;                                                                             \
+        for (; y; y >>= 1) {                                                                               \
+            if (y & 1) r *= b;                                                                             \
+            b *= b;                                                                                        \
+        }                                                                                                  \
+        return (T)r;                                                                                       \
+    }
+UINT_HELPERS(u8, uint8_t)
+
 static inline float mod_f32(float x, float y) {
     float r = fmodf(x, y);
+    return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
+}
+static inline double mod_f64(double x, double y) {
+    double r = fmod(x, y);
     return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
 }
 /* Max/min that propagate NaN from either side, as numpy and ONNX Runtime do. */
@@ -234,8 +258,42 @@ static int f32_pow(void *o, const void *a, const void *b, const void *c, int sa,
     ROW_BIN(S##_pow, T, T, pow_##S(x, y), y < 0 && x == 0)                                                 \
     ROW_BIN(S##_mod, T, T, mod_##S(x, y), y == 0)                                                          \
     ROW_BIN(S##_fmod, T, T, fmod_##S(x, y), y == 0)
+ROWS_INT(i8, int8_t)
 ROWS_INT(i32, int32_t)
 ROWS_INT(i64, int64_t)
+
+#define ROWS_UINT(S, T)                                                                                    \
+    ROW_BIN(S##_add, T, T, add_##S(x, y), 0)                                                               \
+    ROW_BIN(S##_sub, T, T, sub_##S(x, y), 0)                                                               \
+    ROW_BIN(S##_mul, T, T, mul_##S(x, y), 0)                                                               \
+    ROW_BIN(S##_div, T, T, div_##S(x, y), y == 0)                                                          \
+    ROW_BIN(S##_max, T, T, x > y ? x : y, 0)                                                               \
+    ROW_BIN(S##_min, T, T, x < y ? x : y, 0)                                                               \
+    ROW_BIN(S##_pow, T, T, pow_##S(x, y), 0)                                                               \
+    ROW_BIN(S##_mod, T, T, mod_##S(x, y), y == 0)                                                          \
+    ROW_BIN(S##_fmod, T, T, mod_##S(x, y), y == 0)
+ROWS_UINT(u8, uint8_t)
+
+/* float64 in double; float16 in float32, rounded once to half on the way out. For + - * /
+ * float32 carries more than twice half's precision plus two bits, so rounding its result to
+ * half gives the correctly rounded half result. */
+#define ROWS_FLOAT(S, TI, TC, LD, ST, POW, FMOD, MOD)                                                      \
+    ROW_BIN_CVT(S##_add, TI, TC, TI, LD, ST, x + y, 0)                                                     \
+    ROW_BIN_CVT(S##_sub, TI, TC, TI, LD, ST, x - y, 0)                                                     \
+    ROW_BIN_CVT(S##_mul, TI, TC, TI, LD, ST, x * y, 0)                                                     \
+    ROW_BIN_CVT(S##_div, TI, TC, TI, LD, ST, x / y, 0)                                                     \
+    ROW_BIN_CVT(S##_max, TI, TC, TI, LD, ST, FMAX(x, y), 0)                                                \
+    ROW_BIN_CVT(S##_min, TI, TC, TI, LD, ST, FMIN(x, y), 0)                                                \
+    ROW_BIN_CVT(S##_pow, TI, TC, TI, LD, ST, POW(x, y), 0)                                                 \
+    ROW_BIN_CVT(S##_mod, TI, TC, TI, LD, ST, MOD(x, y), 0)                                                 \
+    ROW_BIN_CVT(S##_fmod, TI, TC, TI, LD, ST, FMOD(x, y), 0)                                               \
+    ROW_BIN_CVT(S##_eq, TI, TC, uint8_t, LD, ROW_ID, x == y, 0)                                            \
+    ROW_BIN_CVT(S##_lt, TI, TC, uint8_t, LD, ROW_ID, x < y, 0)                                             \
+    ROW_BIN_CVT(S##_gt, TI, TC, uint8_t, LD, ROW_ID, x > y, 0)                                             \
+    ROW_BIN_CVT(S##_le, TI, TC, uint8_t, LD, ROW_ID, x <= y, 0)                                            \
+    ROW_BIN_CVT(S##_ge, TI, TC, uint8_t, LD, ROW_ID, x >= y, 0)
+ROWS_FLOAT(f64, double, double, ROW_ID, ROW_ID, pow, fmod, mod_f64)
+ROWS_FLOAT(f16, uint16_t, float, kiln_half_to_float, kiln_float_to_half, powf, fmodf, mod_f32)
 
 #define ROWS_CMP(S, T)                                                                                     \
     ROW_BIN(S##_eq, T, uint8_t, x == y, 0)                                                                 \
@@ -244,6 +302,8 @@ ROWS_INT(i64, int64_t)
     ROW_BIN(S##_le, T, uint8_t, x <= y, 0)                                                                 \
     ROW_BIN(S##_ge, T, uint8_t, x >= y, 0)
 ROWS_CMP(f32, float)
+ROWS_CMP(i8, int8_t)
+ROWS_CMP(u8, uint8_t)
 ROWS_CMP(i32, int32_t)
 ROWS_CMP(i64, int64_t)
 ROWS_CMP(b8, uint8_t)
@@ -261,6 +321,10 @@ ROW_BIN(b8_xor, uint8_t, uint8_t, (x != 0) ^ (y != 0), 0)
     [KILN_ELT_LESS_EQUAL] = S##_le, [KILN_ELT_GREATER_EQUAL] = S##_ge
 
 static const bc_row_fn rows_f32[KILN_ELT_COUNT] = {ARITH_TABLE(f32, f32_pow), CMP_TABLE(f32)};
+static const bc_row_fn rows_f64[KILN_ELT_COUNT] = {ARITH_TABLE(f64, f64_pow), CMP_TABLE(f64)};
+static const bc_row_fn rows_f16[KILN_ELT_COUNT] = {ARITH_TABLE(f16, f16_pow), CMP_TABLE(f16)};
+static const bc_row_fn rows_i8[KILN_ELT_COUNT] = {ARITH_TABLE(i8, i8_pow), CMP_TABLE(i8)};
+static const bc_row_fn rows_u8[KILN_ELT_COUNT] = {ARITH_TABLE(u8, u8_pow), CMP_TABLE(u8)};
 static const bc_row_fn rows_i32[KILN_ELT_COUNT] = {ARITH_TABLE(i32, i32_pow), CMP_TABLE(i32)};
 static const bc_row_fn rows_i64[KILN_ELT_COUNT] = {ARITH_TABLE(i64, i64_pow), CMP_TABLE(i64)};
 static const bc_row_fn rows_b8[KILN_ELT_COUNT] = {
@@ -270,6 +334,10 @@ static bc_row_fn elt_row(kiln_dtype t, kiln_elementwise_op op) {
     if ((unsigned)op >= KILN_ELT_COUNT) return NULL;
     switch (t) {
     case KILN_FLOAT32: return rows_f32[op];
+    case KILN_FLOAT64: return rows_f64[op];
+    case KILN_FLOAT16: return rows_f16[op];
+    case KILN_INT8: return rows_i8[op];
+    case KILN_UINT8: return rows_u8[op];
     case KILN_INT32: return rows_i32[op];
     case KILN_INT64: return rows_i64[op];
     case KILN_BOOL: return rows_b8[op];

@@ -1,16 +1,19 @@
-/* kiln CPU backend: max and average pooling (windowed and global), float32 NCHW; rank-3
- * (NCW) tensors run as N, C, 1, W. Window bounds are tabulated at prepare so the run loops
- * have no divisions or bound checks. */
+/* kiln CPU backend: max and average pooling (windowed and global), NCHW; rank-3 (NCW)
+ * tensors run as N, C, 1, W. Window bounds are tabulated at prepare so the run loops have no
+ * divisions or bound checks. float32 has separable fast paths; float16 and float64 (max and
+ * average) and int8 and uint8 (max) have plain window loops of their own. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "cpu/cpu.h"
 
 typedef struct pool_state {
     int64_t planes, h, w, oh, ow;
     int64_t kh, kw, sh, sw, dh, dw, pt, pl;
     bool max, global;
+    kiln_dtype dtype;
     /* per output row / column: valid taps [lo, hi) and the divisor factor */
     int64_t *ilo, *ihi, *jlo, *jhi;
     float *hdiv, *wdiv;
@@ -50,8 +53,17 @@ static void axis_tables(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d
 static kiln_status pool_prepare(const kiln_layer *l, const kiln_env *env, void **state, size_t *scratch) {
     const kiln_pool_desc *d = &l->p.pool;
     const kiln_dims *in = &l->inputs[0]->dims, *out = &l->outputs[0]->dims;
-    if (l->inputs[0]->dtype != KILN_FLOAT32)
-        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the CPU backend pools float32 only");
+    kiln_dtype t = l->inputs[0]->dtype;
+    bool is_float = t == KILN_FLOAT32 || t == KILN_FLOAT16 || t == KILN_FLOAT64;
+    bool is_int = t == KILN_INT8 || t == KILN_UINT8;
+    if (!is_float && !(is_int && d->type == KILN_POOL_MAX))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CPU kernel for %s pooling of %s (%s)",
+                              d->type == KILN_POOL_MAX ? "max" : "average", kiln_dtype_name(t),
+                              d->type == KILN_POOL_MAX ? "float32, float16, float64, int8 or uint8"
+                                                       : "float32, float16 or float64");
+    if (l->outputs[0]->dtype != t)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "output is %s but the input is %s",
+                              kiln_dtype_name(l->outputs[0]->dtype), kiln_dtype_name(t));
     bool r3 = in->nb_dims == 3;
     int64_t oh = r3 ? 1 : out->d[2], ow = out->d[r3 ? 2 : 3];
     size_t head = KILN_ALIGN_UP(sizeof(pool_state), 16);
@@ -69,6 +81,7 @@ static kiln_status pool_prepare(const kiln_layer *l, const kiln_env *env, void *
     s->ow = ow;
     s->max = d->type == KILN_POOL_MAX;
     s->global = d->global != 0;
+    s->dtype = t;
     *scratch = 0;
     *state = s;
     if (s->global) return KILN_OK;
@@ -103,8 +116,8 @@ static kiln_status pool_prepare(const kiln_layer *l, const kiln_env *env, void *
 
 typedef struct pool_job {
     const pool_state *s;
-    const float *x;
-    float *y;
+    const void *x;
+    void *y;
 } pool_job;
 
 /* NaN propagates through max, as in ONNX Runtime and PyTorch. */
@@ -156,8 +169,8 @@ static void pool_planes(void *arg, int64_t p0, int64_t p1) {
     const pool_state *s = j->s;
     int64_t hw = s->h * s->w, ohw = s->oh * s->ow;
     for (int64_t p = p0; p < p1; p++) {
-        const float *xs = j->x + p * hw;
-        float *o = j->y + p * ohw;
+        const float *xs = (const float *)j->x + p * hw;
+        float *o = (float *)j->y + p * ohw;
         if (s->w <= ROW_MAX) {
             float row[ROW_MAX];
             for (int64_t oh = 0; oh < s->oh; oh++) pool_row_separable(s, xs, oh, o + oh * s->ow, row);
@@ -197,12 +210,12 @@ static void global_planes(void *arg, int64_t p0, int64_t p1) {
     const pool_state *s = j->s;
     int64_t hw = s->h * s->w;
     for (int64_t p = p0; p < p1; p++) {
-        const float *xs = j->x + p * hw;
+        const float *xs = (const float *)j->x + p * hw;
         if (s->max) {
             float r = -INFINITY;
             for (int64_t i = 0; i < hw; i++)
                 if (xs[i] > r || xs[i] != xs[i]) r = xs[i];
-            j->y[p] = r;
+            ((float *)j->y)[p] = r;
         } else {
             /* four double partial sums: accurate over large planes and still pipelined */
             double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -214,8 +227,124 @@ static void global_planes(void *arg, int64_t p0, int64_t p1) {
                 a3 += xs[i + 3];
             }
             for (; i < hw; i++) a0 += xs[i];
-            j->y[p] = (float)(((a0 + a1) + (a2 + a3)) / (double)hw);
+            ((float *)j->y)[p] = (float)(((a0 + a1) + (a2 + a3)) / (double)hw);
         }
+    }
+}
+
+/* ---- other dtypes: window by window over the same tables ----
+ * Max compares in the compute type A (exact: the result is one of the inputs); averages sum
+ * in double and round once to the output type. A window whose taps all miss the input gives
+ * LOWEST (max) or 0 (average), as the float32 path does. Rows are addressed by element
+ * offsets (at + jj * dw is inside the input for jj in [j0, j1), at alone may not be). */
+
+/* NaN propagates through max; for integers v != v is false and folds away. */
+#define MAX_NAN(r, v) (((v) > (r) || (v) != (v)) ? (v) : (r))
+
+/* double -> half with a single rounding: round to float with round-to-odd (float keeps more
+ * than 11 + 2 bits, so the final round to nearest even cannot be a double rounding). */
+static inline uint16_t half_from_double(double v) {
+    float f = (float)v;
+    if ((double)f != v && isfinite(f)) {
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        if (!(b & 1)) f = nextafterf(f, v > (double)f ? INFINITY : -INFINITY);
+    }
+    return kiln_float_to_half(f);
+}
+#define LD_ID(v) (v)
+#define ST_ID(v) (v)
+
+#define POOL_MAX_FN(S, T, A, LD, ST, LOWEST)                                                              \
+    static void max_planes_##S(void *arg, int64_t p0, int64_t p1) {                                        \
+        const pool_job *j = arg;                                                                           \
+        const pool_state *s = j->s;                                                                        \
+        const int64_t hw = s->h * s->w, ohw = s->oh * s->ow;                                               \
+        for (int64_t p = p0; p < p1; p++) {                                                                \
+            const T *xs = (const T *)j->x + p * hw;                                                        \
+            T *o = (T *)j->y + p * ohw;                                                                    \
+            for (int64_t oh = 0; oh < s->oh; oh++) {                                                       \
+                int64_t i0 = s->ilo[oh], i1 = s->ihi[oh], r0 = oh * s->sh - s->pt;                         \
+                for (int64_t ow = 0; ow < s->ow; ow++) {                                                   \
+                    int64_t j0 = s->jlo[ow], j1 = s->jhi[ow], c0 = ow * s->sw - s->pl;                     \
+                    A r = LOWEST;                                                                          \
+                    for (int64_t i = i0; i < i1; i++) {                                                    \
+                        const int64_t at = (r0 + i * s->dh) * s->w + c0;                                   \
+                        for (int64_t jj = j0; jj < j1; jj++) {                                             \
+                            A v = LD(xs[at + jj * s->dw]);                                                 \
+                            r = MAX_NAN(r, v);                                                             \
+                        }                                                                                  \
+                    }                                                                                      \
+                    o[oh * s->ow + ow] = ST(r);                                                            \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }                                                                                                      \
+    static void gmax_planes_##S(void *arg, int64_t p0, int64_t p1) {                                       \
+        const pool_job *j = arg;                                                                           \
+        const int64_t hw = j->s->h * j->s->w;                                                              \
+        for (int64_t p = p0; p < p1; p++) {                                                                \
+            const T *xs = (const T *)j->x + p * hw;                                                        \
+            A r = LOWEST;                                                                                  \
+            for (int64_t i = 0; i < hw; i++) {                                                             \
+                A v = LD(xs[i]);                                                                           \
+                r = MAX_NAN(r, v);                                                                         \
+            }                                                                                              \
+            ((T *)j->y)[p] = ST(r);                                                                        \
+        }                                                                                                  \
+    }
+
+#define POOL_AVG_FN(S, T, LD, ST)                                                                          \
+    static void avg_planes_##S(void *arg, int64_t p0, int64_t p1) {                                        \
+        const pool_job *j = arg;                                                                           \
+        const pool_state *s = j->s;                                                                        \
+        const int64_t hw = s->h * s->w, ohw = s->oh * s->ow;                                               \
+        for (int64_t p = p0; p < p1; p++) {                                                                \
+            const T *xs = (const T *)j->x + p * hw;                                                        \
+            T *o = (T *)j->y + p * ohw;                                                                    \
+            for (int64_t oh = 0; oh < s->oh; oh++) {                                                       \
+                int64_t i0 = s->ilo[oh], i1 = s->ihi[oh], r0 = oh * s->sh - s->pt;                         \
+                for (int64_t ow = 0; ow < s->ow; ow++) {                                                   \
+                    int64_t j0 = s->jlo[ow], j1 = s->jhi[ow], c0 = ow * s->sw - s->pl;                     \
+                    double acc = 0;                                                                        \
+                    for (int64_t i = i0; i < i1; i++) {                                                    \
+                        const int64_t at = (r0 + i * s->dh) * s->w + c0;                                   \
+                        for (int64_t jj = j0; jj < j1; jj++) acc += (double)LD(xs[at + jj * s->dw]);       \
+                    }                                                                                      \
+                    double div = (double)s->hdiv[oh] * (double)s->wdiv[ow];                                \
+                    o[oh * s->ow + ow] = ST(div > 0 ? acc / div : 0.0);                                    \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }                                                                                                      \
+    static void gavg_planes_##S(void *arg, int64_t p0, int64_t p1) {                                       \
+        const pool_job *j = arg;                                                                           \
+        const int64_t hw = j->s->h * j->s->w;                                                              \
+        for (int64_t p = p0; p < p1; p++) {                                                                \
+            const T *xs = (const T *)j->x + p * hw;                                                        \
+            double acc = 0;                                                                                \
+            for (int64_t i = 0; i < hw; i++) acc += (double)LD(xs[i]);                                     \
+            ((T *)j->y)[p] = ST(acc / (double)hw);                                                         \
+        }                                                                                                  \
+    }
+
+POOL_MAX_FN(f64, double, double, LD_ID, ST_ID, -INFINITY)
+POOL_MAX_FN(f16, uint16_t, float, kiln_half_to_float, kiln_float_to_half, -INFINITY)
+POOL_MAX_FN(i8, int8_t, int8_t, LD_ID, ST_ID, INT8_MIN)
+POOL_MAX_FN(u8, uint8_t, uint8_t, LD_ID, ST_ID, 0)
+POOL_AVG_FN(f64, double, LD_ID, ST_ID)
+POOL_AVG_FN(f16, uint16_t, kiln_half_to_float, half_from_double)
+
+/* The range function for a layer: float32's own paths, else the typed window loops. */
+static kcpu_range_fn pool_fn(const pool_state *s) {
+    switch (s->dtype) {
+    case KILN_FLOAT64:
+        return s->max ? (s->global ? gmax_planes_f64 : max_planes_f64) : (s->global ? gavg_planes_f64 : avg_planes_f64);
+    case KILN_FLOAT16:
+        return s->max ? (s->global ? gmax_planes_f16 : max_planes_f16) : (s->global ? gavg_planes_f16 : avg_planes_f16);
+    case KILN_INT8: return s->global ? gmax_planes_i8 : max_planes_i8;
+    case KILN_UINT8: return s->global ? gmax_planes_u8 : max_planes_u8;
+    default: return s->global ? global_planes : pool_planes;
     }
 }
 
@@ -225,7 +354,7 @@ static kiln_status pool_run(const kiln_layer *l, const void *state, const void *
     pool_job j = {s, in[0], out[0]};
     int64_t work = s->global ? s->h * s->w : s->oh * s->ow * s->kh * s->kw;
     int64_t grain = 16384 / (work > 0 ? work : 1);
-    kcpu_parallel_for(x, s->planes, grain > 0 ? grain : 1, s->global ? global_planes : pool_planes, &j);
+    kcpu_parallel_for(x, s->planes, grain > 0 ? grain : 1, pool_fn(s), &j);
     return KILN_OK;
 }
 

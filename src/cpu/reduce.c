@@ -1,10 +1,13 @@
 /* kiln CPU backend: reductions over any set of axes and arg max/min along one axis.
  * Axes are collapsed at prepare into runs of kept and reduced dimensions so that the
- * inner loop is either a contiguous reduction or a contiguous vector of accumulators. */
+ * inner loop is either a contiguous reduction or a contiguous vector of accumulators.
+ * Float inputs (float32, float16, float64) accumulate in double; integers (int8, uint8,
+ * int32, int64) in 64 bits that wrap like the output type. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "cpu/cpu.h"
 
 #define RED_GRAIN 16384   /* input elements per thread at least */
@@ -16,7 +19,7 @@
 /* Accumulation kinds: what is folded in per element. LOG_SUM_EXP runs MAX then EXP. */
 enum { K_SUM, K_ABS, K_SQ, K_PROD, K_MAX, K_MIN, K_EXP };
 
-/* double for float32 input (sums of many floats keep their digits), int64 for integers
+/* double for float input (sums of many floats keep their digits), int64 for integers
  * (wrapping like the output type would). */
 typedef union racc {
     double f;
@@ -34,6 +37,7 @@ typedef struct red_plan {
     int64_t count;  /* elements reduced into each output */
     kiln_reduce_op op;
     kiln_dtype dtype;
+    bool flt; /* float input: double accumulators */
     int parts; /* > 1: each row's contiguous run is cut into this many pieces */
 } red_plan;
 
@@ -72,6 +76,7 @@ static bool plan_make(red_plan *p, const kiln_layer *l) {
     memset(p, 0, sizeof *p);
     p->op = rp->op;
     p->dtype = l->inputs[0]->dtype;
+    p->flt = p->dtype == KILN_FLOAT32 || p->dtype == KILN_FLOAT16 || p->dtype == KILN_FLOAT64;
     p->kin = p->rin = 1;
     if (ng > 0 && !gred[ng - 1]) p->kin = glen[--ng];
     else if (ng > 0) p->rin = glen[--ng];
@@ -107,12 +112,21 @@ static int first_kind(kiln_reduce_op op) {
     }
 }
 
+static bool dtype_is_float(kiln_dtype t) { return t == KILN_FLOAT32 || t == KILN_FLOAT16 || t == KILN_FLOAT64; }
+
+/* Max and min of an empty set are the type's extremes, as ONNX asks. */
 static racc identity(int kind, kiln_dtype t) {
     racc a;
-    if (t == KILN_FLOAT32) {
+    if (dtype_is_float(t)) {
         a.f = kind == K_PROD ? 1.0 : kind == K_MAX ? -INFINITY : kind == K_MIN ? INFINITY : 0.0;
     } else {
-        int64_t lo = t == KILN_INT32 ? INT32_MIN : INT64_MIN, hi = t == KILN_INT32 ? INT32_MAX : INT64_MAX;
+        int64_t lo, hi;
+        switch (t) {
+        case KILN_INT8: lo = INT8_MIN, hi = INT8_MAX; break;
+        case KILN_UINT8: lo = 0, hi = UINT8_MAX; break;
+        case KILN_INT32: lo = INT32_MIN, hi = INT32_MAX; break;
+        default: lo = INT64_MIN, hi = INT64_MAX; break;
+        }
         a.i = kind == K_PROD ? 1 : kind == K_MAX ? lo : kind == K_MIN ? hi : 0;
     }
     return a;
@@ -123,71 +137,87 @@ static racc identity(int kind, kiln_dtype t) {
 #define FMAXN(v, a) (((v) > (a) || (v) != (v)) ? (v) : (a)) /* NaN, once seen, stays */
 #define FMINN(v, a) (((v) < (a) || (v) != (v)) ? (v) : (a))
 
-/* acc[k] op= x[k] for k < w (a vector of outputs). m: the per-output shift for K_EXP. */
-static void fold_vec_f32(int kind, const float *x, int64_t w, double *acc, const double *m) {
-    switch (kind) {
-    case K_SUM: for (int64_t k = 0; k < w; k++) acc[k] += x[k]; break;
-    case K_ABS: for (int64_t k = 0; k < w; k++) acc[k] += fabs((double)x[k]); break;
-    case K_SQ: for (int64_t k = 0; k < w; k++) acc[k] += (double)x[k] * x[k]; break;
-    case K_PROD: for (int64_t k = 0; k < w; k++) acc[k] *= x[k]; break;
-    case K_MAX: for (int64_t k = 0; k < w; k++) acc[k] = FMAXN((double)x[k], acc[k]); break;
-    case K_MIN: for (int64_t k = 0; k < w; k++) acc[k] = FMINN((double)x[k], acc[k]); break;
-    case K_EXP: for (int64_t k = 0; k < w; k++) acc[k] += exp((double)x[k] - m[k]); break;
+/* Folding for float input of storage type T, each element read as double by LD.
+ * fold_vec: acc[k] op= x[k] for k < w (a vector of outputs); m: the per-output shift for
+ * K_EXP. fold_run: acc op= the n contiguous x (one output); sums use four lanes to vectorize. */
+#define FOLD_FLT(S, T, LD)                                                                                 \
+    static void fold_vec_##S(int kind, const T *x, int64_t w, double *acc, const double *m) {              \
+        switch (kind) {                                                                                    \
+        case K_SUM: for (int64_t k = 0; k < w; k++) acc[k] += LD(x[k]); break;                             \
+        case K_ABS: for (int64_t k = 0; k < w; k++) acc[k] += fabs(LD(x[k])); break;                       \
+        case K_SQ:                                                                                         \
+            for (int64_t k = 0; k < w; k++) {                                                              \
+                double v = LD(x[k]);                                                                       \
+                acc[k] += v * v;                                                                           \
+            }                                                                                              \
+            break;                                                                                         \
+        case K_PROD: for (int64_t k = 0; k < w; k++) acc[k] *= LD(x[k]); break;                            \
+        case K_MAX: for (int64_t k = 0; k < w; k++) acc[k] = FMAXN(LD(x[k]), acc[k]); break;               \
+        case K_MIN: for (int64_t k = 0; k < w; k++) acc[k] = FMINN(LD(x[k]), acc[k]); break;               \
+        case K_EXP: for (int64_t k = 0; k < w; k++) acc[k] += exp(LD(x[k]) - m[k]); break;                 \
+        }                                                                                                  \
+    }                                                                                                      \
+    static void fold_run_##S(int kind, const T *x, int64_t n, double *acc, const double *m) {              \
+        double l0 = 0, l1 = 0, l2 = 0, l3 = 0, a = *acc;                                                   \
+        int64_t i = 0;                                                                                     \
+        switch (kind) {                                                                                    \
+        case K_SUM:                                                                                        \
+            for (; i + 4 <= n; i += 4) {                                                                   \
+                l0 += LD(x[i]);                                                                            \
+                l1 += LD(x[i + 1]);                                                                        \
+                l2 += LD(x[i + 2]);                                                                        \
+                l3 += LD(x[i + 3]);                                                                        \
+            }                                                                                              \
+            for (; i < n; i++) l0 += LD(x[i]);                                                             \
+            break;                                                                                         \
+        case K_ABS:                                                                                        \
+            for (; i + 4 <= n; i += 4) {                                                                   \
+                l0 += fabs(LD(x[i]));                                                                      \
+                l1 += fabs(LD(x[i + 1]));                                                                  \
+                l2 += fabs(LD(x[i + 2]));                                                                  \
+                l3 += fabs(LD(x[i + 3]));                                                                  \
+            }                                                                                              \
+            for (; i < n; i++) l0 += fabs(LD(x[i]));                                                       \
+            break;                                                                                         \
+        case K_SQ:                                                                                         \
+            for (; i + 4 <= n; i += 4) {                                                                   \
+                double v0 = LD(x[i]), v1 = LD(x[i + 1]), v2 = LD(x[i + 2]), v3 = LD(x[i + 3]);             \
+                l0 += v0 * v0;                                                                             \
+                l1 += v1 * v1;                                                                             \
+                l2 += v2 * v2;                                                                             \
+                l3 += v3 * v3;                                                                             \
+            }                                                                                              \
+            for (; i < n; i++) {                                                                           \
+                double v = LD(x[i]);                                                                       \
+                l0 += v * v;                                                                               \
+            }                                                                                              \
+            break;                                                                                         \
+        case K_EXP:                                                                                        \
+            for (; i < n; i++) l0 += exp(LD(x[i]) - *m);                                                   \
+            break;                                                                                         \
+        case K_PROD:                                                                                       \
+            for (; i < n; i++) a *= LD(x[i]);                                                              \
+            *acc = a;                                                                                      \
+            return;                                                                                        \
+        case K_MAX:                                                                                        \
+            for (; i < n; i++) a = FMAXN(LD(x[i]), a);                                                     \
+            *acc = a;                                                                                      \
+            return;                                                                                        \
+        case K_MIN:                                                                                        \
+            for (; i < n; i++) a = FMINN(LD(x[i]), a);                                                     \
+            *acc = a;                                                                                      \
+            return;                                                                                        \
+        }                                                                                                  \
+        *acc = a + ((l0 + l1) + (l2 + l3));                                                                \
     }
-}
+#define LD_F32(v) ((double)(v))
+#define LD_F64(v) (v)
+#define LD_F16(v) ((double)kiln_half_to_float(v))
+FOLD_FLT(f32, float, LD_F32)
+FOLD_FLT(f64, double, LD_F64)
+FOLD_FLT(f16, uint16_t, LD_F16)
 
-/* acc op= the n contiguous x (one output). Sums use four lanes to vectorize. */
-static void fold_run_f32(int kind, const float *x, int64_t n, double *acc, const double *m) {
-    double l0 = 0, l1 = 0, l2 = 0, l3 = 0, a = *acc;
-    int64_t i = 0;
-    switch (kind) {
-    case K_SUM:
-        for (; i + 4 <= n; i += 4) {
-            l0 += x[i];
-            l1 += x[i + 1];
-            l2 += x[i + 2];
-            l3 += x[i + 3];
-        }
-        for (; i < n; i++) l0 += x[i];
-        break;
-    case K_ABS:
-        for (; i + 4 <= n; i += 4) {
-            l0 += fabs((double)x[i]);
-            l1 += fabs((double)x[i + 1]);
-            l2 += fabs((double)x[i + 2]);
-            l3 += fabs((double)x[i + 3]);
-        }
-        for (; i < n; i++) l0 += fabs((double)x[i]);
-        break;
-    case K_SQ:
-        for (; i + 4 <= n; i += 4) {
-            l0 += (double)x[i] * x[i];
-            l1 += (double)x[i + 1] * x[i + 1];
-            l2 += (double)x[i + 2] * x[i + 2];
-            l3 += (double)x[i + 3] * x[i + 3];
-        }
-        for (; i < n; i++) l0 += (double)x[i] * x[i];
-        break;
-    case K_EXP:
-        for (; i < n; i++) l0 += exp((double)x[i] - *m);
-        break;
-    case K_PROD:
-        for (; i < n; i++) a *= x[i];
-        *acc = a;
-        return;
-    case K_MAX:
-        for (; i < n; i++) a = FMAXN((double)x[i], a);
-        *acc = a;
-        return;
-    case K_MIN:
-        for (; i < n; i++) a = FMINN((double)x[i], a);
-        *acc = a;
-        return;
-    }
-    *acc = a + ((l0 + l1) + (l2 + l3));
-}
-
-static void combine_f32(int kind, racc *acc, racc part) {
+static void combine_float(int kind, racc *acc, racc part) {
     switch (kind) {
     case K_PROD: acc->f *= part.f; break;
     case K_MAX: acc->f = FMAXN(part.f, acc->f); break;
@@ -219,6 +249,8 @@ static void combine_f32(int kind, racc *acc, racc part) {
         default: break;                                                                                    \
         }                                                                                                  \
     }
+FOLD_INT(i8, int8_t)
+FOLD_INT(u8, uint8_t)
 FOLD_INT(i32, int32_t)
 FOLD_INT(i64, int64_t)
 
@@ -243,6 +275,10 @@ static void fold_vec(const red_plan *p, int kind, const void *x, int64_t off, in
                      const racc_vec *m) {
     switch (p->dtype) {
     case KILN_FLOAT32: fold_vec_f32(kind, (const float *)x + off, w, acc->f, m ? m->f : NULL); break;
+    case KILN_FLOAT64: fold_vec_f64(kind, (const double *)x + off, w, acc->f, m ? m->f : NULL); break;
+    case KILN_FLOAT16: fold_vec_f16(kind, (const uint16_t *)x + off, w, acc->f, m ? m->f : NULL); break;
+    case KILN_INT8: fold_vec_i8(kind, (const int8_t *)x + off, w, acc->i); break;
+    case KILN_UINT8: fold_vec_u8(kind, (const uint8_t *)x + off, w, acc->i); break;
     case KILN_INT32: fold_vec_i32(kind, (const int32_t *)x + off, w, acc->i); break;
     default: fold_vec_i64(kind, (const int64_t *)x + off, w, acc->i); break;
     }
@@ -253,33 +289,63 @@ static void fold_run(const red_plan *p, int kind, const void *x, int64_t off, in
                      const double *mf) {
     switch (p->dtype) {
     case KILN_FLOAT32: fold_run_f32(kind, (const float *)x + off, n, af, mf); break;
+    case KILN_FLOAT64: fold_run_f64(kind, (const double *)x + off, n, af, mf); break;
+    case KILN_FLOAT16: fold_run_f16(kind, (const uint16_t *)x + off, n, af, mf); break;
+    case KILN_INT8: fold_run_i8(kind, (const int8_t *)x + off, n, ai); break;
+    case KILN_UINT8: fold_run_u8(kind, (const uint8_t *)x + off, n, ai); break;
     case KILN_INT32: fold_run_i32(kind, (const int32_t *)x + off, n, ai); break;
     default: fold_run_i64(kind, (const int64_t *)x + off, n, ai); break;
     }
 }
 
-/* Writes w finished outputs. m: the maxima of LOG_SUM_EXP. */
+/* double -> half with a single rounding: round to float with round-to-odd (float keeps more
+ * than 11 + 2 bits, so the final round to nearest even cannot be a double rounding). */
+static inline uint16_t half_from_double(double v) {
+    float f = (float)v;
+    if ((double)f != v && isfinite(f)) {
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        if (!(b & 1)) f = nextafterf(f, v > (double)f ? INFINITY : -INFINITY);
+    }
+    return kiln_float_to_half(f);
+}
+
+/* The output of a float reduction from its accumulator; *m: the maximum of LOG_SUM_EXP
+ * (read for that op only). */
+static inline double finish_value(const red_plan *p, double a, const double *m) {
+    switch (p->op) {
+    case KILN_REDUCE_MEAN: return a / (double)p->count;
+    case KILN_REDUCE_L2: return sqrt(a);
+    case KILN_REDUCE_LOG_SUM: return log(a);
+    case KILN_REDUCE_LOG_SUM_EXP: return isfinite(*m) ? *m + log(a) : *m;
+    default: return a;
+    }
+}
+
+/* Writes w finished outputs. m: the maxima of LOG_SUM_EXP. Integers keep the low bits of
+ * their wrapped 64-bit results. */
 static void finish(const red_plan *p, const racc_vec *acc, const racc_vec *m, void *out, int64_t at, int64_t w) {
-    if (p->dtype == KILN_INT32) {
+    switch (p->dtype) {
+    case KILN_FLOAT32:
+        for (int64_t k = 0; k < w; k++) ((float *)out)[at + k] = (float)finish_value(p, acc->f[k], &m->f[k]);
+        break;
+    case KILN_FLOAT64:
+        for (int64_t k = 0; k < w; k++) ((double *)out)[at + k] = finish_value(p, acc->f[k], &m->f[k]);
+        break;
+    case KILN_FLOAT16:
+        for (int64_t k = 0; k < w; k++)
+            ((uint16_t *)out)[at + k] = half_from_double(finish_value(p, acc->f[k], &m->f[k]));
+        break;
+    case KILN_INT8:
+        for (int64_t k = 0; k < w; k++) ((int8_t *)out)[at + k] = (int8_t)(uint8_t)(uint64_t)acc->i[k];
+        break;
+    case KILN_UINT8:
+        for (int64_t k = 0; k < w; k++) ((uint8_t *)out)[at + k] = (uint8_t)(uint64_t)acc->i[k];
+        break;
+    case KILN_INT32:
         for (int64_t k = 0; k < w; k++) ((int32_t *)out)[at + k] = (int32_t)acc->i[k];
-        return;
-    }
-    if (p->dtype == KILN_INT64) {
-        memcpy((int64_t *)out + at, acc->i, (size_t)w * sizeof(int64_t));
-        return;
-    }
-    float *y = (float *)out + at;
-    const double n = (double)p->count;
-    for (int64_t k = 0; k < w; k++) {
-        double a = acc->f[k];
-        switch (p->op) {
-        case KILN_REDUCE_MEAN: a /= n; break;
-        case KILN_REDUCE_L2: a = sqrt(a); break;
-        case KILN_REDUCE_LOG_SUM: a = log(a); break;
-        case KILN_REDUCE_LOG_SUM_EXP: a = isfinite(m->f[k]) ? m->f[k] + log(a) : m->f[k]; break;
-        default: break;
-        }
-        y[k] = (float)a;
+        break;
+    default: memcpy((int64_t *)out + at, acc->i, (size_t)w * sizeof(int64_t)); break;
     }
 }
 
@@ -309,7 +375,7 @@ static void fold_all(const red_plan *p, int kind, const void *x, int64_t base, i
                      const racc_vec *m) {
     racc id = identity(kind, p->dtype);
     for (int64_t k = 0; k < w; k++) {
-        if (p->dtype == KILN_FLOAT32) acc->f[k] = id.f;
+        if (p->flt) acc->f[k] = id.f;
         else acc->i[k] = id.i;
     }
     int64_t idx[KILN_MAX_DIMS] = {0}, roff = 0;
@@ -368,13 +434,13 @@ static void run_split(kcpu_exec *x, red_job *j) {
         for (int64_t r = 0; r < p->rows; r++) {
             racc a = identity(j->kind, p->dtype);
             for (int k = 0; k < p->parts; k++) {
-                if (p->dtype == KILN_FLOAT32) combine_f32(j->kind, &a, j->part[r * p->parts + k]);
+                if (p->flt) combine_float(j->kind, &a, j->part[r * p->parts + k]);
                 else combine_int(j->kind, &a, j->part[r * p->parts + k]);
             }
             if (lse && pass == 0) {
                 maxima[r] = a;
                 m.f[r] = a.f;
-            } else if (p->dtype == KILN_FLOAT32) {
+            } else if (p->flt) {
                 acc.f[r] = a.f;
             } else {
                 acc.i[r] = a.i;
@@ -388,10 +454,15 @@ static kiln_status red_prepare(const kiln_layer *l, const kiln_env *env, void **
     kiln_dtype t = l->inputs[0]->dtype;
     kiln_reduce_op op = l->p.reduce.op;
     bool int_ok = op == KILN_REDUCE_SUM || op == KILN_REDUCE_MAX || op == KILN_REDUCE_MIN || op == KILN_REDUCE_PROD;
-    if ((unsigned)op >= KILN_REDUCE_COUNT ||
-        !(t == KILN_FLOAT32 || (int_ok && (t == KILN_INT32 || t == KILN_INT64))))
-        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CPU kernel for reduce op %d on %s", (int)op,
-                              kiln_dtype_name(t));
+    bool int_t = t == KILN_INT8 || t == KILN_UINT8 || t == KILN_INT32 || t == KILN_INT64;
+    if ((unsigned)op >= KILN_REDUCE_COUNT || !(dtype_is_float(t) || (int_ok && int_t)))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CPU kernel for reduce op %d on %s (%s)", (int)op,
+                              kiln_dtype_name(t),
+                              int_ok ? "float32, float16, float64, int8, uint8, int32 or int64"
+                                     : "float32, float16 or float64");
+    if (l->outputs[0]->dtype != t)
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "output is %s but the input is %s",
+                              kiln_dtype_name(l->outputs[0]->dtype), kiln_dtype_name(t));
     red_plan *p = kiln_alloc(env, sizeof *p);
     if (!p) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     if (!plan_make(p, l)) {
@@ -436,34 +507,41 @@ typedef struct arg_job {
     ((last) ? ((is_min) ? (v) <= (b) : (v) >= (b)) || (v) != (v)                                           \
             : ((is_min) ? (v) < (b) : (v) > (b)) || ((v) != (v) && (b) == (b)))
 
-#define ARG_FN(S, T)                                                                                       \
+/* T: storage type, C: compared as (float16 as float: exact), LD: T -> C. */
+#define ARG_FN(S, T, C, LD)                                                                                \
     static void arg_##S(const arg_job *j, int64_t b, int64_t e, int is_min, int last) {                    \
         const T *x0 = j->in;                                                                               \
         const int64_t L = j->len, inner = j->inner;                                                        \
-        T best[RED_BLOCK];                                                                                 \
+        C best[RED_BLOCK];                                                                                 \
         int64_t at[RED_BLOCK];                                                                             \
         for (int64_t u = b; u < e; u++) {                                                                  \
             int64_t o = u / j->nblk, k0 = (u % j->nblk) * RED_BLOCK;                                       \
             int64_t w = KILN_MIN(RED_BLOCK, inner - k0);                                                   \
             const T *x = x0 + o * L * inner + k0;                                                          \
             for (int64_t k = 0; k < w; k++) {                                                              \
-                best[k] = x[k];                                                                            \
+                best[k] = LD(x[k]);                                                                        \
                 at[k] = 0;                                                                                 \
             }                                                                                              \
             for (int64_t i = 1; i < L; i++) {                                                              \
                 const T *xi = x + i * inner;                                                               \
                 for (int64_t k = 0; k < w; k++) {                                                          \
-                    bool take = BETTER(xi[k], best[k], is_min, last);                                      \
-                    best[k] = take ? xi[k] : best[k];                                                      \
+                    const C v = LD(xi[k]);                                                                 \
+                    bool take = BETTER(v, best[k], is_min, last);                                          \
+                    best[k] = take ? v : best[k];                                                          \
                     at[k] = take ? i : at[k];                                                              \
                 }                                                                                          \
             }                                                                                              \
             memcpy(j->out + o * inner + k0, at, (size_t)w * sizeof(int64_t));                             \
         }                                                                                                  \
     }
-ARG_FN(f32, float)
-ARG_FN(i32, int32_t)
-ARG_FN(i64, int64_t)
+#define LD_SAME(v) (v)
+ARG_FN(f32, float, float, LD_SAME)
+ARG_FN(f64, double, double, LD_SAME)
+ARG_FN(f16, uint16_t, float, kiln_half_to_float)
+ARG_FN(i8, int8_t, int8_t, LD_SAME)
+ARG_FN(u8, uint8_t, uint8_t, LD_SAME)
+ARG_FN(i32, int32_t, int32_t, LD_SAME)
+ARG_FN(i64, int64_t, int64_t, LD_SAME)
 
 static void arg_units(void *arg, int64_t b, int64_t e) {
     const arg_job *j = arg;
@@ -471,6 +549,10 @@ static void arg_units(void *arg, int64_t b, int64_t e) {
     int is_min = p->is_min != 0, last = p->select_last != 0;
     switch (j->l->inputs[0]->dtype) {
     case KILN_FLOAT32: arg_f32(j, b, e, is_min, last); break;
+    case KILN_FLOAT64: arg_f64(j, b, e, is_min, last); break;
+    case KILN_FLOAT16: arg_f16(j, b, e, is_min, last); break;
+    case KILN_INT8: arg_i8(j, b, e, is_min, last); break;
+    case KILN_UINT8: arg_u8(j, b, e, is_min, last); break;
     case KILN_INT32: arg_i32(j, b, e, is_min, last); break;
     default: arg_i64(j, b, e, is_min, last); break;
     }
@@ -481,7 +563,7 @@ static kiln_status arg_prepare(const kiln_layer *l, const kiln_env *env, void **
     *state = NULL;
     *scratch = 0;
     kiln_dtype t = l->inputs[0]->dtype;
-    if (!(t == KILN_FLOAT32 || t == KILN_INT32 || t == KILN_INT64) ||
+    if (!(dtype_is_float(t) || t == KILN_INT8 || t == KILN_UINT8 || t == KILN_INT32 || t == KILN_INT64) ||
         kg_axis(l->p.arg.axis, l->inputs[0]->dims.nb_dims) < 0)
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "no CPU kernel for arg reduce on %s", kiln_dtype_name(t));
     return KILN_OK;

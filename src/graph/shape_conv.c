@@ -12,10 +12,7 @@ static const char *const axis_name[2] = {"height", "width"};
 
 /* Rank-3 inputs (N, C, W) are treated as N, C, 1, W: the [1] entries of a desc describe the
  * width axis and the [0] entries must be neutral. */
-static kiln_status check_input_rank(kiln_layer *l, const kiln_tensor *x) {
-    if (x->dtype != KILN_FLOAT32)
-        return kg_layer_error(l, KILN_ERR_DTYPE, "input '%s' is %s, only float32 is supported", x->name,
-                              kiln_dtype_name(x->dtype));
+static kiln_status check_input_shape(kiln_layer *l, const kiln_tensor *x) {
     if (x->dims.nb_dims != 4 && x->dims.nb_dims != 3) {
         char buf[128];
         return kg_layer_error(l, KILN_ERR_SHAPE, "input '%s' has shape %s: expected rank 4 (NCHW) or 3 (NCW)",
@@ -26,6 +23,13 @@ static kiln_status check_input_rank(kiln_layer *l, const kiln_tensor *x) {
             return kg_layer_error(l, KILN_ERR_SHAPE, "input dimension %d (%lld) is too large", i,
                                   (long long)x->dims.d[i]);
     return KILN_OK;
+}
+
+static kiln_status check_input_rank(kiln_layer *l, const kiln_tensor *x) {
+    if (x->dtype != KILN_FLOAT32)
+        return kg_layer_error(l, KILN_ERR_DTYPE, "input '%s' is %s, only float32 is supported", x->name,
+                              kiln_dtype_name(x->dtype));
+    return check_input_shape(l, x);
 }
 
 /* Checks the [0] (height) entries of a rank-3 layer: kernel 0 or 1, stride and dilation 1,
@@ -163,13 +167,24 @@ KG_INFER(convolution) {
 }
 KG_INFER(deconvolution) { return infer_conv_common(l, true); }
 
+/* ONNX MaxPool takes float16/32/64, int8 and uint8; AveragePool the float types. */
+static bool pool_dtype_ok(kiln_pool_type type, kiln_dtype t) {
+    bool flt = t == KILN_FLOAT32 || t == KILN_FLOAT16 || t == KILN_FLOAT64;
+    return flt || (type == KILN_POOL_MAX && (t == KILN_INT8 || t == KILN_UINT8));
+}
+
 KG_INFER(pooling) {
     const kiln_tensor *x = l->inputs[0];
-    kiln_status st = check_input_rank(l, x);
-    if (st != KILN_OK) return st;
     const kiln_pool_desc *d = &l->p.pool;
     if (d->type != KILN_POOL_MAX && d->type != KILN_POOL_AVERAGE)
         return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "unknown pooling type %d", (int)d->type);
+    if (!pool_dtype_ok(d->type, x->dtype))
+        return kg_layer_error(l, KILN_ERR_DTYPE, "input '%s' is %s: %s pooling takes %s", x->name,
+                              kiln_dtype_name(x->dtype), d->type == KILN_POOL_MAX ? "max" : "average",
+                              d->type == KILN_POOL_MAX ? "float32, float16, float64, int8 or uint8"
+                                                       : "float32, float16 or float64");
+    kiln_status st = check_input_shape(l, x);
+    if (st != KILN_OK) return st;
     int rank = x->dims.nb_dims;
     kiln_dims out = x->dims;
     if (d->global) {
@@ -179,7 +194,7 @@ KG_INFER(pooling) {
             out.d[i] = 1;
         }
         l->outputs[0]->dims = out;
-        l->outputs[0]->dtype = KILN_FLOAT32;
+        l->outputs[0]->dtype = x->dtype;
         return KILN_OK;
     }
     int first = rank == 3 ? 1 : 0;
@@ -213,7 +228,7 @@ KG_INFER(pooling) {
         out.d[axis] = o;
     }
     l->outputs[0]->dims = out;
-    l->outputs[0]->dtype = KILN_FLOAT32;
+    l->outputs[0]->dtype = x->dtype;
     return KILN_OK;
 }
 

@@ -20,6 +20,13 @@ static kiln_status want_dtype(kiln_layer *l, int input, kiln_dtype want) {
 }
 
 static bool is_num(kiln_dtype t) { return t == KILN_FLOAT32 || t == KILN_INT32 || t == KILN_INT64; }
+static bool is_float_t(kiln_dtype t) { return t == KILN_FLOAT32 || t == KILN_FLOAT16 || t == KILN_FLOAT64; }
+static bool is_int_t(kiln_dtype t) {
+    return t == KILN_INT8 || t == KILN_UINT8 || t == KILN_INT32 || t == KILN_INT64;
+}
+/* Element-wise math, reductions and arg max/min: every float and integer type. */
+static bool is_arith(kiln_dtype t) { return is_float_t(t) || is_int_t(t); }
+#define ARITH_NAMES "float32, float16, float64, int8, uint8, int32 or int64"
 
 /* Checks that a present weight array is float32 with `want` values; `what` names it. */
 static kiln_status check_w(kiln_layer *l, int i, const char *what, int64_t want, const char *per) {
@@ -112,12 +119,12 @@ KG_INFER(elementwise) {
         return kg_layer_error(l, KILN_ERR_DTYPE, "inputs have different dtypes: '%s' is %s, '%s' is %s", a->name,
                               kiln_dtype_name(a->dtype), b->name, kiln_dtype_name(b->dtype));
     kiln_dtype t = a->dtype;
-    bool ok = elt_is_logic(op) ? t == KILN_BOOL : elt_is_compare(op) ? (is_num(t) || t == KILN_BOOL) : is_num(t);
+    bool ok = elt_is_logic(op) ? t == KILN_BOOL : elt_is_compare(op) ? (is_arith(t) || t == KILN_BOOL) : is_arith(t);
     if (!ok)
         return kg_layer_error(l, KILN_ERR_DTYPE, "%s does not accept %s inputs (%s)", elt_names[op], kiln_dtype_name(t),
                               elt_is_logic(op)     ? "logic ops take bool"
-                              : elt_is_compare(op) ? "comparisons take float32, int32, int64 or bool"
-                                                   : "arithmetic takes float32, int32 or int64");
+                              : elt_is_compare(op) ? "comparisons take " ARITH_NAMES " or bool"
+                                                   : "arithmetic takes " ARITH_NAMES);
     kiln_dims out;
     if (!kiln_broadcast_dims(&a->dims, &b->dims, &out)) {
         char sa[128], sb[128];
@@ -218,10 +225,10 @@ KG_INFER(reduce) {
         return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "unknown reduce op %d", (int)p->op);
     bool int_ok = p->op == KILN_REDUCE_SUM || p->op == KILN_REDUCE_MAX || p->op == KILN_REDUCE_MIN ||
                   p->op == KILN_REDUCE_PROD;
-    if (!(x->dtype == KILN_FLOAT32 || (int_ok && (x->dtype == KILN_INT32 || x->dtype == KILN_INT64))))
+    if (!(is_float_t(x->dtype) || (int_ok && is_int_t(x->dtype))))
         return kg_layer_error(l, KILN_ERR_DTYPE, "%s does not accept %s input '%s' (%s)", reduce_names[p->op],
                               kiln_dtype_name(x->dtype), x->name,
-                              int_ok ? "float32, int32 or int64" : "float32 only");
+                              int_ok ? ARITH_NAMES : "float32, float16 or float64");
     int rank = x->dims.nb_dims;
     if (p->nb_axes < 0 || p->nb_axes > KILN_MAX_DIMS)
         return kg_layer_error(l, KILN_ERR_INVALID_ARGUMENT, "%d axes", p->nb_axes);
@@ -249,8 +256,8 @@ KG_INFER(reduce) {
 KG_INFER(arg_reduce) {
     const kiln_tensor *x = l->inputs[0];
     const kg_arg_params *p = &l->p.arg;
-    if (!is_num(x->dtype))
-        return kg_layer_error(l, KILN_ERR_DTYPE, "input '%s' is %s, expected float32, int32 or int64", x->name,
+    if (!is_arith(x->dtype))
+        return kg_layer_error(l, KILN_ERR_DTYPE, "input '%s' is %s, expected " ARITH_NAMES, x->name,
                               kiln_dtype_name(x->dtype));
     int rank = x->dims.nb_dims;
     int a = kg_axis(p->axis, rank);
