@@ -36,7 +36,7 @@ for spec in "$@"; do
         "$K" build "$dir/model.onnx" -o "$dir/model.plan" --device cuda --fp16 --timing-cache "$cache" -v \
             >>"$log" 2>&1 || status=1
         t1=$(date +%s.%N)
-        echo "build ($pass timing cache): $(echo "$t1 - $t0" | bc) s, $(grep -h 'kernel choices' "$log" | tail -n 1)" |
+        echo "build ($pass timing cache): $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s, $(grep -h 'kernel choices' "$log" | tail -n 1)" |
             tee -a "$log"
     done
     "$K" bench "$dir/model.plan" --device-io --profile --duration 3 >>"$log" 2>&1 || status=1

@@ -149,7 +149,12 @@ static kiln_network *make_decoder(kiln_builder *b, unsigned seed) {
     kiln_network *net = NULL;
     CHECK_OK(kiln_network_create(b, &net));
     kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 6, 7));
-    kiln_tensor *skip = kiln_network_add_input(net, "skip", KILN_FLOAT32, d4(2, 8, 12, 14));
+    kiln_tensor *img = kiln_network_add_input(net, "img", KILN_FLOAT32, d4(2, 3, 12, 14));
+    /* a 3-channel stem convolution (its input zero-padded to 8 channels) adds into the skip */
+    static const int64_t stem_pads[4] = {1, 2, 1, 0};
+    kiln_tensor *stem = conv(net, img, 3, 8, 3, 1, stem_pads, 1, true);
+    kiln_tensor *skip0 = kiln_network_add_input(net, "skip", KILN_FLOAT32, d4(2, 8, 12, 14));
+    kiln_tensor *skip = stem ? out0(kiln_network_add_elementwise(net, skip0, stem, KILN_ELT_ADD)) : NULL;
     kiln_tensor *c = conv(net, x, 16, 16, 3, 1, NULL, 1, true);
     kiln_tensor *u = act(net, deconv(net, c, 16, 8, 2, 2, 0, 0, 1), KILN_ACT_RELU);
     kiln_tensor *cat_in[2] = {u, skip};

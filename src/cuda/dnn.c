@@ -673,6 +673,7 @@ typedef struct conv_state {
     kcu_pad pad;
     int64_t n, k, inner; /* output batch, channels and spatial size for the bias pass */
     int64_t fk;          /* filters: output channels of a convolution, input channels of a deconvolution */
+    int64_t cpad;        /* > 0: input channels zero-padded to this many (a float16 stem's 3 to 8) */
     int64_t e_outer, e_inner; /* the same in memory order: [outer, k, inner] */
     bool has_act;
     kcu_act act;
@@ -926,7 +927,8 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
 }
 
 /* The weights as the kernels read them: float32 as given, or float16, channels-last
- * (K, kh, kw, C/g) when the data is. *tmp: a converted copy the caller frees. */
+ * (K, kh, kw, C/g, zero-padded to s->cpad channels when set) when the data is. *tmp: a
+ * converted copy the caller frees. */
 static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const conv_state *s, const void **src,
                                 size_t *bytes, void **tmp) {
     const kiln_weights *w = &l->w[0];
@@ -943,21 +945,23 @@ static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const 
         kw = l->p.conv.kernel[1];
     }
     int64_t cg = per / (kh * kw); /* kh, kw >= 1 */
+    int64_t cs = s->nhwc && s->cpad > cg ? s->cpad : cg; /* channel stride of the result */
+    int64_t count = K * kh * kw * cs;
     size_t es = s->st == KILN_FLOAT16 ? 2 : 4;
-    char *h = kiln_alloc(env, (size_t)(w->count ? w->count : 1) * es);
+    char *h = kiln_calloc(env, (size_t)(count ? count : 1), es); /* zeros in the padding */
     if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting the weights");
     for (int64_t k = 0; k < K; k++)
         for (int64_t c = 0; c < cg; c++)
             for (int64_t i = 0; i < kh; i++)
                 for (int64_t j = 0; j < kw; j++) {
                     int64_t from = ((k * cg + c) * kh + i) * kw + j;
-                    int64_t to = s->nhwc ? ((k * kh + i) * kw + j) * cg + c : from;
+                    int64_t to = s->nhwc ? ((k * kh + i) * kw + j) * cs + c : from;
                     if (es == 2) kcu_to_half((uint16_t *)h + to, f + from, 1);
                     else ((float *)h)[to] = f[from];
                 }
     *tmp = h;
     *src = h;
-    *bytes = (size_t)w->count * es;
+    *bytes = (size_t)count * es;
     return KILN_OK;
 }
 
@@ -1142,6 +1146,11 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     geom_fill(l, &g);
     bool asym = g.pt != g.pb || g.pl != g.pr;
     int64_t ih = asym ? g.h + g.pt + g.pb : g.h, iw = asym ? g.w + g.pl + g.pr : g.w;
+    /* a float16 channels-last input with fewer than 8 channels (an image into the stem)
+     * leaves cuDNN without a tensor-core kernel: zero-pad it to 8 channels in scratch,
+     * with zero weights for the extra ones */
+    int64_t cin = g.c;
+    if (nhwc && sto == KILN_FLOAT16 && g.g == 1 && g.c < 8 && g.kh * g.kw > 1) cin = 8;
     int64_t sizes[] = {g.n, g.c, ih, iw, g.k, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.g,
                        g.n * g.c * ih * iw, g.n * g.k * g.oh * g.ow, g.k * (g.c / g.g) * g.kh * g.kw};
     if ((st = check_conv_sizes(l, sizes, (int)(sizeof sizes / sizeof sizes[0]))) != KILN_OK) return st;
@@ -1155,6 +1164,7 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     s->n = g.n;
     s->k = g.k;
     s->fk = g.k;
+    s->cpad = cin != g.c ? cin : 0;
     s->inner = g.oh * g.ow;
     s->e_outer = nhwc ? g.n * g.oh * g.ow : g.n;
     s->e_inner = nhwc ? 1 : g.oh * g.ow;
@@ -1164,10 +1174,11 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     }
     int64_t *maps = NULL;
     size_t map_count = 0;
-    if (asym) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
-        int64_t dims[4] = {g.n, g.c, g.h, g.w}, pads[8] = {0, 0, g.pt, g.pl, 0, 0, g.pb, g.pr};
-        if (nhwc) { /* the same over the axes in memory order */
-            int64_t dn[4] = {g.n, g.h, g.w, g.c}, pn[8] = {0, g.pt, g.pl, 0, 0, g.pb, g.pr, 0};
+    if (asym || s->cpad) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
+        int64_t at = asym ? g.pt : 0, al = asym ? g.pl : 0, ab = asym ? g.pb : 0, ar = asym ? g.pr : 0;
+        int64_t dims[4] = {g.n, g.c, g.h, g.w}, pads[8] = {0, 0, at, al, 0, 0, ab, ar};
+        if (nhwc) { /* the same over the axes in memory order, channels padded too */
+            int64_t dn[4] = {g.n, g.h, g.w, g.c}, pn[8] = {0, at, al, 0, 0, ab, ar, cin - g.c};
             memcpy(dims, dn, sizeof dims);
             memcpy(pads, pn, sizeof pads);
         }
@@ -1182,9 +1193,9 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     int ph = asym ? 0 : (int)g.pt, pw = asym ? 0 : (int)g.pl;
     cudnnDataType_t dt = sto == KILN_FLOAT16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
-    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, fmt, dt, (int)g.n, (int)g.c, (int)ih, (int)iw));
+    KCU_DNN(l, cudnnSetTensor4dDescriptor(s->xd, fmt, dt, (int)g.n, (int)cin, (int)ih, (int)iw));
     KCU_DNN(l, cudnnSetTensor4dDescriptor(s->yd, fmt, dt, (int)g.n, (int)g.k, (int)g.oh, (int)g.ow));
-    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, dt, fmt, (int)g.k, (int)(g.c / g.g), (int)g.kh, (int)g.kw));
+    KCU_DNN(l, cudnnSetFilter4dDescriptor(s->wd, dt, fmt, (int)g.k, (int)(cin / g.g), (int)g.kh, (int)g.kw));
     /* float32 accumulation for every storage type */
     KCU_DNN(l, cudnnSetConvolution2dDescriptor(s->cd, ph, pw, (int)g.sh, (int)g.sw, (int)g.dh, (int)g.dw,
                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
@@ -1197,7 +1208,7 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     tactic hint = tactic_read(b, 'C');
     bool fwd_taken = take_forward(b, s, &hint);
     if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
-    size_t pad_bytes = asym ? (size_t)(g.n * g.c * ih * iw) * es : 0;
+    size_t pad_bytes = s->pad_input ? (size_t)(g.n * cin * ih * iw) * es : 0;
     bool fused = prepare_fused(l, s);
     bool gemm = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);

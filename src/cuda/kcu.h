@@ -151,6 +151,9 @@ cudaError_t kcu_fill_c_f16(cudaStream_t s, void *y, const void *c, int64_t m, in
 /* movement.cu */
 cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst);
 cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst);
+/* `rows` rows of `width` bytes from src (row pitch spitch) to dst (pitch dpitch). */
+cudaError_t kcu_copy2d(cudaStream_t s, void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width,
+                       int64_t rows);
 /* out[o, k, i] = data[o, idx[k], i] over [outer, count, inner]; axis size D. */
 cudaError_t kcu_gather(cudaStream_t s, int es, const void *data, const void *idx, int idx64, int64_t outer,
                        int64_t count, int64_t D, int64_t inner, void *out, kcu_err *err, int node);

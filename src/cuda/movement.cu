@@ -19,6 +19,40 @@ __global__ void k_mv_fixed(kcu_mv p, const E *__restrict__ src, E *dst) {
     }
 }
 
+/* The same with 32-bit index arithmetic, when every index fits: 64-bit division is a long
+ * software sequence on the GPU and dominated these copies. */
+template <typename E, int ND>
+__global__ void k_mv_fixed32(kcu_mv p, const E *__restrict__ src, E *dst) {
+    int total = (int)p.total;
+    int dims[ND], ss[ND];
+#pragma unroll
+    for (int d = 0; d < ND; d++) {
+        dims[d] = (int)p.dims[d];
+        ss[d] = (int)p.ss[d];
+    }
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        int r = i, off = 0;
+#pragma unroll
+        for (int d = ND - 1; d >= 0; d--) {
+            int c = r % dims[d];
+            r /= dims[d];
+            off += c * ss[d];
+        }
+        dst[i] = src[off];
+    }
+}
+
+/* Whether every index of p fits in 32 bits: the element count and the largest source offset. */
+static bool mv_fits32(const kcu_mv *p) {
+    if (p->total >= INT32_MAX) return false;
+    int64_t hi = 0;
+    for (int d = 0; d < p->nd; d++) {
+        if (p->ss[d] < 0) return false;
+        hi += (p->dims[d] - 1) * p->ss[d];
+    }
+    return hi < INT32_MAX;
+}
+
 template <typename E>
 __global__ void k_mv(kcu_mv p, const E *__restrict__ src, E *dst) {
     KCU_LOOP(i, p.total) {
@@ -77,6 +111,17 @@ static void launch_mv(cudaStream_t s, const kcu_mv *p, const E *src, E *dst) {
         k_mv_transpose<E><<<gt, block, 0, s>>>(batch, rows, cols, bs, 1, p->ss[nd - 1], src, dst);
         return;
     }
+    if (nd >= 1 && nd <= 6 && mv_fits32(p)) {
+        switch (nd) {
+        case 1: k_mv_fixed32<E, 1><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        case 2: k_mv_fixed32<E, 2><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        case 3: k_mv_fixed32<E, 3><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        case 4: k_mv_fixed32<E, 4><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        case 5: k_mv_fixed32<E, 5><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        default: k_mv_fixed32<E, 6><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
+        }
+        return;
+    }
     switch (nd) {
     case 1: k_mv_fixed<E, 1><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
     case 2: k_mv_fixed<E, 2><<<g, KCU_THREADS, 0, s>>>(*p, src, dst); break;
@@ -89,6 +134,49 @@ static void launch_mv(cudaStream_t s, const kcu_mv *p, const E *src, E *dst) {
 extern "C" cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst) {
     if (p->total <= 0) return cudaSuccess;
     KCU_BY_SIZE(es, launch_mv<E>(s, p, (const E *)src + p->src_offset, (E *)dst));
+    return kcu_launched();
+}
+
+/* ---- 2-D copy (concat and split pieces) ----
+ * rows of `width` bytes between pitched buffers, in the widest unit (16, 8, 4, 2 or 1
+ * bytes) that divides the width, both pitches and both addresses: cudaMemcpy2DAsync
+ * between device buffers moved narrow rows (a piece of a channels-last concat) far below
+ * the memory bandwidth. */
+template <typename U>
+__global__ void k_copy2d(char *dst, int64_t dpitch, const char *__restrict__ src, int64_t spitch, int64_t units,
+                         int64_t rows) {
+    int64_t total = units * rows;
+    if (total < INT32_MAX && units < INT32_MAX) {
+        int t = (int)total, u = (int)units;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < t; i += gridDim.x * blockDim.x) {
+            int r = i / u, c = i - r * u;
+            reinterpret_cast<U *>(dst + r * dpitch)[c] = reinterpret_cast<const U *>(src + r * spitch)[c];
+        }
+        return;
+    }
+    KCU_LOOP(i, total) {
+        int64_t r = i / units, c = i - r * units;
+        reinterpret_cast<U *>(dst + r * dpitch)[c] = reinterpret_cast<const U *>(src + r * spitch)[c];
+    }
+}
+
+extern "C" cudaError_t kcu_copy2d(cudaStream_t s, void *dst, int64_t dpitch, const void *src, int64_t spitch,
+                                  int64_t width, int64_t rows) {
+    if (width <= 0 || rows <= 0) return cudaSuccess;
+    uint64_t all = (uint64_t)width | (uint64_t)dpitch | (uint64_t)spitch | (uint64_t)(uintptr_t)dst |
+                   (uint64_t)(uintptr_t)src;
+    int unit = all % 16 == 0 ? 16 : all % 8 == 0 ? 8 : all % 4 == 0 ? 4 : all % 2 == 0 ? 2 : 1;
+    int64_t units = width / unit;
+    unsigned g = kcu_blocks(units * rows);
+    char *d = (char *)dst;
+    const char *x = (const char *)src;
+    switch (unit) {
+    case 16: k_copy2d<uint4><<<g, KCU_THREADS, 0, s>>>(d, dpitch, x, spitch, units, rows); break;
+    case 8: k_copy2d<uint2><<<g, KCU_THREADS, 0, s>>>(d, dpitch, x, spitch, units, rows); break;
+    case 4: k_copy2d<uint32_t><<<g, KCU_THREADS, 0, s>>>(d, dpitch, x, spitch, units, rows); break;
+    case 2: k_copy2d<uint16_t><<<g, KCU_THREADS, 0, s>>>(d, dpitch, x, spitch, units, rows); break;
+    default: k_copy2d<uint8_t><<<g, KCU_THREADS, 0, s>>>(d, dpitch, x, spitch, units, rows); break;
+    }
     return kcu_launched();
 }
 

@@ -909,7 +909,7 @@ static kiln_status seg_prepare(const kiln_layer *l, const kcu_build *b, void **s
 }
 
 /* Copies piece i between the whole tensor and its own buffer, as a 2-D copy of `outer`
- * rows (the copy engine walks both pitches). */
+ * rows (kcu_copy2d). */
 static kiln_status seg_copy(const kiln_layer *l, const seg_state *s, char *whole, char *piece, int i, bool into_whole,
                             cudaStream_t stream) {
     int64_t w = s->size[i];
@@ -921,12 +921,8 @@ static kiln_status seg_copy(const kiln_layer *l, const seg_state *s, char *whole
         else KCU_CUDA(l, cudaMemcpyAsync(piece, wp, bytes, cudaMemcpyDeviceToDevice, stream));
         return KILN_OK;
     }
-    if (into_whole)
-        KCU_CUDA(l, cudaMemcpy2DAsync(wp, (size_t)s->row, piece, (size_t)w, (size_t)w, (size_t)s->outer,
-                                      cudaMemcpyDeviceToDevice, stream));
-    else
-        KCU_CUDA(l, cudaMemcpy2DAsync(piece, (size_t)w, wp, (size_t)s->row, (size_t)w, (size_t)s->outer,
-                                      cudaMemcpyDeviceToDevice, stream));
+    if (into_whole) KCU_CUDA(l, kcu_copy2d(stream, wp, s->row, piece, w, w, s->outer));
+    else KCU_CUDA(l, kcu_copy2d(stream, piece, w, wp, s->row, w, s->outer));
     return KILN_OK;
 }
 
