@@ -238,6 +238,27 @@ static kiln_network *make_matmul(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Values beyond float16's range in the middle: a convolution with huge weights (outputs in
+ * the tens of thousands), then one that scales them back down. */
+static kiln_network *make_overflow(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 8, 10, 10));
+    kiln_conv_desc d = {.out_channels = 8, .kernel = {3, 3}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_layer *big = kiln_network_add_convolution(net, x, &d, wts(rnd(576, -20000, 20000), 576), wts(NULL, 0));
+    if (big) kiln_layer_set_name(big, "big");
+    kiln_layer *back = big ? kiln_network_add_convolution(net, kiln_layer_output(big, 0), &d,
+                                                          wts(rnd(576, -2e-4f, 2e-4f), 576), wts(rnd(8, -0.2f, 0.2f), 8))
+                           : NULL;
+    if (back) kiln_layer_set_name(back, "back");
+    kiln_tensor *y = act(net, back ? kiln_layer_output(back, 0) : NULL, KILN_ACT_RELU);
+    kiln_tensor *z = y ? conv(net, y, 8, 8, 3, 1, NULL, 1, true) : NULL;
+    bool ok = mark(net, z, "z");
+    CHECK(ok, "overflow network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -397,6 +418,44 @@ static void test_layers_fp16(kiln_builder *b) {
         CHECK(count_kernels(e, "_f16_nhwc", "Concat") == 1, "fp16 decoder: the skip concat stays channels-last");
     }
     kiln_engine_destroy(e);
+
+    /* the range check keeps the overflowing layers (and their reader) in float32 */
+    e = compare_case("fp16 overflow", b, make_overflow, true, FP16_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "", "Convolution") == 3 && count_kernels(e, "_f16", "Convolution") == 1,
+              "fp16 overflow: the two convolutions around the big values stay float32, the last runs float16");
+        for (int i = 0; i < kiln_engine_num_layers(e); i++) {
+            kiln_layer_info li;
+            if (kiln_engine_layer_info(e, i, &li) == KILN_OK && (!strcmp(li.name, "big") || !strcmp(li.name, "back")))
+                CHECK(li.precision == KILN_FLOAT32, "fp16 overflow: layer %s runs %s", li.name,
+                      kiln_dtype_name(li.precision));
+        }
+    }
+    kiln_engine_destroy(e);
+    {   /* without the check the float16 engine overflows, which is what the check prevents */
+        kiln_network *net = make_overflow(b, 77);
+        kiln_config *cfg = NULL;
+        kiln_engine *u = NULL;
+        CHECK_OK(kiln_config_create(b, &cfg));
+        CHECK_OK(kiln_config_set_device(cfg, KILN_DEVICE_CUDA));
+        CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1));
+        CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_NO_RANGE_CHECK, 1));
+        CHECK_OK(kiln_builder_build(b, net, cfg, &u));
+        if (u) {
+            CHECK(count_kernels(u, "_f16", "Convolution") == 3, "no range check: every convolution float16");
+            io_set r;
+            th_seed(99);
+            io_make(u, &r);
+            CHECK_OK(run_host(u, &r, NULL));
+            bool finite = true;
+            for (int64_t i = 0; i < r.out_n[0]; i++) finite &= isfinite(r.out[0][i]) != 0;
+            CHECK(!finite, "no range check: float16 overflow shows (the test's premise)");
+            io_free(&r);
+        }
+        kiln_engine_destroy(u);
+        kiln_config_destroy(cfg);
+        kiln_network_destroy(net);
+    }
 
     e = compare_case("fp16 matmul", b, make_matmul, true, FP16_TOL);
     if (e) {

@@ -96,6 +96,7 @@ typedef struct layer_precision {
 typedef struct build_opts {
     kiln_device device;
     bool fp16, tf32;
+    bool no_range_check; /* --no-range-check: KILN_FLAG_NO_RANGE_CHECK */
     size_t workspace_bytes; /* 0: no limit */
     int threads;            /* CPU threads per context; 0: all cores */
     int64_t batch;          /* 0: as the model says */

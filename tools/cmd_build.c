@@ -15,7 +15,9 @@ static const char help[] =
     "options:\n"
     "  -o, --output FILE          plan file to write\n"
     "  --device cpu|cuda          device the engine runs on (default cpu)\n"
-    "  --fp16                     allow FP16 kernels (CUDA)\n"
+    "  --fp16                     allow FP16 kernels (CUDA); layers whose values pass +-16384 on\n"
+    "                             standard-normal inputs stay FP32 (a warning names them)\n"
+    "  --no-range-check           FP16 without that check (inputs far from unit scale)\n"
     "  --tf32                     allow TF32 tensor-core math for FP32 layers (CUDA)\n"
     "  --shapes NAME:DIMS,...     shapes for inputs, required for symbolic dimensions\n"
     "                             (e.g. --shapes input:1x3x224x224,mask:1x224)\n"
@@ -56,6 +58,7 @@ int cmd_build(cli *c, int argc, char **argv) {
                                    {"--device", NULL, true},
                                    {"--fp16", NULL, false},
                                    {"--tf32", NULL, false},
+                                   {"--no-range-check", NULL, false},
                                    {"--shapes", NULL, true},
                                    {"--batch", NULL, true},
                                    {"--workspace", NULL, true},
@@ -84,6 +87,7 @@ int cmd_build(cli *c, int argc, char **argv) {
             if (!cli_parse_device(c, v, &o.device)) rc = CLI_USAGE;
             o.device_set = true;
         } else if (strcmp(opts[k].name, "--fp16") == 0) o.fp16 = true;
+        else if (strcmp(opts[k].name, "--no-range-check") == 0) o.no_range_check = true;
         else if (strcmp(opts[k].name, "--tf32") == 0) o.tf32 = true;
         else if (strcmp(opts[k].name, "--shapes") == 0) {
             if (!cli_add_shapes(c, &o, v)) rc = CLI_USAGE;

@@ -470,7 +470,8 @@ static int build_onnx(const cli *c, const char *path, const uint8_t *data, size_
     if (kiln_config_set_device(cfg, o->device) != KILN_OK || kiln_config_set_num_threads(cfg, o->threads) != KILN_OK ||
         kiln_config_set_memory_limit(cfg, o->workspace_bytes) != KILN_OK ||
         kiln_config_set_flag(cfg, KILN_FLAG_FP16, o->fp16) != KILN_OK ||
-        kiln_config_set_flag(cfg, KILN_FLAG_TF32, o->tf32) != KILN_OK) {
+        kiln_config_set_flag(cfg, KILN_FLAG_TF32, o->tf32) != KILN_OK ||
+        kiln_config_set_flag(cfg, KILN_FLAG_NO_RANGE_CHECK, o->no_range_check) != KILN_OK) {
         cli_fail(c, "%s: %s", path, cli_last_error());
         goto done;
     }

@@ -50,7 +50,12 @@ typedef enum kiln_builder_flag {
     KILN_FLAG_INT8 = 2,
     /* keep every weight refittable (kiln_engine_refit): no folding that rewrites
      * weights (batch norm into convolution), at some speed cost */
-    KILN_FLAG_REFIT = 3
+    KILN_FLAG_REFIT = 3,
+    /* FP16 builds for a GPU first build the network in FP32 (untimed kernels), run it once
+     * on standard-normal inputs and keep in FP32 every layer that writes or reads values
+     * beyond +-16384 (a quarter of FP16's range), with a warning naming them. This flag
+     * turns that off (inputs far from unit scale: pin layers by name instead). */
+    KILN_FLAG_NO_RANGE_CHECK = 4
 } kiln_builder_flag;
 
 /* Device the engine runs on (default CPU). */
@@ -81,7 +86,7 @@ KILN_API kiln_status kiln_config_set_layer_precision(kiln_config *config, const 
 KILN_API kiln_status kiln_config_set_timing_cache(kiln_config *config, const char *path);
 
 /* Build progress: fn(user, phase, done, total) is called as the build goes through its
- * phases ("check", "optimize", "plan memory", "kernels"), with done/total counting layers
+ * phases ("range check" for FP16 on a GPU, "check", "optimize", "plan memory", "kernels"), with done/total counting layers
  * where that means something (else 0/0, then 1/1 when the phase ends). From the
  * building thread; fn must not call back into kiln with this config. */
 typedef void (*kiln_progress_fn)(void *user, const char *phase, int done, int total);

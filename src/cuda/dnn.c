@@ -67,6 +67,7 @@ static bool bench_alloc(void **p, size_t bytes) {
 /* Buffers for every input and the output of l, and `scratch` bytes of scratch. */
 static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_t scratch) {
     memset(bn, 0, sizeof *bn);
+    if (b->untimed) return false;
     size_t total = scratch;
     for (int i = 0; i < l->nb_inputs && i < 4; i++)
         if (l->inputs[i]) total += kg_tensor_bytes(l->inputs[i]);
@@ -842,8 +843,9 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
     KCU_DNN(l, cudnnCreate(&h));
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int found = 0;
-    cudnnStatus_t ds =
-        cudnnFindConvolutionForwardAlgorithm(h, s->xd, s->wd, s->cd, s->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf);
+    cudnnStatus_t ds = b->untimed ? CUDNN_STATUS_NOT_SUPPORTED
+                                  : cudnnFindConvolutionForwardAlgorithm(h, s->xd, s->wd, s->cd, s->yd,
+                                                                         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf);
     if (ds != CUDNN_STATUS_SUCCESS) { /* e.g. no memory to time with: take the heuristics' order */
         (void)cudaGetLastError();
         found = 0;
@@ -888,8 +890,10 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int found = 0;
     /* the deconvolution input is the forward convolution's dy, its output dx */
-    cudnnStatus_t ds = cudnnFindConvolutionBackwardDataAlgorithm(h, s->wd, s->xd, s->cd, s->yd,
-                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf);
+    cudnnStatus_t ds = b->untimed ? CUDNN_STATUS_NOT_SUPPORTED
+                                  : cudnnFindConvolutionBackwardDataAlgorithm(h, s->wd, s->xd, s->cd, s->yd,
+                                                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                                              &found, perf);
     if (ds != CUDNN_STATUS_SUCCESS) {
         (void)cudaGetLastError();
         found = 0;

@@ -22,6 +22,7 @@ typedef struct kcu_build {
     const uint8_t *hint;
     size_t hint_len;
     bool *hint_used;
+    bool untimed; /* take the libraries' heuristic choices, time nothing (a range probe) */
 } kcu_build;
 
 /* What a kernel's run sees: the context's stream, library handles and scratch. */

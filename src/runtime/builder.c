@@ -1,6 +1,8 @@
 /* kiln: the builder. Build = copy the network, fix input shapes, infer and check every
  * layer, drop what no output needs, plan memory (views, in-place, lifetimes), then let
  * the backend prepare a kernel per layer. */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "graph/ops.h"
@@ -216,14 +218,15 @@ static void kernels_progress(const void *user, int done, int total) {
     kc_progress(user, "kernels", done, total);
 }
 
-/* Prepares every node's kernel, with the timing cache when the config names one. */
-static kiln_status prepare_kernels(kiln_engine *e, const kiln_config *cfg) {
+/* Prepares every node's kernel, with the timing cache when the config names one (not for
+ * a range probe, whose kernels are untimed). */
+static kiln_status prepare_kernels(kiln_engine *e, const kiln_config *cfg, bool probe) {
     ke_tcache *cache = NULL;
-    if (cfg->timing_cache && e->backend->tactic) {
+    if (cfg->timing_cache && e->backend->tactic && !probe) {
         cache = ke_tcache_open(&e->env, cfg->timing_cache);
         if (!cache) return KILN_ERR_OUT_OF_MEMORY;
     }
-    kiln_status st = ke_prepare_nodes(e, cache, false, kernels_progress, cfg);
+    kiln_status st = ke_prepare_nodes(e, cache, false, probe ? NULL : kernels_progress, cfg);
     if (st == KILN_OK) (void)ke_tcache_save(cache); /* a failure only warns: the engine is fine */
     ke_tcache_close(cache);
     return st;
@@ -242,17 +245,11 @@ static kiln_status add_io(kiln_engine *e, kiln_tensor *t, kiln_io_mode mode) {
     return KILN_OK;
 }
 
-kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_config *cfg, kiln_engine **out) {
-    if (out) *out = NULL;
-    if (!b || !net || !cfg || !out)
-        return kiln_error(b ? &b->env : NULL, KILN_ERR_INVALID_ARGUMENT, "build: %s is NULL",
-                          !b ? "builder" : !net ? "network" : !cfg ? "config" : "out");
+/* Builds an engine from a copy of `src`: the whole pipeline of kiln_builder_build with
+ * these flags, extra layers pinned to float32, and (probe) untimed kernels, no cache. */
+static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const kiln_config *cfg, unsigned flags,
+                                char *const *extra_fp32, int nb_extra, bool probe, kiln_engine **out) {
     const kiln_env *env = &b->env;
-    if (net->built)
-        return kiln_error(env, KILN_ERR_INVALID_STATE,
-                          "build: this network was already built once (its borrowed weights may be gone); "
-                          "define a new network to build again");
-    if (net->g.nb_outputs == 0) return kiln_error(env, KILN_ERR_INVALID_STATE, "build: no network output is marked");
     const kb_backend *backend = kb_backend_for(env, cfg->device);
     if (!backend) return KILN_ERR_UNSUPPORTED;
 
@@ -264,13 +261,13 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     e->backend = backend;
     ke_fill_fingerprint(e);
     e->threads = cfg->threads > 0 ? cfg->threads : 0;
-    e->flags = cfg->flags;
-    kiln_status st = kg_graph_clone(&net->g, env, &e->graph);
+    e->flags = flags;
+    e->untimed = probe;
+    kiln_status st = kg_graph_clone(src, env, &e->graph);
     if (st != KILN_OK) {
         kiln_free(env, e);
         return st;
     }
-    net->built = true;
     kiln_graph *g = &e->graph;
     bool *live = NULL;
 
@@ -286,6 +283,9 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
             st = kiln_error(env, KILN_ERR_NOT_FOUND, "config pins the precision of layer '%s', which the network does not have",
                             cfg->pins[i].name);
     }
+    for (int i = 0; st == KILN_OK && i < nb_extra; i++) /* the range probe's: float32 */
+        for (int k = 0; k < g->nb_layers; k++)
+            if (strcmp(g->layers[k]->name, extra_fp32[i]) == 0) g->layers[k]->pin_fp32 = true;
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) {
         kc_progress(cfg, "check", i, g->nb_layers);
         st = kg_infer_layer(g->layers[i]);
@@ -293,8 +293,8 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     kc_progress(cfg, "check", g->nb_layers, g->nb_layers);
     if (st == KILN_OK) {
         kc_progress(cfg, "optimize", 0, 0);
-        kopt_options opt = {backend->can_fuse_act, (cfg->flags >> KILN_FLAG_REFIT) & 1u, backend->can_fuse_residual,
-                            backend->layer_format, cfg->flags};
+        kopt_options opt = {backend->can_fuse_act, (flags >> KILN_FLAG_REFIT) & 1u, backend->can_fuse_residual,
+                            backend->layer_format, flags};
         st = kopt_run(g, &opt);
     }
     if (st != KILN_OK) goto fail;
@@ -323,7 +323,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     kc_progress(cfg, "plan memory", 0, 0);
     st = plan_memory(e, cfg);
     kc_progress(cfg, "plan memory", 1, 1);
-    if (st == KILN_OK) st = prepare_kernels(e, cfg);
+    if (st == KILN_OK) st = prepare_kernels(e, cfg, probe);
     if (st != KILN_OK) goto fail;
     kiln_free(env, live);
     kiln_log(env, KILN_LOG_INFO, "built engine: %d layers, %zu bytes of activation memory", e->nb_nodes,
@@ -333,5 +333,151 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
 fail:
     kiln_free(env, live);
     ke_engine_release(e);
+    return st;
+}
+
+/* ---- float16 range check ----
+ * Before a float16 build for a device, the network is built in float32 with untimed
+ * kernels and run once on standard-normal inputs, layer by layer; every layer that
+ * writes or reads values beyond KC_FP16_SAFE is then kept in float32 in the real build
+ * (a float16 reformat in front of a reader would overflow just the same). */
+
+#define KC_FP16_SAFE 16384.0f /* a quarter of float16's largest, 65504: headroom for other inputs */
+
+typedef struct range_probe {
+    bool *big;     /* per tensor of the probe engine */
+    float *host;   /* a host copy of one output */
+    size_t host_bytes;
+} range_probe;
+
+static kiln_status probe_node(void *user, kiln_context *c, const ke_node *node, void *const *outs) {
+    range_probe *rp = user;
+    const kiln_layer *l = node->layer;
+    for (int k = 0; k < l->nb_outputs; k++) {
+        const kiln_tensor *t = l->outputs[k];
+        size_t bytes = kg_tensor_bytes(t);
+        if (t->dtype != KILN_FLOAT32 || !bytes || !outs[k] || bytes > rp->host_bytes) continue;
+        kiln_status st = ke_context_read(c, rp->host, outs[k], bytes);
+        if (st != KILN_OK) return st;
+        size_t n = bytes / sizeof(float);
+        bool big = false;
+        for (size_t i = 0; i < n && !big; i++) big = !(fabsf(rp->host[i]) <= KC_FP16_SAFE); /* NaN, Inf too */
+        rp->big[t->id] = big;
+    }
+    return KILN_OK;
+}
+
+/* Deterministic standard-normal values (Box-Muller over a 64-bit LCG). */
+static void normal_fill(float *x, size_t n, uint64_t *state) {
+    for (size_t i = 0; i < n; i += 2) {
+        double u[2];
+        for (int k = 0; k < 2; k++) {
+            *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+            u[k] = ((double)(*state >> 11) + 0.5) / 9007199254740992.0;
+        }
+        double r = sqrt(-2.0 * log(u[0])), a = 6.283185307179586 * u[1];
+        x[i] = (float)(r * cos(a));
+        if (i + 1 < n) x[i + 1] = (float)(r * sin(a));
+    }
+}
+
+/* Runs the float32 probe engine once; *names (malloc'd by env, each string too) gets the
+ * layers to keep in float32. */
+static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
+    const kiln_env *env = &pe->env;
+    *names = NULL;
+    *count = 0;
+    range_probe rp = {0};
+    size_t biggest = 0;
+    for (int t = 0; t < pe->graph.nb_tensors; t++) {
+        size_t bytes = kg_tensor_bytes(pe->graph.tensors[t]);
+        if (bytes > biggest) biggest = bytes;
+    }
+    rp.big = kiln_calloc(env, (size_t)(pe->graph.nb_tensors ? pe->graph.nb_tensors : 1), sizeof(bool));
+    rp.host = kiln_alloc(env, biggest ? biggest : 4);
+    rp.host_bytes = biggest;
+    void **io = kiln_calloc(env, (size_t)(pe->nb_io ? pe->nb_io : 1), sizeof(void *));
+    kiln_context *c = NULL;
+    kiln_status st = rp.big && rp.host && io ? KILN_OK : kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory");
+    if (st == KILN_OK) st = kiln_context_create(pe, &c);
+    if (st == KILN_OK) st = kiln_context_set_io_memory(c, KILN_MEMORY_HOST);
+    uint64_t seed = 0x6b696c6eull;
+    for (int i = 0; st == KILN_OK && i < pe->nb_io; i++) {
+        size_t bytes = pe->plan[pe->io[i].tensor].bytes;
+        io[i] = kiln_calloc(env, bytes ? bytes : 1, 1); /* non-float inputs (indices): zeros */
+        if (!io[i]) st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory");
+        else if (pe->io[i].mode == KILN_IO_INPUT && pe->graph.tensors[pe->io[i].tensor]->dtype == KILN_FLOAT32)
+            normal_fill(io[i], bytes / sizeof(float), &seed);
+        if (st == KILN_OK) st = kiln_context_set_tensor_address(c, pe->io[i].name, io[i]);
+    }
+    if (st == KILN_OK) st = ke_context_run_probed(c, probe_node, &rp);
+    /* a layer that writes or reads a big tensor stays float32 */
+    int cap = 0;
+    char list[512] = "";
+    for (int n = 0; st == KILN_OK && n < pe->nb_nodes; n++) {
+        const kiln_layer *l = pe->nodes[n].layer;
+        bool big = false;
+        for (int k = 0; k < l->nb_outputs; k++) big |= rp.big[l->outputs[k]->id];
+        for (int k = 0; k < l->nb_inputs; k++) big |= l->inputs[k] && rp.big[l->inputs[k]->id];
+        if (!big || pe->nodes[n].skip || l->type == KILN_LAYER_CONSTANT) continue;
+        char *name = kiln_strdup(env, l->name);
+        if (!name || !kiln_grow(env, (void **)names, &cap, *count + 1, sizeof **names)) {
+            kiln_free(env, name);
+            st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory");
+            break;
+        }
+        (*names)[(*count)++] = name;
+        size_t at = strlen(list);
+        if (at < sizeof list - 64) snprintf(list + at, sizeof list - at, "%s%s", at ? ", " : "", l->name);
+    }
+    if (st == KILN_OK && *count)
+        kiln_log(env, KILN_LOG_WARNING,
+                 "fp16: %d layers kept in float32: their values pass +-%.0f on standard-normal inputs, beyond what "
+                 "float16 holds safely (%s%s)",
+                 *count, (double)KC_FP16_SAFE, list, strlen(list) >= sizeof list - 64 ? ", ..." : "");
+    kiln_context_destroy(c);
+    for (int i = 0; io && i < pe->nb_io; i++) kiln_free(env, io[i]);
+    kiln_free(env, io);
+    kiln_free(env, rp.big);
+    kiln_free(env, rp.host);
+    return st;
+}
+
+kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_config *cfg, kiln_engine **out) {
+    if (out) *out = NULL;
+    if (!b || !net || !cfg || !out)
+        return kiln_error(b ? &b->env : NULL, KILN_ERR_INVALID_ARGUMENT, "build: %s is NULL",
+                          !b ? "builder" : !net ? "network" : !cfg ? "config" : "out");
+    const kiln_env *env = &b->env;
+    if (net->built)
+        return kiln_error(env, KILN_ERR_INVALID_STATE,
+                          "build: this network was already built once (its borrowed weights may be gone); "
+                          "define a new network to build again");
+    if (net->g.nb_outputs == 0) return kiln_error(env, KILN_ERR_INVALID_STATE, "build: no network output is marked");
+    const kb_backend *backend = kb_backend_for(env, cfg->device);
+    if (!backend) return KILN_ERR_UNSUPPORTED;
+    char **pins = NULL;
+    int nb_pins = 0;
+    unsigned flags = cfg->flags;
+    if ((flags >> KILN_FLAG_FP16) & 1u && backend->layer_format && !((flags >> KILN_FLAG_NO_RANGE_CHECK) & 1u)) {
+        kc_progress(cfg, "range check", 0, 0);
+        kiln_engine *pe = NULL;
+        unsigned pf = flags & ~(1u << KILN_FLAG_FP16) & ~(1u << KILN_FLAG_TF32);
+        kiln_status st = build_engine(b, &net->g, cfg, pf, NULL, 0, true, &pe);
+        if (st == KILN_OK) st = probe_ranges(pe, &pins, &nb_pins);
+        if (pe) ke_engine_release(pe);
+        if (st != KILN_OK) { /* the float16 build goes on unchecked; it reports real problems itself */
+            kiln_log(env, KILN_LOG_WARNING, "fp16 range check skipped: %s", kiln_last_error());
+            for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
+            kiln_free(env, pins);
+            pins = NULL;
+            nb_pins = 0;
+        }
+        kc_progress(cfg, "range check", 1, 1);
+    }
+    kiln_status st = build_engine(b, &net->g, cfg, flags, pins, nb_pins, false, out);
+    net->built = true;
+    for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
+    kiln_free(env, pins);
     return st;
 }

@@ -21,6 +21,8 @@ struct kiln_context {
     bool host_io;
     bool io_frozen; /* host_io, but skip the copies (kiln_context_keep_io_on_device) */
     void **staging; /* per engine I/O: device buffer */
+    ke_probe_fn probe; /* ke_context_run_probed: called after each node */
+    void *probe_user;
 };
 
 static double now_ms(void) {
@@ -303,7 +305,8 @@ static kiln_status run_all(kiln_context *c) {
     }
     bool done = false;
     if (e->backend->run_begin) {
-        kiln_status st = e->backend->run_begin(c->backend, c->ptrs, e->graph.nb_tensors, !c->profile, &done);
+        kiln_status st =
+            e->backend->run_begin(c->backend, c->ptrs, e->graph.nb_tensors, !c->profile && !c->probe, &done);
         if (st != KILN_OK) return st;
     }
     for (int n = 0; !done && n < e->nb_nodes; n++) {
@@ -317,6 +320,7 @@ static kiln_status run_all(kiln_context *c) {
         if (st == KILN_OK && c->profile) st = e->backend->finish(c->backend);
         if (st != KILN_OK) return st;
         if (c->profile) c->profile(c->profile_user, l->name, kiln_layer_type_name(l->type), now_ms() - t0);
+        if (c->probe && (st = c->probe(c->probe_user, c, node, c->out_ptrs)) != KILN_OK) return st;
     }
     if (!done && e->backend->run_end) {
         kiln_status st = e->backend->run_end(c->backend);
@@ -329,4 +333,25 @@ static kiln_status run_all(kiln_context *c) {
         if (st != KILN_OK) return st;
     }
     return KILN_OK;
+}
+
+kiln_status ke_context_run_probed(kiln_context *c, ke_probe_fn fn, void *user) {
+    c->probe = fn;
+    c->probe_user = user;
+    kiln_status st = kiln_context_execute(c);
+    c->probe = NULL;
+    c->probe_user = NULL;
+    return st;
+}
+
+kiln_status ke_context_read(kiln_context *c, void *dst, const void *src, size_t bytes) {
+    const kiln_engine *e = c->engine;
+    if (!bytes) return KILN_OK;
+    if (!e->backend->download) {
+        kiln_status st = e->backend->finish(c->backend);
+        if (st == KILN_OK) memcpy(dst, src, bytes);
+        return st;
+    }
+    kiln_status st = e->backend->download(c->backend, dst, src, bytes);
+    return st == KILN_OK ? e->backend->finish(c->backend) : st;
 }

@@ -69,8 +69,16 @@ struct kiln_engine {
     int max_inputs, max_outputs; /* arity bounds for the run-time pointer arrays */
     int threads; /* CPU worker threads per context; 0 = all cores */
     unsigned flags; /* kiln_builder_flag bits the engine was built with */
+    bool untimed;   /* kernels by the libraries' heuristics, no timing (a range probe) */
     char fingerprint[512];
 };
+
+/* Runs a context once, layer by layer (no CUDA graph), calling fn after each node with
+ * the addresses of its outputs (valid until a later node reuses the memory). */
+typedef kiln_status (*ke_probe_fn)(void *user, kiln_context *c, const ke_node *node, void *const *outs);
+kiln_status ke_context_run_probed(kiln_context *c, ke_probe_fn fn, void *user);
+/* Copies `bytes` at src (a tensor address of the context's device) into host memory. */
+kiln_status ke_context_read(kiln_context *c, void *dst, const void *src, size_t bytes);
 
 /* Asks the backend for the fingerprint of this device (at build and load). */
 void ke_fill_fingerprint(kiln_engine *e);
