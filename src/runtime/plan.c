@@ -449,6 +449,10 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
         case KE_ARENA:
             if (p->offset > e->arena_bytes || bytes > e->arena_bytes - p->offset)
                 return BAD("tensor '%s' lies outside the activation arena", x->name);
+            /* the planner aligns every buffer: kernels may rely on it (vector loads) */
+            if (p->offset % KILN_ALIGN)
+                return BAD("tensor '%s' is at arena offset %llu, not %d-byte aligned", x->name,
+                           (unsigned long long)p->offset, KILN_ALIGN);
             break;
         case KE_INPUT:
         case KE_OUTPUT:

@@ -329,7 +329,7 @@ kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
         if (p->storage == KE_CONST) p->cdata = e->plan[p->root].cdata;
     }
     if (progress) progress(user, e->nb_nodes, e->nb_nodes);
-    if (choices)
+    if (choices && !e->untimed) /* a range probe's heuristic picks are not worth a line */
         kiln_log(env, KILN_LOG_INFO, "kernel choices: %d of %d reused%s, %d timed", reused, choices,
                  use_stored ? " from the plan" : cache ? " from the timing cache" : "", choices - reused);
     return KILN_OK;
