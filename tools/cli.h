@@ -109,6 +109,14 @@ typedef struct build_opts {
     bool device_set; /* --device given */
 } build_opts;
 
+/* The options of every command that builds an engine from an ONNX model (build, run, bench,
+ * compare), for its option table. */
+#define CLI_BUILD_OPTS                                                                                        \
+    {"--device", NULL, true}, {"--fp16", NULL, false}, {"--tf32", NULL, false}, {"--no-range-check", NULL, false}, \
+        {"--shapes", NULL, true}, {"--batch", NULL, true}, {"--threads", NULL, true}, {"--timing-cache", NULL, true}
+/* Handles one of CLI_BUILD_OPTS: true when `name` is one (*rc = CLI_USAGE on a bad value). */
+bool cli_build_option(const cli *c, const char *name, const char *value, build_opts *o, int *rc);
+
 /* Adds "--shapes a:1x3x8x8,b:2x4" entries. */
 bool cli_add_shapes(const cli *c, build_opts *o, const char *spec);
 bool cli_add_layer_precision(const cli *c, build_opts *o, const char *spec);

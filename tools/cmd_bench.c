@@ -33,7 +33,8 @@ static const char help[] =
     "  --input NAME=FILE          real data for an input (see 'kiln run --help'); --preprocess P\n"
     "  --seed N                   seed for the random inputs (default 1)\n"
     "\n"
-    "build options (ONNX models): --device cpu|cuda, --fp16, --tf32, --shapes NAME:DIMS,...,\n"
+    "build options (ONNX models, as in 'kiln build'): --device cpu|cuda, --fp16, --no-range-check,\n"
+    "  --tf32, --shapes NAME:DIMS,..., --timing-cache FILE,\n"
     "  --threads N (CPU threads per context; with --streams, consider cores / streams)\n"
     "  -q, --quiet   errors only       -v, --verbose   library log at verbose level\n"
     "\n"
@@ -212,7 +213,6 @@ int cmd_bench(cli *c, int argc, char **argv) {
                                    {"--duration", NULL, true},
                                    {"--warmup", NULL, true},
                                    {"--streams", NULL, true},
-                                   {"--batch", NULL, true},
                                    {"--no-cuda-graph", NULL, false},
                                    {"--profile", NULL, false},
                                    {"--device-io", NULL, false},
@@ -220,11 +220,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
                                    {"--input", "-i", true},
                                    {"--preprocess", NULL, true},
                                    {"--seed", NULL, true},
-                                   {"--device", NULL, true},
-                                   {"--fp16", NULL, false},
-                                   {"--tf32", NULL, false},
-                                   {"--shapes", NULL, true},
-                                   {"--threads", NULL, true},
+                                   CLI_BUILD_OPTS,
                                    {NULL, NULL, false}};
     build_opts o;
     memset(&o, 0, sizeof o);
@@ -258,8 +254,6 @@ int cmd_bench(cli *c, int argc, char **argv) {
             if (!cli_parse_int(c, name, v, 0, 1 << 30, &warmup)) rc = CLI_USAGE;
         } else if (strcmp(name, "--streams") == 0) {
             if (!cli_parse_int(c, name, v, 1, 256, &streams)) rc = CLI_USAGE;
-        } else if (strcmp(name, "--batch") == 0) {
-            if (!cli_parse_int(c, name, v, 1, 1 << 24, &o.batch)) rc = CLI_USAGE;
         } else if (strcmp(name, "--no-cuda-graph") == 0) no_graph = true;
         else if (strcmp(name, "--profile") == 0) profile_on = true;
         else if (strcmp(name, "--device-io") == 0) device_io = true;
@@ -270,16 +264,8 @@ int cmd_bench(cli *c, int argc, char **argv) {
         } else if (strcmp(name, "--seed") == 0) {
             if (!cli_parse_int(c, name, v, 0, INT64_MAX, &n)) rc = CLI_USAGE;
             ins->seed = (uint64_t)n;
-        } else if (strcmp(name, "--device") == 0) {
-            if (!cli_parse_device(c, v, &o.device)) rc = CLI_USAGE;
-            o.device_set = true;
-        } else if (strcmp(name, "--fp16") == 0) o.fp16 = true;
-        else if (strcmp(name, "--tf32") == 0) o.tf32 = true;
-        else if (strcmp(name, "--shapes") == 0) {
-            if (!cli_add_shapes(c, &o, v)) rc = CLI_USAGE;
-        } else if (strcmp(name, "--threads") == 0) {
-            if (!cli_parse_int(c, name, v, 0, 1024, &n)) rc = CLI_USAGE;
-            o.threads = (int)n;
+        } else {
+            cli_build_option(c, name, v, &o, &rc);
         }
     }
     if (rc != CLI_OK) goto out;

@@ -55,15 +55,8 @@ static char *default_output(const char *model) {
 int cmd_build(cli *c, int argc, char **argv) {
     static const cli_opt opts[] = {CLI_COMMON_OPTS,
                                    {"--output", "-o", true},
-                                   {"--device", NULL, true},
-                                   {"--fp16", NULL, false},
-                                   {"--tf32", NULL, false},
-                                   {"--no-range-check", NULL, false},
-                                   {"--shapes", NULL, true},
-                                   {"--batch", NULL, true},
+                                   CLI_BUILD_OPTS,
                                    {"--workspace", NULL, true},
-                                   {"--threads", NULL, true},
-                                   {"--timing-cache", NULL, true},
                                    {"--layer-precision", NULL, true},
                                    {"--json", NULL, true},
                                    {NULL, NULL, false}};
@@ -75,7 +68,6 @@ int cmd_build(cli *c, int argc, char **argv) {
     const char *v;
     while (rc == CLI_OK && (k = cli_next(c, &a, opts, &v)) != CLI_ARG_END) {
         bool stop;
-        int64_t n;
         if (k == CLI_ARG_ERROR) rc = CLI_USAGE;
         else if (k == CLI_ARG_POSITIONAL) {
             if (model) rc = cli_usage(c, "one model at a time ('%s' and '%s')", model, v);
@@ -83,25 +75,12 @@ int cmd_build(cli *c, int argc, char **argv) {
         } else if (cli_common_option(c, opts[k].name, help, &stop)) {
             if (stop) goto out;
         } else if (strcmp(opts[k].name, "--output") == 0) output = v;
-        else if (strcmp(opts[k].name, "--device") == 0) {
-            if (!cli_parse_device(c, v, &o.device)) rc = CLI_USAGE;
-            o.device_set = true;
-        } else if (strcmp(opts[k].name, "--fp16") == 0) o.fp16 = true;
-        else if (strcmp(opts[k].name, "--no-range-check") == 0) o.no_range_check = true;
-        else if (strcmp(opts[k].name, "--tf32") == 0) o.tf32 = true;
-        else if (strcmp(opts[k].name, "--shapes") == 0) {
-            if (!cli_add_shapes(c, &o, v)) rc = CLI_USAGE;
-        } else if (strcmp(opts[k].name, "--batch") == 0) {
-            if (!cli_parse_int(c, "--batch", v, 1, 1 << 24, &o.batch)) rc = CLI_USAGE;
+        else if (cli_build_option(c, opts[k].name, v, &o, &rc)) {
         } else if (strcmp(opts[k].name, "--workspace") == 0) {
             double mib;
             if (!cli_parse_double(c, "--workspace", v, 1.0 / 1048576, 1 << 30, &mib)) rc = CLI_USAGE;
             o.workspace_bytes = (size_t)(mib * 1048576.0);
-        } else if (strcmp(opts[k].name, "--threads") == 0) {
-            if (!cli_parse_int(c, "--threads", v, 0, 1024, &n)) rc = CLI_USAGE;
-            o.threads = (int)n;
-        } else if (strcmp(opts[k].name, "--timing-cache") == 0) o.timing_cache = v;
-        else if (strcmp(opts[k].name, "--layer-precision") == 0) {
+        } else if (strcmp(opts[k].name, "--layer-precision") == 0) {
             if (!cli_add_layer_precision(c, &o, v)) rc = CLI_USAGE;
         } else if (strcmp(opts[k].name, "--json") == 0) json_path = v;
     }

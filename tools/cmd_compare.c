@@ -34,8 +34,8 @@ static const char help[] =
     "  --random-inputs            random data for inputs not given; --seed N\n"
     "  --json FILE                results as JSON ('-': standard output)\n"
     "\n"
-    "options for the run under test (as in 'kiln build'): --device cpu|cuda, --fp16, --tf32,\n"
-    "  --shapes NAME:DIMS,..., --batch N, --threads N\n"
+    "options for the run under test (as in 'kiln build'): --device cpu|cuda, --fp16,\n"
+    "  --no-range-check, --tf32, --shapes NAME:DIMS,..., --batch N, --threads N, --timing-cache FILE\n"
     "  -q, --quiet   errors only       -v, --verbose   every compared tensor, library log\n"
     "\n"
     "examples:\n"
@@ -186,12 +186,7 @@ int cmd_compare(cli *c, int argc, char **argv) {
                                    {"--random-inputs", NULL, false},
                                    {"--seed", NULL, true},
                                    {"--json", NULL, true},
-                                   {"--device", NULL, true},
-                                   {"--fp16", NULL, false},
-                                   {"--tf32", NULL, false},
-                                   {"--shapes", NULL, true},
-                                   {"--batch", NULL, true},
-                                   {"--threads", NULL, true},
+                                   CLI_BUILD_OPTS,
                                    {NULL, NULL, false}};
     build_opts o, ro;
     memset(&o, 0, sizeof o);
@@ -238,19 +233,7 @@ int cmd_compare(cli *c, int argc, char **argv) {
             if (!cli_parse_int(c, name, v, 0, INT64_MAX, &n)) rc = CLI_USAGE;
             ins->seed = (uint64_t)n;
         } else if (strcmp(name, "--json") == 0) json_path = v;
-        else if (strcmp(name, "--device") == 0) {
-            if (!cli_parse_device(c, v, &o.device)) rc = CLI_USAGE;
-            o.device_set = true;
-        } else if (strcmp(name, "--fp16") == 0) o.fp16 = true;
-        else if (strcmp(name, "--tf32") == 0) o.tf32 = true;
-        else if (strcmp(name, "--shapes") == 0) {
-            if (!cli_add_shapes(c, &o, v)) rc = CLI_USAGE;
-        } else if (strcmp(name, "--batch") == 0) {
-            if (!cli_parse_int(c, name, v, 1, 1 << 24, &o.batch)) rc = CLI_USAGE;
-        } else if (strcmp(name, "--threads") == 0) {
-            if (!cli_parse_int(c, name, v, 0, 1024, &n)) rc = CLI_USAGE;
-            o.threads = (int)n;
-        }
+        else cli_build_option(c, name, v, &o, &rc);
     }
     if (rc != CLI_OK) goto out;
     if (!model) {

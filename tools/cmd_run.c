@@ -31,8 +31,8 @@ static const char help[] =
     "  --labels FILE              class names for --top5, one per line\n"
     "  --json FILE                outputs' summaries as JSON ('-': standard output)\n"
     "\n"
-    "build options (ONNX models): --device cpu|cuda, --fp16, --tf32, --shapes NAME:DIMS,...,\n"
-    "  --batch N, --threads N (as in 'kiln build')\n"
+    "build options (ONNX models): --device cpu|cuda, --fp16, --no-range-check, --tf32,\n"
+    "  --shapes NAME:DIMS,..., --batch N, --threads N, --timing-cache FILE (as in 'kiln build')\n"
     "  -q, --quiet   errors only       -v, --verbose   library log at verbose level\n"
     "\n"
     "examples:\n"
@@ -130,12 +130,7 @@ int cmd_run(cli *c, int argc, char **argv) {
                                    {"--top5", NULL, false},
                                    {"--labels", NULL, true},
                                    {"--json", NULL, true},
-                                   {"--device", NULL, true},
-                                   {"--fp16", NULL, false},
-                                   {"--tf32", NULL, false},
-                                   {"--shapes", NULL, true},
-                                   {"--batch", NULL, true},
-                                   {"--threads", NULL, true},
+                                   CLI_BUILD_OPTS,
                                    {NULL, NULL, false}};
     build_opts o;
     memset(&o, 0, sizeof o);
@@ -169,19 +164,7 @@ int cmd_run(cli *c, int argc, char **argv) {
         } else if (strcmp(opts[k].name, "--top5") == 0) top5 = true;
         else if (strcmp(opts[k].name, "--labels") == 0) labels_path = v;
         else if (strcmp(opts[k].name, "--json") == 0) json_path = v;
-        else if (strcmp(opts[k].name, "--device") == 0) {
-            if (!cli_parse_device(c, v, &o.device)) rc = CLI_USAGE;
-            o.device_set = true;
-        } else if (strcmp(opts[k].name, "--fp16") == 0) o.fp16 = true;
-        else if (strcmp(opts[k].name, "--tf32") == 0) o.tf32 = true;
-        else if (strcmp(opts[k].name, "--shapes") == 0) {
-            if (!cli_add_shapes(c, &o, v)) rc = CLI_USAGE;
-        } else if (strcmp(opts[k].name, "--batch") == 0) {
-            if (!cli_parse_int(c, "--batch", v, 1, 1 << 24, &o.batch)) rc = CLI_USAGE;
-        } else if (strcmp(opts[k].name, "--threads") == 0) {
-            if (!cli_parse_int(c, "--threads", v, 0, 1024, &n)) rc = CLI_USAGE;
-            o.threads = (int)n;
-        }
+        else cli_build_option(c, opts[k].name, v, &o, &rc);
     }
     if (rc != CLI_OK) goto out;
     if (!model) {

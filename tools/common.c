@@ -208,6 +208,32 @@ const char *cli_dims_str(const kiln_dims *d, char *buf, size_t size) {
     return buf;
 }
 
+bool cli_build_option(const cli *c, const char *name, const char *v, build_opts *o, int *rc) {
+    int64_t n = 0;
+    if (strcmp(name, "--device") == 0) {
+        if (!cli_parse_device(c, v, &o->device)) *rc = CLI_USAGE;
+        o->device_set = true;
+    } else if (strcmp(name, "--fp16") == 0) {
+        o->fp16 = true;
+    } else if (strcmp(name, "--tf32") == 0) {
+        o->tf32 = true;
+    } else if (strcmp(name, "--no-range-check") == 0) {
+        o->no_range_check = true;
+    } else if (strcmp(name, "--shapes") == 0) {
+        if (!cli_add_shapes(c, o, v)) *rc = CLI_USAGE;
+    } else if (strcmp(name, "--batch") == 0) {
+        if (!cli_parse_int(c, name, v, 1, 1 << 24, &o->batch)) *rc = CLI_USAGE;
+    } else if (strcmp(name, "--threads") == 0) {
+        if (!cli_parse_int(c, name, v, 0, 1024, &n)) *rc = CLI_USAGE;
+        o->threads = (int)n;
+    } else if (strcmp(name, "--timing-cache") == 0) {
+        o->timing_cache = v;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 bool cli_add_shapes(const cli *c, build_opts *o, const char *spec) {
     char *copy = strdup(spec);
     if (!copy) return cli_fail(c, "out of memory"), false;
