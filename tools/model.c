@@ -193,9 +193,9 @@ static int check_plan(const cli *c, const char *path, kiln_engine *e, const buil
         return cli_fail(c, "%s: the plan was built for %s; --device %s needs a rebuild from the ONNX model", path,
                         kiln_engine_device(e) == KILN_DEVICE_CUDA ? "cuda" : "cpu",
                         o->device == KILN_DEVICE_CUDA ? "cuda" : "cpu");
-    if (o->fp16 || o->tf32 || o->workspace_bytes || o->timing_cache || o->nb_precisions)
-        cli_warn(c, "%s: build options (--fp16, --tf32, --workspace, --timing-cache, --layer-precision) have no "
-                    "effect on a plan: they were fixed when it was built",
+    if (o->fp16 || o->tf32 || o->no_range_check || o->workspace_bytes || o->timing_cache || o->nb_precisions)
+        cli_warn(c, "%s: build options (--fp16, --tf32, --no-range-check, --workspace, --timing-cache, "
+                    "--layer-precision) have no effect on a plan: they were fixed when it was built",
                  path);
     const char *names[CLI_MAX_IO];
     int nin = 0;
