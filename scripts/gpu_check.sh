@@ -14,6 +14,7 @@
 #      bench-stderr.log (kernel choices per engine)
 #   3. the op tests again with KILN_TEST_FP16=1: their 1e-5 bar is for FP32, so this phase
 #      only reports comparisons above 1e-2 and crashes: fp16-sweep.log
+#   (1b. tests/cli/run_tests.sh with the build's kiln binary: cli.log; GPU_CHECK_CLI=0 skips)
 # Environment: OUT (default ./gpu-check-out), GPU_CHECK_JOBS (parallel tests, default 4),
 # GPU_CHECK_TESTS (a ctest -R regex to run a subset), GPU_CHECK_BENCH=0 (skip phase 2),
 # GPU_CHECK_SWEEP=0 (skip phase 3), GPU_CHECK_BENCH_ARGS (bench_cuda options, default
@@ -117,6 +118,18 @@ else
         { echo "==== $name (exit $rc)"; cat "$logs/$name.log"; } >>"$OUT/ctest-full.log"
     done
     rm -rf "$logs"
+fi
+
+# phase 1b: the command-line tests, whose CUDA branch (CUDA build, run, compare, timing
+# cache) only runs where a GPU answers: cli.log
+kbin=""
+for cand in "$BUILD/bin/kiln" "$BUILD/tools/kiln"; do [ -x "$cand" ] && { kbin=$cand; break; }; done
+if [ -n "$kbin" ] && [ "${GPU_CHECK_CLI:-1}" != 0 ]; then
+    LD_LIBRARY_PATH="$BUILD/lib:$BUILD:$BUILD/src/onnx:$LD_LIBRARY_PATH" timeout 600 \
+        tests/cli/run_tests.sh "$kbin" tests/cli/data /tmp/kiln-cli-work >"$OUT/cli.log" 2>&1
+    rc=$?
+    echo "cli tests: exit $rc, $(tail -n 1 "$OUT/cli.log")" | tee -a "$OUT/ctest.log"
+    [ $rc -ne 0 ] && status=1
 fi
 
 # phase 2: the benchmark
