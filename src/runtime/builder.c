@@ -411,6 +411,20 @@ static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
         if (st == KILN_OK) st = kiln_context_set_tensor_address(c, pe->io[i].name, io[i]);
     }
     if (st == KILN_OK) st = ke_context_run_probed(c, probe_node, &rp);
+    /* constants are not run either: a big one (weights a GEMM reads as a tensor) would
+     * overflow when stored as float16 */
+    for (int n = 0; st == KILN_OK && n < pe->nb_nodes; n++) {
+        const kiln_layer *l = pe->nodes[n].layer;
+        if (l->type != KILN_LAYER_CONSTANT) continue;
+        st = probe_node(&rp, c, &pe->nodes[n], (void *const[]){(void *)pe->plan[l->outputs[0]->id].cdata});
+    }
+    /* views (reshape, flatten) are not run: they carry their input's values */
+    for (int n = 0; st == KILN_OK && n < pe->nb_nodes; n++) {
+        const kiln_layer *l = pe->nodes[n].layer;
+        if (!pe->nodes[n].skip || l->type == KILN_LAYER_CONSTANT || l->nb_inputs < 1 || !l->inputs[0]) continue;
+        if (rp.big[l->inputs[0]->id])
+            for (int k = 0; k < l->nb_outputs; k++) rp.big[l->outputs[k]->id] = true;
+    }
     /* a layer that writes or reads a big tensor stays float32 */
     int cap = 0;
     char list[512] = "";
