@@ -88,8 +88,15 @@ static void test_null_and_misuse(void) {
     kiln_builder_destroy(b);
     CHECK_OK(kiln_context_execute(ctx));
     CHECK(memcmp(in, outv, sizeof in) == 0, "identity copies");
+    /* graphs off: a CPU context runs the same, twice */
+    CHECK_OK(kiln_context_set_cuda_graph(ctx, 0));
+    memset(outv, 0, sizeof outv);
+    CHECK_OK(kiln_context_execute(ctx));
+    CHECK_OK(kiln_context_execute(ctx));
+    CHECK(memcmp(in, outv, sizeof in) == 0, "identity copies without graphs");
     kiln_context_destroy(ctx);
     CHECK(kiln_context_execute(NULL) == KILN_ERR_INVALID_ARGUMENT, "NULL context");
+    CHECK(kiln_context_set_cuda_graph(NULL, 1) == KILN_ERR_INVALID_ARGUMENT, "NULL context (graph switch)");
     kiln_engine_destroy(NULL);
     kiln_context_destroy(NULL);
 }

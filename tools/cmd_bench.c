@@ -24,8 +24,8 @@ static const char help[] =
     "  --streams N                N execution contexts on N threads, run concurrently (default 1)\n"
     "  --batch N                  rebuild an ONNX model with its symbolic first dimension set to N\n"
     "                             (a plan must have been built with batch N)\n"
-    "  --no-cuda-graph            accepted for trtexec compatibility; CUDA engines capture and replay\n"
-    "                             a CUDA graph per context, which this build cannot turn off yet\n"
+    "  --no-cuda-graph            launch every layer each run instead of replaying the captured CUDA\n"
+    "                             graph (kiln_context_set_cuda_graph); no effect on the CPU\n"
     "  --device-io                keep inputs and outputs on the device: inputs are copied once,\n"
     "                             timed runs do no transfers (trtexec --noDataTransfers)\n"
     "  --profile                  per-layer times, sorted, with share of total and kernel\n"
@@ -288,9 +288,7 @@ int cmd_bench(cli *c, int argc, char **argv) {
     if (rc != CLI_OK) goto out;
     kiln_engine *e = m.engine;
     bool cuda = kiln_engine_device(e) == KILN_DEVICE_CUDA;
-    if (no_graph)
-        cli_warn(c, "--no-cuda-graph is accepted but has no effect%s", cuda ? ": graph replay cannot be turned off yet"
-                                                                           : " (this engine runs on the CPU)");
+    if (no_graph && !cuda) cli_warn(c, "--no-cuda-graph has no effect: this engine runs on the CPU");
 
     worker *w = calloc((size_t)streams, sizeof *w);
     io_buffers *ios = calloc((size_t)streams, sizeof *ios);
@@ -308,6 +306,8 @@ int cmd_bench(cli *c, int argc, char **argv) {
         if (rc == CLI_OK) rc = io_bind(c, e, &ios[s], &w[s].ctx);
         if (rc == CLI_OK && device_io && kiln_context_keep_io_on_device(w[s].ctx) != KILN_OK)
             rc = cli_fail(c, "--device-io: %s", cli_last_error());
+        if (rc == CLI_OK && no_graph && kiln_context_set_cuda_graph(w[s].ctx, 0) != KILN_OK)
+            rc = cli_fail(c, "--no-cuda-graph: %s", cli_last_error());
         w[s].io = &ios[s];
         w[s].warmup = (int)warmup;
         w[s].iterations = iterations;

@@ -154,6 +154,12 @@ KILN_API kiln_status kiln_context_enqueue(kiln_context *ctx, void *stream);
 /* Waits until the work enqueued on the context's stream is done (CPU: returns at once). */
 KILN_API kiln_status kiln_context_synchronize(kiln_context *ctx);
 
+/* CUDA engines capture a whole run into a CUDA graph the second time they run with the
+ * same buffer addresses and replay it from then on (one launch per inference). on = 0
+ * turns that off for this context: every layer is launched each run (slower to launch;
+ * for debugging, or tools that cannot see inside graphs). CPU engines ignore it. */
+KILN_API kiln_status kiln_context_set_cuda_graph(kiln_context *ctx, int on);
+
 /* Per-layer profiling, like TensorRT's IProfiler: after each layer of each execute the
  * callback gets the layer's name, type name and wall time in milliseconds. NULL turns it
  * off (the default; profiling costs two clock reads per layer). Strings are valid during

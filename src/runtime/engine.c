@@ -21,6 +21,7 @@ struct kiln_context {
     bool host_io;
     bool io_frozen; /* host_io, but skip the copies (kiln_context_keep_io_on_device) */
     void **staging; /* per engine I/O: device buffer */
+    bool no_graph;     /* kiln_context_set_cuda_graph(ctx, 0) */
     ke_probe_fn probe; /* ke_context_run_probed: called after each node */
     void *probe_user;
 };
@@ -29,6 +30,12 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+kiln_status kiln_context_set_cuda_graph(kiln_context *c, int on) {
+    if (!c) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "set cuda graph: context is NULL");
+    c->no_graph = !on;
+    return KILN_OK;
 }
 
 kiln_status kiln_context_set_profiler(kiln_context *c, kiln_profile_fn fn, void *user) {
@@ -306,7 +313,8 @@ static kiln_status run_all(kiln_context *c) {
     bool done = false;
     if (e->backend->run_begin) {
         kiln_status st =
-            e->backend->run_begin(c->backend, c->ptrs, e->graph.nb_tensors, !c->profile && !c->probe, &done);
+            e->backend->run_begin(c->backend, c->ptrs, e->graph.nb_tensors, !c->profile && !c->probe && !c->no_graph,
+                                  &done);
         if (st != KILN_OK) return st;
     }
     for (int n = 0; !done && n < e->nb_nodes; n++) {
