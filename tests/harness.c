@@ -200,3 +200,71 @@ void th_expect_add_fails(const kiln_layer *l, const char *what, const char *type
     CHECK(strstr(e, type) != NULL && strstr(e, needle) != NULL, "%s: error '%s' lacks '%s' / '%s'", what, e, type,
           needle);
 }
+
+/* ---- typed data ---- */
+
+int64_t th_rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
+
+double th_half_value(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+double th_half_round(double v) {
+    if (isnan(v) || isinf(v) || v == 0) return v;
+    int e;
+    frexp(v, &e); /* |v| in [2^(e-1), 2^e) */
+    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(v / ulp) * ulp;
+    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
+}
+
+uint16_t th_half_bits(double v) {
+    uint16_t s = signbit(v) ? 0x8000 : 0;
+    v = fabs(v);
+    if (isnan(v)) return 0x7E00;
+    if (isinf(v)) return s | 0x7C00;
+    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
+    int e;
+    frexp(v, &e);
+    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
+}
+
+double th_fget(kiln_dtype t, const void *p, int64_t i) {
+    switch (t) {
+    case KILN_FLOAT16: return th_half_value(((const uint16_t *)p)[i]);
+    case KILN_FLOAT64: return ((const double *)p)[i];
+    default: return ((const float *)p)[i];
+    }
+}
+
+void th_fput(kiln_dtype t, void *p, int64_t i, double v) {
+    switch (t) {
+    case KILN_FLOAT16: ((uint16_t *)p)[i] = th_half_bits(th_half_round(v)); break;
+    case KILN_FLOAT64: ((double *)p)[i] = v; break;
+    default: ((float *)p)[i] = (float)v; break;
+    }
+}
+
+bool th_cpu_only(kiln_dtype t) {
+    return t == KILN_FLOAT16 || t == KILN_FLOAT64 || t == KILN_INT8 || t == KILN_UINT8;
+}
+
+void *th_run_layer_for(kiln_builder *b, kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs,
+                       kiln_dims *od, const char *what) {
+    if (!th_cpu_only(t)) return th_run_layer(b, net, l, inputs, od, what);
+    void *out = NULL;
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (l) {
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+        kiln_status st = th_run_device(b, net, KILN_DEVICE_CPU, inputs, &out, od);
+        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+        if (st != KILN_OK) {
+            free(out);
+            out = NULL;
+        }
+    }
+    kiln_network_destroy(net);
+    return out;
+}

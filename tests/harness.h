@@ -4,6 +4,7 @@
 #ifndef KILN_TESTS_HARNESS_H
 #define KILN_TESTS_HARNESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,25 @@ double th_check_close(const char *what, const float *got, const double *ref, int
 
 /* A quiet builder (errors only to stderr when KILN_TEST_VERBOSE is set). */
 kiln_builder *th_builder(void);
+
+/* ---- typed data (float16, float64, int8, uint8 run on CPU kernels only) ---- */
+
+/* A random integer in [lo, hi]. */
+int64_t th_rand_int(int64_t lo, int64_t hi);
+/* IEEE half written here independently of the library: the value of bits h; v rounded to
+ * the nearest half (ties to even, overflow to infinity) as a double; the bits of a value
+ * that is already a half. */
+double th_half_value(uint16_t h);
+double th_half_round(double v);
+uint16_t th_half_bits(double v);
+/* Element i of a float32/float16/float64 array as a double, and v stored there (rounded once). */
+double th_fget(kiln_dtype t, const void *p, int64_t i);
+void th_fput(kiln_dtype t, void *p, int64_t i, double v);
+/* Whether layers on dtype t have CPU kernels only (float16, float64, int8, uint8). */
+bool th_cpu_only(kiln_dtype t);
+/* th_run_layer, but on the CPU for th_cpu_only dtypes whatever the device under test. */
+void *th_run_layer_for(kiln_builder *b, kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs,
+                       kiln_dims *od, const char *what);
 
 /* Builds net for `device` and runs it once. inputs[i] holds the data of network input
  * i; outputs (required) [j] receives a malloc'd buffer (caller frees, also on failure) (poisoned with NaN bytes before the run)

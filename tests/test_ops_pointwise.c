@@ -28,7 +28,6 @@ static kiln_dims mk(int n, const int64_t *d) { return kiln_dims_make(n, d); }
 /* Marks l's output, builds, runs, destroys the network; returns the output (caller frees)
  * or NULL after a failed CHECK. */
 
-
 /* The add call must fail and the message must name the layer type and the problem. */
 
 static bool dims_same(const kiln_dims *a, const kiln_dims *b) {
@@ -72,83 +71,9 @@ static const char *dstr(const kiln_dims *d, char *buf, size_t size) {
     return buf;
 }
 
-static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
-
-/* float16, float64, int8 and uint8 element-wise math has CPU kernels only: those layers run
- * on the CPU whatever the device under test. */
-static bool cpu_only(kiln_dtype t) {
-    return t == KILN_FLOAT16 || t == KILN_FLOAT64 || t == KILN_INT8 || t == KILN_UINT8;
-}
-
-/* th_run_layer, on the CPU for the dtypes above. */
-static void *run_layer_for(kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
-                           const char *what) {
-    if (!cpu_only(t)) return run_layer(net, l, inputs, od, what);
-    void *out = NULL;
-    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
-    if (l) {
-        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
-        kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, inputs, &out, od);
-        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
-        if (st != KILN_OK) {
-            free(out);
-            out = NULL;
-        }
-    }
-    kiln_network_destroy(net);
-    return out;
-}
-
-/* ---- IEEE half, written here independently of the library ---- */
-
-static double half_value(uint16_t h) {
-    int e = (h >> 10) & 31, m = h & 1023;
-    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-/* v rounded to the nearest half (ties to even), as a double. */
-static double half_round(double v) {
-    if (isnan(v) || isinf(v) || v == 0) return v;
-    int e;
-    frexp(v, &e); /* |v| in [2^(e-1), 2^e) */
-    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
-    double r = nearbyint(v / ulp) * ulp;
-    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
-}
-
-/* The bits of a value that is already a half (half_round's output). */
-static uint16_t half_bits(double v) {
-    uint16_t s = signbit(v) ? 0x8000 : 0;
-    v = fabs(v);
-    if (isnan(v)) return 0x7E00;
-    if (isinf(v)) return s | 0x7C00;
-    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
-    int e;
-    frexp(v, &e);
-    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
-}
-
-/* Float element i of a float32/float16/float64 array, and v stored there (rounded once). */
-static double fget(kiln_dtype t, const void *p, int64_t i) {
-    switch (t) {
-    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
-    case KILN_FLOAT64: return ((const double *)p)[i];
-    default: return ((const float *)p)[i];
-    }
-}
-
-static void fput(kiln_dtype t, void *p, int64_t i, double v) {
-    switch (t) {
-    case KILN_FLOAT16: ((uint16_t *)p)[i] = half_bits(half_round(v)); break;
-    case KILN_FLOAT64: ((double *)p)[i] = v; break;
-    default: ((float *)p)[i] = (float)v; break;
-    }
-}
-
 /* v as the type would hold it. */
 static double fround(kiln_dtype t, double v) {
-    return t == KILN_FLOAT16 ? half_round(v) : t == KILN_FLOAT64 ? v : (float)v;
+    return t == KILN_FLOAT16 ? th_half_round(v) : t == KILN_FLOAT64 ? v : (float)v;
 }
 
 /* ---- activations ---- */
@@ -251,7 +176,7 @@ static void test_unary_float(void) {
         if (op == KILN_UNARY_RECIPROCAL) /* keep away from 0 */
             for (int64_t i = 0; i < n; i++) x[i] += x[i] < 0 ? -0.25f : 0.25f;
         if (op == KILN_UNARY_ROUND || op == KILN_UNARY_SIGN || op == KILN_UNARY_FLOOR || op == KILN_UNARY_CEIL)
-            for (int64_t i = 0; i < n; i += 7) x[i] = (float)rand_int(-8, 8) * 0.5f; /* halves, integers, 0 */
+            for (int64_t i = 0; i < n; i += 7) x[i] = (float)th_rand_int(-8, 8) * 0.5f; /* halves, integers, 0 */
         kiln_network *net = net_new();
         kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, mk(1, &n));
         char what[64];
@@ -278,7 +203,7 @@ static void test_unary_int_bool(void) {
             int64_t v[105];
             int32_t v32[105];
             for (int64_t i = 0; i < n; i++) {
-                v[i] = i % 9 == 0 ? 0 : rand_int(-100000, 100000);
+                v[i] = i % 9 == 0 ? 0 : th_rand_int(-100000, 100000);
                 v32[i] = (int32_t)v[i];
             }
             kiln_network *net = net_new();
@@ -358,7 +283,7 @@ static double ref_fbin(kiln_elementwise_op op, double x, double y) {
 
 static void fill_operand(kiln_elementwise_op op, int which, float *v, int64_t n) {
     if (is_cmp(op)) { /* few distinct values so equality happens */
-        for (int64_t i = 0; i < n; i++) v[i] = (float)rand_int(-2, 2) * 0.5f;
+        for (int64_t i = 0; i < n; i++) v[i] = (float)th_rand_int(-2, 2) * 0.5f;
         if (n == 1) v[0] = 0; /* a middle value: some comparisons true, some false */
         return;
     }
@@ -454,13 +379,13 @@ static void run_typed_float_binary(kiln_dtype t, kiln_elementwise_op op, kiln_di
     kiln_tensor *tb = kiln_network_add_input(net, "b", t, db);
     void *ip[2] = {(void *)a, (void *)b};
     kiln_dims od;
-    void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
+    void *y = th_run_layer_for(B, t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
     if (!y) return;
     CHECK(dims_same(&od, &want), "%s: output dims", what);
     int64_t bad = 0, first = -1, ones = 0;
     double got_first = 0, want_first = 0;
     for (int64_t i = 0; i < n; i++) {
-        double x = fget(t, a, bidx(&want, &da, i)), v = fget(t, b, bidx(&want, &db, i));
+        double x = th_fget(t, a, bidx(&want, &da, i)), v = th_fget(t, b, bidx(&want, &db, i));
         double r = ref_fbin(op, x, v), got;
         bool ok;
         if (is_cmp(op)) {
@@ -468,7 +393,7 @@ static void run_typed_float_binary(kiln_dtype t, kiln_elementwise_op op, kiln_di
             ok = got == r;
             ones += r != 0;
         } else {
-            got = fget(t, y, i);
+            got = th_fget(t, y, i);
             r = fround(t, r);
             if (op == KILN_ELT_POW)
                 ok = t == KILN_FLOAT16 ? fabs(got - r) <= ldexp(fabs(r), -10) : fabs(got - r) <= 1e-15 * fabs(r);
@@ -521,14 +446,14 @@ static void test_binary_float_types(void) {
                          * half's normal range */
                         if (t == KILN_FLOAT16 && i % 4 == 1 && !is_cmp(op) && op != KILN_ELT_POW) {
                             v = ldexp(v, -16);
-                            if (half_round(v) == 0) v = ldexp(1, -24);
+                            if (th_half_round(v) == 0) v = ldexp(1, -24);
                         }
-                        fput(t, a, i, v);
+                        th_fput(t, a, i, v);
                     }
                     for (int64_t i = 0; i < nb; i++) {
                         double v = fb[i];
                         if (t == KILN_FLOAT64 && !is_cmp(op)) v *= 1 + th_uniform(-1e-6, 1e-6);
-                        fput(t, b, i, v);
+                        th_fput(t, b, i, v);
                     }
                     char what[192], s1[64], s2[64];
                     snprintf(what, sizeof what, "%s op %d: %s with %s", kiln_dtype_name(t), (int)op,
@@ -544,8 +469,8 @@ static void test_binary_float_types(void) {
         void *a = malloc(4 * es), *b = malloc(4 * es);
         const double av[4] = {NAN, 1.5, -2.0, 60000}, bv[4] = {2.0, NAN, -3.0, 60000};
         for (int i = 0; i < 4; i++) {
-            fput(t, a, i, av[i]);
-            fput(t, b, i, bv[i]);
+            th_fput(t, a, i, av[i]);
+            th_fput(t, b, i, bv[i]);
         }
         static const kiln_elementwise_op nops[3] = {KILN_ELT_MAX, KILN_ELT_MIN, KILN_ELT_ADD};
         for (int k = 0; k < 3; k++) {
@@ -555,11 +480,11 @@ static void test_binary_float_types(void) {
             void *ip[2] = {a, b};
             char what[64];
             snprintf(what, sizeof what, "%s op %d with NaN", kiln_dtype_name(t), (int)nops[k]);
-            void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, nops[k]), ip, NULL, what);
+            void *y = th_run_layer_for(B, t, net, kiln_network_add_elementwise(net, ta, tb, nops[k]), ip, NULL, what);
             if (!y) continue;
-            double y2 = fget(t, y, 2), y3 = fget(t, y, 3);
-            CHECK(isnan(fget(t, y, 0)) && isnan(fget(t, y, 1)), "%s: NaN lost: %g %g", what, fget(t, y, 0),
-                  fget(t, y, 1));
+            double y2 = th_fget(t, y, 2), y3 = th_fget(t, y, 3);
+            CHECK(isnan(th_fget(t, y, 0)) && isnan(th_fget(t, y, 1)), "%s: NaN lost: %g %g", what, th_fget(t, y, 0),
+                  th_fget(t, y, 1));
             if (nops[k] == KILN_ELT_ADD)
                 CHECK(y2 == -5.0 && y3 == (t == KILN_FLOAT16 ? INFINITY : 120000.0), "%s: got %g %g", what, y2, y3);
             else
@@ -639,7 +564,7 @@ static void run_int_binary(kiln_dtype t, kiln_elementwise_op op, kiln_dims da, k
     kiln_tensor *tb = kiln_network_add_input(net, "b", t, db);
     void *ip[2] = {(void *)a, (void *)b};
     kiln_dims od;
-    void *y = run_layer_for(t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
+    void *y = th_run_layer_for(B, t, net, kiln_network_add_elementwise(net, ta, tb, op), ip, &od, what);
     if (!y) return;
     CHECK(dims_same(&od, &want), "%s: output dims", what);
     bool boolean = is_cmp(op) || (op >= KILN_ELT_AND && op <= KILN_ELT_XOR);
@@ -684,10 +609,10 @@ static void test_binary_int(void) {
                     void *a = malloc((size_t)na * es), *b = malloc((size_t)nb * es);
                     kiln_elementwise_op op = ops[o];
                     for (int64_t i = 0; i < na; i++)
-                        put_int(t, a, i, op == KILN_ELT_POW ? rand_int(-4, 4) : is_cmp(op) ? rand_int(-2, 2)
-                                                                                           : rand_int(-60, 60));
+                        put_int(t, a, i, op == KILN_ELT_POW ? th_rand_int(-4, 4) : is_cmp(op) ? th_rand_int(-2, 2)
+                                                                                           : th_rand_int(-60, 60));
                     for (int64_t i = 0; i < nb; i++) {
-                        int64_t v = op == KILN_ELT_POW ? rand_int(-2, 6) : is_cmp(op) ? rand_int(-2, 2) : rand_int(-7, 7);
+                        int64_t v = op == KILN_ELT_POW ? th_rand_int(-2, 6) : is_cmp(op) ? th_rand_int(-2, 2) : th_rand_int(-7, 7);
                         if (v == 0 && (op == KILN_ELT_DIV || op == KILN_ELT_MOD || op == KILN_ELT_FMOD)) v = 3;
                         if (v < 0 && op == KILN_ELT_POW && nb == 1) v = 3; /* 0 ^ -k is an error */
                         put_int(t, b, i, v);
@@ -773,16 +698,16 @@ static void test_binary_int8(void) {
                     kiln_elementwise_op op = ops[o];
                     bool divides = op == KILN_ELT_DIV || op == KILN_ELT_MOD || op == KILN_ELT_FMOD;
                     for (int64_t i = 0; i < na; i++) {
-                        int64_t v = op == KILN_ELT_POW ? (it ? rand_int(0, 255) : rand_int(-6, 6))
-                                    : is_cmp(op)       ? rand_int(lo, lo + 4)
-                                                       : rand_int(lo, hi);
+                        int64_t v = op == KILN_ELT_POW ? (it ? th_rand_int(0, 255) : th_rand_int(-6, 6))
+                                    : is_cmp(op)       ? th_rand_int(lo, lo + 4)
+                                                       : th_rand_int(lo, hi);
                         if (!it && divides && i % 5 == 0) v = -128;
                         put_int(t, a, i, v);
                     }
                     for (int64_t i = 0; i < nb; i++) {
-                        int64_t v = op == KILN_ELT_POW ? rand_int(it ? 0 : -2, 9)
-                                    : is_cmp(op)       ? rand_int(lo, lo + 4)
-                                                       : rand_int(lo, hi);
+                        int64_t v = op == KILN_ELT_POW ? th_rand_int(it ? 0 : -2, 9)
+                                    : is_cmp(op)       ? th_rand_int(lo, lo + 4)
+                                                       : th_rand_int(lo, hi);
                         if (divides && !it && i % 7 == 3) v = -1;
                         if (divides && v == 0) v = 3;
                         put_int(t, b, i, v);
@@ -808,7 +733,7 @@ static void test_binary_int8(void) {
         kiln_tensor *tb = kiln_network_add_input(net, "b", KILN_INT8, mk(1, &d6));
         void *ip[2] = {x, v};
         kiln_layer *l = kiln_network_add_elementwise(net, ta, tb, k ? KILN_ELT_FMOD : KILN_ELT_MOD);
-        int8_t *y = run_layer_for(KILN_INT8, net, l, ip, NULL, "int8 mod example");
+        int8_t *y = th_run_layer_for(B, KILN_INT8, net, l, ip, NULL, "int8 mod example");
         if (y)
             CHECK(memcmp(y, k ? want_fmod : want_mod, 6) == 0, "int8 %s example: %d %d %d %d %d %d",
                   k ? "fmod" : "mod", y[0], y[1], y[2], y[3], y[4], y[5]);
@@ -849,11 +774,11 @@ static void test_inplace_types(void) {
         char *a = malloc((size_t)n * es), *b = malloc((size_t)n * es);
         for (int64_t i = 0; i < n; i++) {
             if (flt) {
-                fput(t, a, i, th_uniform(-8, 8));
-                fput(t, b, i, th_uniform(-8, 8));
+                th_fput(t, a, i, th_uniform(-8, 8));
+                th_fput(t, b, i, th_uniform(-8, 8));
             } else {
-                put_int(t, a, i, rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
-                put_int(t, b, i, rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
+                put_int(t, a, i, th_rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
+                put_int(t, b, i, th_rand_int(t == KILN_INT8 ? -128 : 0, t == KILN_INT8 ? 127 : 255));
             }
         }
         kiln_network *net = net_new();
@@ -867,15 +792,15 @@ static void test_inplace_types(void) {
         void *ip[2] = {a, b};
         char what[64];
         snprintf(what, sizeof what, "in-place chain %s", kiln_dtype_name(t));
-        char *y = run_layer_for(t, net, l3, ip, NULL, what);
+        char *y = th_run_layer_for(B, t, net, l3, ip, NULL, what);
         if (y) {
             int64_t bad = 0;
             for (int64_t i = 0; i < n; i++) {
                 if (flt) {
-                    double u = fround(t, fget(t, a, i) - fget(t, b, i));
+                    double u = fround(t, th_fget(t, a, i) - th_fget(t, b, i));
                     u = fround(t, u * u);
-                    double x = fget(t, a, i), r = u > x ? u : x;
-                    bad += fget(t, y, i) != r;
+                    double x = th_fget(t, a, i), r = u > x ? u : x;
+                    bad += th_fget(t, y, i) != r;
                 } else {
                     int64_t u = wrap_int(t, get_int(t, a, i) - get_int(t, b, i));
                     u = wrap_int(t, u * u);
@@ -944,12 +869,12 @@ static void test_select(void) {
             if (nc == 1) c[0] = 1;
             for (int64_t i = 0; i < na; i++) {
                 if (t == KILN_FLOAT32) ((float *)a)[i] = (float)th_uniform(1, 2);
-                else if (t == KILN_INT64) ((int64_t *)a)[i] = rand_int(1, 1000000000000LL);
+                else if (t == KILN_INT64) ((int64_t *)a)[i] = th_rand_int(1, 1000000000000LL);
                 else a[i] = 1;
             }
             for (int64_t i = 0; i < nb; i++) {
                 if (t == KILN_FLOAT32) ((float *)b)[i] = (float)th_uniform(-2, -1);
-                else if (t == KILN_INT64) ((int64_t *)b)[i] = -rand_int(1, 1000000000000LL);
+                else if (t == KILN_INT64) ((int64_t *)b)[i] = -th_rand_int(1, 1000000000000LL);
                 else b[i] = 0;
             }
             kiln_network *net = net_new();

@@ -128,8 +128,6 @@ static void run_case(kiln_builder *b, const pool_case *t, const float *xin, cons
     free(ref);
 }
 
-static int64_t rnd(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
-
 static void pool_sweep(kiln_builder *b) {
     static const int64_t kernels[] = {1, 2, 3, 5};
     int count = 0;
@@ -151,12 +149,12 @@ static void pool_sweep(kiln_builder *b) {
                     t.n = count % 2 ? 3 : 1;
                     t.c = 3;
                     int64_t spanh = (t.kh - 1) * t.dh + 1, spanw = (t.kw - 1) * t.dw + 1;
-                    t.pt = rnd(0, spanh - 1);
-                    t.pb = rnd(0, spanh - 1);
-                    t.pl = rnd(0, spanw - 1);
-                    t.pr = rnd(0, spanw - 1);
-                    t.h = (spanh + rnd(0, 8)) | 1;
-                    t.w = spanw + rnd(0, 9);
+                    t.pt = th_rand_int(0, spanh - 1);
+                    t.pb = th_rand_int(0, spanh - 1);
+                    t.pl = th_rand_int(0, spanw - 1);
+                    t.pr = th_rand_int(0, spanw - 1);
+                    t.h = (spanh + th_rand_int(0, 8)) | 1;
+                    t.w = spanw + th_rand_int(0, 9);
                     run_case(b, &t, NULL, NULL);
                     count++;
                 }
@@ -240,37 +238,9 @@ static void pool_onnx_examples(kiln_builder *b) {
 
 /* ---- float16, float64, int8, uint8 (CPU kernels only: run there whatever the device) ---- */
 
-/* IEEE half, written here independently of the library. */
-static double half_value(uint16_t h) {
-    int e = (h >> 10) & 31, m = h & 1023;
-    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-/* v rounded to the nearest half (ties to even), as a double. */
-static double half_round(double v) {
-    if (isnan(v) || isinf(v) || v == 0) return v;
-    int e;
-    frexp(v, &e);
-    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
-    double r = nearbyint(v / ulp) * ulp;
-    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
-}
-
-/* The bits of a value that is already a half. */
-static uint16_t half_bits(double v) {
-    uint16_t s = signbit(v) ? 0x8000 : 0;
-    v = fabs(v);
-    if (isinf(v)) return s | 0x7C00;
-    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
-    int e;
-    frexp(v, &e);
-    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
-}
-
 static double tget(kiln_dtype dt, const void *p, int64_t i) {
     switch (dt) {
-    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
+    case KILN_FLOAT16: return th_half_value(((const uint16_t *)p)[i]);
     case KILN_FLOAT64: return ((const double *)p)[i];
     case KILN_INT8: return ((const int8_t *)p)[i];
     default: return ((const uint8_t *)p)[i];
@@ -280,7 +250,7 @@ static double tget(kiln_dtype dt, const void *p, int64_t i) {
 /* The reference value as the type holds it: averages rounded once, an empty max window the
  * type's lowest value. */
 static double tround(kiln_dtype dt, double v) {
-    if (dt == KILN_FLOAT16) return half_round(v);
+    if (dt == KILN_FLOAT16) return th_half_round(v);
     if (dt == KILN_INT8 && v == -INFINITY) return -128;
     if (dt == KILN_UINT8 && v == -INFINITY) return 0;
     return v;
@@ -310,9 +280,9 @@ static void run_case_typed(kiln_builder *b, const pool_case *t, kiln_dtype dt) {
         switch (dt) {
         case KILN_FLOAT64: ((double *)x)[i] = th_uniform(-1, 1); break;
         case KILN_FLOAT16: {
-            double v = half_round(th_uniform(-4, 4) * (i % 9 == 4 ? ldexp(1, -17) : 1));
+            double v = th_half_round(th_uniform(-4, 4) * (i % 9 == 4 ? ldexp(1, -17) : 1));
             if (v == 0) v = ldexp(1, -24);
-            ((uint16_t *)x)[i] = half_bits(v);
+            ((uint16_t *)x)[i] = th_half_bits(v);
             break;
         }
         case KILN_INT8: ((int8_t *)x)[i] = (int8_t)(th_rand_u64() >> 56); break;
@@ -387,12 +357,12 @@ static void pool_types(kiln_builder *b) {
                     t.n = 2;
                     t.c = 3;
                     int64_t spanh = (t.kh - 1) * t.dh + 1, spanw = (t.kw - 1) * t.dw + 1;
-                    t.pt = rnd(0, spanh - 1);
-                    t.pb = rnd(0, spanh - 1);
-                    t.pl = rnd(0, spanw - 1);
-                    t.pr = rnd(0, spanw - 1);
-                    t.h = (spanh + rnd(0, 8)) | 1;
-                    t.w = spanw + rnd(0, 9);
+                    t.pt = th_rand_int(0, spanh - 1);
+                    t.pb = th_rand_int(0, spanh - 1);
+                    t.pl = th_rand_int(0, spanw - 1);
+                    t.pr = th_rand_int(0, spanw - 1);
+                    t.h = (spanh + th_rand_int(0, 8)) | 1;
+                    t.w = spanw + th_rand_int(0, 9);
                     run_case_typed(b, &t, dt);
                     count++;
                 }

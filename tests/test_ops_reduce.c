@@ -22,79 +22,6 @@ static kiln_network *net_new(void) {
     return n;
 }
 
-
-
-
-static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
-
-static bool cpu_only(kiln_dtype t) {
-    return t == KILN_FLOAT16 || t == KILN_FLOAT64 || t == KILN_INT8 || t == KILN_UINT8;
-}
-
-/* th_run_layer, on the CPU for the dtypes above. */
-static void *run_layer_for(kiln_dtype t, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
-                           const char *what) {
-    if (!cpu_only(t)) return run_layer(net, l, inputs, od, what);
-    void *out = NULL;
-    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
-    if (l) {
-        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
-        kiln_status st = th_run_device(B, net, KILN_DEVICE_CPU, inputs, &out, od);
-        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
-        if (st != KILN_OK) {
-            free(out);
-            out = NULL;
-        }
-    }
-    kiln_network_destroy(net);
-    return out;
-}
-
-/* IEEE half, written here independently of the library. */
-static double half_value(uint16_t h) {
-    int e = (h >> 10) & 31, m = h & 1023;
-    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-/* v rounded to the nearest half (ties to even), as a double. */
-static double half_round(double v) {
-    if (isnan(v) || isinf(v) || v == 0) return v;
-    int e;
-    frexp(v, &e);
-    double ulp = ldexp(1, (e - 1 < -14 ? -14 : e - 1) - 10);
-    double r = nearbyint(v / ulp) * ulp;
-    return fabs(r) > 65504 ? copysign(INFINITY, v) : r;
-}
-
-/* The bits of a value that is already a half. */
-static uint16_t half_bits(double v) {
-    uint16_t s = signbit(v) ? 0x8000 : 0;
-    v = fabs(v);
-    if (isinf(v)) return s | 0x7C00;
-    if (v < ldexp(1, -14)) return (uint16_t)(s | (uint16_t)ldexp(v, 24));
-    int e;
-    frexp(v, &e);
-    return (uint16_t)(s | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(v, 11 - e) - 1024));
-}
-
-/* Element i of a float32/float16/float64 array as a double, and v stored there. */
-static double fget(kiln_dtype t, const void *p, int64_t i) {
-    switch (t) {
-    case KILN_FLOAT16: return half_value(((const uint16_t *)p)[i]);
-    case KILN_FLOAT64: return ((const double *)p)[i];
-    default: return ((const float *)p)[i];
-    }
-}
-
-static void fput(kiln_dtype t, void *p, int64_t i, double v) {
-    switch (t) {
-    case KILN_FLOAT16: ((uint16_t *)p)[i] = half_bits(half_round(v)); break;
-    case KILN_FLOAT64: ((double *)p)[i] = v; break;
-    default: ((float *)p)[i] = (float)v; break;
-    }
-}
-
 /* The expected output shape and, for each input element, the output element it lands in. */
 static kiln_dims reduced_dims(const kiln_dims *d, const bool *red, int keep) {
     kiln_dims o;
@@ -220,8 +147,8 @@ static void reduce_case_typed(kiln_dtype t, kiln_reduce_op op, kiln_dims d, int 
     for (int64_t i = 0; i < n; i++) {
         double v = th_uniform(lo, hi);
         if (v == 0) v = hi;
-        fput(t, x, i, v);
-        xd[i] = fget(t, x, i);
+        th_fput(t, x, i, v);
+        xd[i] = th_fget(t, x, i);
     }
     kiln_network *net = net_new();
     kiln_tensor *in = kiln_network_add_input(net, "x", t, d);
@@ -233,14 +160,14 @@ static void reduce_case_typed(kiln_dtype t, kiln_reduce_op op, kiln_dims d, int 
     if (!nb_axes) snprintf(what + k, sizeof what - (size_t)k, " (all)");
     void *ip[1] = {x};
     kiln_dims od;
-    void *y = run_layer_for(t, net, kiln_network_add_reduce(net, in, op, nb_axes, axes, keep), ip, &od, what);
+    void *y = th_run_layer_for(B, t, net, kiln_network_add_reduce(net, in, op, nb_axes, axes, keep), ip, &od, what);
     if (y) {
         CHECK(dims_same(&od, &want), "%s: output dims", what);
         double *ref = malloc((size_t)(m ? m : 1) * sizeof(double));
         ref_reduce(op, &d, red, xd, ref, m);
         int64_t bad = 0, first = -1, inexact = 0;
         for (int64_t j = 0; j < m; j++) {
-            double got = fget(t, y, j), r = t == KILN_FLOAT16 ? half_round(ref[j]) : ref[j];
+            double got = th_fget(t, y, j), r = t == KILN_FLOAT16 ? th_half_round(ref[j]) : ref[j];
             bool ok = got == r || (t == KILN_FLOAT16 ? fabs(got - r) <= ldexp(fabs(r), -10)
                                                      : fabs(got - r) <= 1e-12 * fabs(r));
             inexact += got != r;
@@ -248,7 +175,7 @@ static void reduce_case_typed(kiln_dtype t, kiln_reduce_op op, kiln_dims d, int 
             bad += !ok;
         }
         CHECK(bad == 0, "%s: %lld of %lld wrong (first %lld: got %.17g, expected %.17g)", what, (long long)bad,
-              (long long)m, (long long)first, first >= 0 ? fget(t, y, first) : 0.0, first >= 0 ? ref[first] : 0.0);
+              (long long)m, (long long)first, first >= 0 ? th_fget(t, y, first) : 0.0, first >= 0 ? ref[first] : 0.0);
         CHECK(t != KILN_FLOAT16 || inexact * 20 <= m, "%s: %lld of %lld off by an ulp", what, (long long)inexact,
               (long long)m);
         free(ref);
@@ -370,7 +297,7 @@ static void test_reduce_empty(void) {
                 case KILN_UINT8: g = ((uint8_t *)y)[i]; break;
                 case KILN_INT32: g = ((int32_t *)y)[i]; break;
                 case KILN_INT64: g = (double)((int64_t *)y)[i]; break;
-                default: g = fget(t, y, i); break;
+                default: g = th_fget(t, y, i); break;
                 }
                 bad += !(g == w || (isnan(g) && isnan(w)));
             }
@@ -438,12 +365,12 @@ static void test_reduce_int(void) {
                     for (int64_t i = 0; i < n; i++) {
                         int64_t x;
                         if (t == KILN_INT8) /* full range: sums and products wrap */
-                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(-64, 63) * 2 + 1 : rand_int(-128, 127);
+                            x = ops[o] == KILN_REDUCE_PROD ? th_rand_int(-64, 63) * 2 + 1 : th_rand_int(-128, 127);
                         else if (t == KILN_UINT8)
-                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(0, 127) * 2 + 1 : rand_int(0, 255);
+                            x = ops[o] == KILN_REDUCE_PROD ? th_rand_int(0, 127) * 2 + 1 : th_rand_int(0, 255);
                         else /* products wrap: both sides wrap the same way */
-                            x = ops[o] == KILN_REDUCE_PROD ? rand_int(-3, 3) : rand_int(-1000000, 1000000);
-                        if (t == KILN_INT32 && ops[o] == KILN_REDUCE_SUM) x = rand_int(-1000, 1000);
+                            x = ops[o] == KILN_REDUCE_PROD ? th_rand_int(-3, 3) : th_rand_int(-1000000, 1000000);
+                        if (t == KILN_INT32 && ops[o] == KILN_REDUCE_SUM) x = th_rand_int(-1000, 1000);
                         iput(t, v, i, x);
                     }
                     uint64_t *acc = malloc((size_t)m * sizeof(uint64_t));
@@ -466,7 +393,7 @@ static void test_reduce_int(void) {
                     char what[96];
                     snprintf(what, sizeof what, "%s reduce op %d set %d keep %d", kiln_dtype_name(t), (int)ops[o], (int)s,
                              keep);
-                    void *y = run_layer_for(t, net, kiln_network_add_reduce(net, in, ops[o], nb, axes, keep), ip, &od,
+                    void *y = th_run_layer_for(B, t, net, kiln_network_add_reduce(net, in, ops[o], nb, axes, keep), ip, &od,
                                             what);
                     if (y) {
                         CHECK(dims_same(&od, &want), "%s: output dims", what);
@@ -501,7 +428,7 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
     char *x = malloc((size_t)n * es);
     double *xv = malloc((size_t)n * sizeof(double));
     int64_t *iv = malloc((size_t)n * sizeof(int64_t));
-    for (int64_t i = 0; i < n; i++) iv[i] = rand_int(-5, 5);
+    for (int64_t i = 0; i < n; i++) iv[i] = th_rand_int(-5, 5);
     /* every slice gets its extreme twice, at random places, so ties decide the answer */
     for (int64_t o = 0; o < outer && L > 1; o++)
         for (int64_t k = 0; k < inner; k++) {
@@ -510,14 +437,14 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
                 int64_t v = iv[(o * L + i) * inner + k];
                 ext = is_min ? (v < ext ? v : ext) : (v > ext ? v : ext);
             }
-            int64_t p1 = rand_int(0, L - 1), p2 = (p1 + rand_int(1, L - 1)) % L;
+            int64_t p1 = th_rand_int(0, L - 1), p2 = (p1 + th_rand_int(1, L - 1)) % L;
             iv[(o * L + p1) * inner + k] = iv[(o * L + p2) * inner + k] = ext;
         }
     for (int64_t i = 0; i < n; i++) {
         xv[i] = (double)iv[i];
         switch (t) {
         case KILN_FLOAT32: ((float *)x)[i] = (float)iv[i] * 0.5f; break;
-        case KILN_FLOAT16: fput(t, x, i, (double)iv[i] * 0.25); break;
+        case KILN_FLOAT16: th_fput(t, x, i, (double)iv[i] * 0.25); break;
         case KILN_FLOAT64: ((double *)x)[i] = (double)iv[i] * (1 + 1e-12); break; /* apart in double only */
         case KILN_INT8: ((int8_t *)x)[i] = (int8_t)(iv[i] * 20); break;
         case KILN_UINT8: ((uint8_t *)x)[i] = (uint8_t)(iv[i] * 20 + 120); break;
@@ -533,7 +460,7 @@ static void arg_case(kiln_dtype t, kiln_dims d, int axis, int keep, int is_min, 
     char what[128];
     snprintf(what, sizeof what, "arg%s %s rank %d axis %d keep %d last %d", is_min ? "min" : "max", kiln_dtype_name(t),
              d.nb_dims, axis, keep, last);
-    int64_t *y = run_layer_for(t, net, kiln_network_add_arg_reduce(net, in, axis, keep, is_min, last), ip, &od, what);
+    int64_t *y = th_run_layer_for(B, t, net, kiln_network_add_arg_reduce(net, in, axis, keep, is_min, last), ip, &od, what);
     if (y) {
         bool red[KILN_MAX_DIMS] = {false};
         red[ax] = true;
