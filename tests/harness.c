@@ -268,3 +268,19 @@ void *th_run_layer_for(kiln_builder *b, kiln_dtype t, kiln_network *net, kiln_la
     kiln_network_destroy(net);
     return out;
 }
+
+void th_check_layer(kiln_builder *b, kiln_network *net, kiln_layer *l, kiln_dims want, void *x, const double *ref,
+                    int64_t n, double tol, const char *what) {
+    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
+    if (!l) return;
+    kiln_dims od = kiln_tensor_dims(kiln_layer_output(l, 0));
+    bool same = od.nb_dims == want.nb_dims;
+    for (int i = 0; same && i < od.nb_dims; i++) same = od.d[i] == want.d[i];
+    CHECK(same, "%s: inferred output dims differ", what);
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
+    void *inputs[1] = {x}, *outputs[1] = {NULL};
+    kiln_status st = th_run(b, net, inputs, outputs, NULL);
+    CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
+    if (st == KILN_OK) th_check_close(what, outputs[0], ref, n, tol);
+    free(outputs[0]);
+}

@@ -94,6 +94,11 @@ kiln_status th_run_threads(kiln_builder *b, kiln_network *net, int threads, void
  * with a failed CHECK, if the add or the run failed). */
 void *th_run_layer(kiln_builder *b, kiln_network *net, kiln_layer *l, void *const *inputs, kiln_dims *od,
                    const char *what);
+/* For a single-output layer l of net (add result, may be NULL): CHECKs it was added, its
+ * inferred output dims equal `want`, then runs net (th_run) on the one input x and compares
+ * the output with ref (n values) at tol. Does not destroy net. */
+void th_check_layer(kiln_builder *b, kiln_network *net, kiln_layer *l, kiln_dims want, void *x, const double *ref,
+                    int64_t n, double tol, const char *what);
 /* CHECKs that an add call failed (l == NULL) with a message holding `type` and `needle`. */
 void th_expect_add_fails(const kiln_layer *l, const char *what, const char *type, const char *needle);
 

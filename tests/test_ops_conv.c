@@ -117,29 +117,14 @@ static void run_case(kiln_builder *b, const conv_case *t, bool deconv) {
     kiln_weights kw = {KILN_FLOAT32, w, wn}, bw = {KILN_FLOAT32, t->bias ? bias : NULL, t->bias ? t->k : 0};
     kiln_layer *l = deconv ? kiln_network_add_deconvolution(net, in, &d, kw, bw)
                            : kiln_network_add_convolution(net, in, &d, kw, bw);
-    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
-    if (l) {
-        kiln_dims od = kiln_tensor_dims(kiln_layer_output(l, 0));
-        kiln_dims want = r3 ? kiln_dims_make(3, (int64_t[]){t->n, t->k, ow})
-                            : kiln_dims_make(4, (int64_t[]){t->n, t->k, oh, ow});
-        bool same = od.nb_dims == want.nb_dims;
-        for (int i = 0; same && i < od.nb_dims; i++) same = od.d[i] == want.d[i];
-        CHECK(same, "%s: inferred output dims differ", what);
-        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
-        void *inputs[1] = {x}, *outputs[1] = {NULL};
-        kiln_status st = th_run(b, net, inputs, outputs, NULL);
-        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
-        if (st == KILN_OK) th_check_close(what, outputs[0], ref, yn, 1e-5);
-        free(outputs[0]);
-    }
+    kiln_dims want = r3 ? kiln_dims_make(3, (int64_t[]){t->n, t->k, ow}) : kiln_dims_make(4, (int64_t[]){t->n, t->k, oh, ow});
+    th_check_layer(b, net, l, want, x, ref, yn, 1e-5, what);
     kiln_network_destroy(net);
     free(x);
     free(w);
     free(bias);
     free(ref);
 }
-
-static int64_t rnd(int64_t lo, int64_t hi) { return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1)); }
 
 static void conv_sweep(kiln_builder *b) {
     static const int64_t kernels[] = {1, 3, 5, 7};
@@ -162,13 +147,13 @@ static void conv_sweep(kiln_builder *b) {
                     t.c = gm == 2 ? 6 : 4;
                     t.g = gm == 0 ? 1 : gm == 1 ? 2 : t.c;
                     t.k = gm == 2 ? (count % 4 == 2 ? 2 * t.c : t.c) : 6;
-                    t.pt = rnd(0, t.kh - 1);
-                    t.pb = rnd(0, t.kh - 1);
-                    t.pl = rnd(0, t.kw - 1);
-                    t.pr = rnd(0, t.kw - 1);
+                    t.pt = th_rand_int(0, t.kh - 1);
+                    t.pb = th_rand_int(0, t.kh - 1);
+                    t.pl = th_rand_int(0, t.kw - 1);
+                    t.pr = th_rand_int(0, t.kw - 1);
                     int64_t spanh = (t.kh - 1) * t.dh + 1, spanw = (t.kw - 1) * t.dw + 1;
-                    t.h = (spanh + rnd(0, 8)) | 1; /* odd sizes */
-                    t.w = (spanw + rnd(1, 9)) | 1;
+                    t.h = (spanh + th_rand_int(0, 8)) | 1; /* odd sizes */
+                    t.w = (spanw + th_rand_int(1, 9)) | 1;
                     t.bias = count % 3 != 2;
                     run_case(b, &t, false);
                     count++;
@@ -449,14 +434,14 @@ static void deconv_sweep(kiln_builder *b) {
                     t.c = 4;
                     t.g = g;
                     t.k = g == 1 ? 3 : 6;
-                    t.h = rnd(2, 7) | 1;
-                    t.w = rnd(3, 8);
-                    t.pt = rnd(0, (t.kh - 1) * t.dh);
-                    t.pb = rnd(0, (t.kh - 1) * t.dh);
-                    t.pl = rnd(0, (t.kw - 1) * t.dw);
-                    t.pr = rnd(0, (t.kw - 1) * t.dw);
-                    t.oph = rnd(0, (t.sh > t.dh ? t.sh : t.dh) - 1);
-                    t.opw = rnd(0, (t.sw > t.dw ? t.sw : t.dw) - 1);
+                    t.h = th_rand_int(2, 7) | 1;
+                    t.w = th_rand_int(3, 8);
+                    t.pt = th_rand_int(0, (t.kh - 1) * t.dh);
+                    t.pb = th_rand_int(0, (t.kh - 1) * t.dh);
+                    t.pl = th_rand_int(0, (t.kw - 1) * t.dw);
+                    t.pr = th_rand_int(0, (t.kw - 1) * t.dw);
+                    t.oph = th_rand_int(0, (t.sh > t.dh ? t.sh : t.dh) - 1);
+                    t.opw = th_rand_int(0, (t.sw > t.dw ? t.sw : t.dw) - 1);
                     t.bias = count % 4 != 3;
                     if (deconv_out(t.h, t.kh, t.sh, t.dh, t.pt, t.pb, t.oph) <= 0) t.pt = t.pb = 0;
                     if (deconv_out(t.w, t.kw, t.sw, t.dw, t.pl, t.pr, t.opw) <= 0) t.pl = t.pr = 0;

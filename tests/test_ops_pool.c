@@ -108,21 +108,8 @@ static void run_case(kiln_builder *b, const pool_case *t, const float *xin, cons
     kiln_tensor *in = kiln_network_add_input(net, "x", KILN_FLOAT32, xd);
     kiln_pool_desc d = make_desc(t);
     kiln_layer *l = kiln_network_add_pooling(net, in, &d);
-    CHECK(l != NULL, "%s: add failed: %s", what, kiln_last_error());
-    if (l) {
-        kiln_dims od = kiln_tensor_dims(kiln_layer_output(l, 0));
-        kiln_dims want = r3 ? kiln_dims_make(3, (int64_t[]){t->n, t->c, ow})
-                            : kiln_dims_make(4, (int64_t[]){t->n, t->c, oh, ow});
-        bool same = od.nb_dims == want.nb_dims;
-        for (int i = 0; same && i < od.nb_dims; i++) same = od.d[i] == want.d[i];
-        CHECK(same, "%s: inferred output dims differ", what);
-        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(l, 0)));
-        void *inputs[1] = {x}, *outputs[1] = {NULL};
-        kiln_status st = th_run(b, net, inputs, outputs, NULL);
-        CHECK(st == KILN_OK, "%s: run failed: %s", what, kiln_last_error());
-        if (st == KILN_OK) th_check_close(what, outputs[0], ref, yn, 1e-5);
-        free(outputs[0]);
-    }
+    kiln_dims want = r3 ? kiln_dims_make(3, (int64_t[]){t->n, t->c, ow}) : kiln_dims_make(4, (int64_t[]){t->n, t->c, oh, ow});
+    th_check_layer(b, net, l, want, x, ref, yn, 1e-5, what);
     kiln_network_destroy(net);
     free(x);
     free(ref);
