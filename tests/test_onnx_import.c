@@ -477,6 +477,25 @@ static void test_gelu(void) {
 
 /* ---- Shape -> Gather -> Unsqueeze -> Concat -> Reshape folds into one reshape ---- */
 
+/* A foldable op whose data input is absent while its other inputs are constants: the
+ * import reports the missing input (found by fuzz_onnx: the fold read a NULL constant). */
+static void test_fold_missing_input(void) {
+    static const char *const ops[] = {"Slice", "Gather", "Reshape", "Unsqueeze"};
+    for (int i = 0; i < 4; i++) {
+        mb b;
+        mb_init(&b, 13);
+        int64_t one = 1, two = 2;
+        mb_init_i64(&b, "k", 1, &one, &two);
+        mb_node(&b, ops[i], "n", i == 0 ? ",k,k" : ",k", "y");
+        mb_output(&b, "y");
+        imported r = import_mb(&b, NULL);
+        CHECK(r.st != KILN_OK && kiln_onnx_num_errors(r.p) > 0 && any_error_has(r.p, "input 0"),
+              "%s without its data input: %s", ops[i], r.p ? (print_errors(r.p), kiln_last_error()) : "no parser");
+        release(&r);
+        mb_free(&b);
+    }
+}
+
 static void test_shape_chain(void) {
     int64_t xd[3] = {2, 3, 4}, sd[1] = {1};
     float x[24];
@@ -1523,6 +1542,7 @@ int main(void) {
     test_conv1d();
     test_legacy_softmax();
     test_gelu();
+    test_fold_missing_input();
     test_shape_chain();
     test_folding();
     test_legacy_broadcast();

@@ -95,6 +95,7 @@ static ox_fold_result fold_reduce(ox_node *n) {
     bool noop;
     if (reduce_axes(n, axes, &nb, &noop) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     if (noop) return ox_set_const(n, 0, c) == KILN_OK ? OX_FOLD_DONE : OX_FOLD_ERROR;
     int r = c->dims.nb_dims;
     bool red[KILN_MAX_DIMS] = {false};

@@ -43,6 +43,7 @@ static ox_fold_result fold_reshape(ox_node *n) {
     int nb;
     if (reshape_target(n, shape, &nb) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     bool allow_zero = ox_attr_i(n, "allowzero", 0) != 0;
     kiln_dims d;
     memset(&d, 0, sizeof d);
@@ -113,6 +114,7 @@ static kiln_status flatten_dims(ox_node *n, kiln_dims in, kiln_dims *out) {
 
 static ox_fold_result fold_flatten(ox_node *n) {
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     kiln_dims d;
     if (flatten_dims(n, c->dims, &d) != KILN_OK) return OX_FOLD_ERROR;
     return fold_view(n, c, d);
@@ -143,6 +145,7 @@ static ox_fold_result fold_squeeze(ox_node *n) {
     int nb;
     if (squeeze_axes(n, axes, &nb, false) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     bool drop[KILN_MAX_DIMS] = {false};
     int r = c->dims.nb_dims;
     for (int i = 0; i < nb; i++) {
@@ -175,6 +178,7 @@ static ox_fold_result fold_unsqueeze(ox_node *n) {
     int nb;
     if (squeeze_axes(n, axes, &nb, true) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     int r = c->dims.nb_dims + nb;
     if (r > KILN_MAX_DIMS) {
         ox_node_error(n, KILN_ERR_UNSUPPORTED, "result rank %d exceeds %d", r, KILN_MAX_DIMS);
@@ -210,6 +214,7 @@ static kiln_status map_unsqueeze(ox_node *n) {
 
 static ox_fold_result fold_transpose(ox_node *n) {
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     int r = c->dims.nb_dims;
     int64_t perm[KILN_MAX_DIMS];
     int nb;
@@ -405,6 +410,7 @@ static ox_fold_result fold_slice(ox_node *n) {
     slice_args s;
     if (slice_read(n, &s) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     int r = c->dims.nb_dims;
     int64_t start[KILN_MAX_DIMS], step[KILN_MAX_DIMS];
     kiln_dims d = c->dims;
@@ -508,6 +514,7 @@ static kiln_status map_pad(ox_node *n) {
 
 static ox_fold_result fold_gather(ox_node *n) {
     const ox_const *c = ox_in_const(n, 0), *ind = ox_in_const(n, 1);
+    if (!c || !ind) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     int r = c->dims.nb_dims;
     int axis = ox_axis(ox_attr_i(n, "axis", 0), r);
     if (axis < 0 || ox_dtype_is_float(ind->dtype)) {
@@ -556,6 +563,7 @@ static ox_fold_result fold_expand(ox_node *n) {
     int nb;
     if (ox_in_ints(n, 1, "shape", shape, KILN_MAX_DIMS, &nb) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     kiln_dims t = kiln_dims_make(nb, shape), d;
     if (!ox_broadcast(&c->dims, &t, &d)) {
         ox_node_error(n, KILN_ERR_SHAPE, "the input does not broadcast to the shape");
@@ -586,6 +594,7 @@ static ox_fold_result fold_tile(ox_node *n) {
     int nb;
     if (ox_in_ints(n, 1, "repeats", rep, KILN_MAX_DIMS, &nb) != KILN_OK) return OX_FOLD_ERROR;
     const ox_const *c = ox_in_const(n, 0);
+    if (!c) return OX_FOLD_SKIP; /* a required input is absent: the import reports it */
     int r = c->dims.nb_dims;
     if (nb != r) {
         ox_node_error(n, KILN_ERR_INVALID_ARGUMENT, "%d repeats for rank %d", nb, r);
