@@ -496,6 +496,24 @@ static void test_fold_missing_input(void) {
     }
 }
 
+/* Range over constants of mixed dtypes is refused with a message (found by fuzz_onnx: the
+ * element count became NaN). */
+static void test_range_mixed_dtypes(void) {
+    mb b;
+    mb_init(&b, 13);
+    int64_t s0 = 0, l0 = 5;
+    float half = 0.5f;
+    mb_init_i64(&b, "s", 0, NULL, &s0);
+    mb_init_i64(&b, "l", 0, NULL, &l0);
+    mb_init_f(&b, "d", 0, NULL, &half);
+    mb_node(&b, "Range", "r", "s,l,d", "y");
+    mb_output(&b, "y");
+    imported r = import_mb(&b, NULL);
+    CHECK(r.st != KILN_OK && any_error_has(r.p, "one dtype"), "Range of int64 and float: %s", kiln_last_error());
+    release(&r);
+    mb_free(&b);
+}
+
 static void test_shape_chain(void) {
     int64_t xd[3] = {2, 3, 4}, sd[1] = {1};
     float x[24];
@@ -1543,6 +1561,7 @@ int main(void) {
     test_legacy_softmax();
     test_gelu();
     test_fold_missing_input();
+    test_range_mixed_dtypes();
     test_shape_chain();
     test_folding();
     test_legacy_broadcast();

@@ -148,6 +148,10 @@ static ox_fold_result fold_range(ox_node *n) {
         ox_node_error(n, KILN_ERR_INVALID_ARGUMENT, "start, limit and delta must be scalars");
         return OX_FOLD_ERROR;
     }
+    if (l->dtype != s->dtype || dl->dtype != s->dtype) {
+        ox_node_error(n, KILN_ERR_DTYPE, "start, limit and delta must have one dtype");
+        return OX_FOLD_ERROR;
+    }
     bool fl = ox_dtype_is_float(s->dtype);
     double start = ox_get_f(s, 0), limit = ox_get_f(l, 0), delta = ox_get_f(dl, 0);
     if (delta == 0 || !isfinite(start) || !isfinite(limit) || !isfinite(delta)) {
@@ -157,9 +161,9 @@ static ox_fold_result fold_range(ox_node *n) {
     double cnt = ceil((limit - start) / delta);
     if (!fl) {
         int64_t is = ox_get_i(s, 0), il = ox_get_i(l, 0), id = ox_get_i(dl, 0);
-        cnt = ceil(((double)il - (double)is) / (double)id);
+        cnt = id ? ceil(((double)il - (double)is) / (double)id) : 0;
     }
-    if (cnt < 0) cnt = 0;
+    if (!(cnt >= 0)) cnt = 0; /* NaN too */
     if (cnt > 1e9) {
         ox_node_error(n, KILN_ERR_OUT_OF_MEMORY, "range of %.0f elements is too large", cnt);
         return OX_FOLD_ERROR;
@@ -174,7 +178,8 @@ static ox_fold_result fold_range(ox_node *n) {
         if (fl)
             ox_set_f(&r, i, start + (double)i * delta);
         else
-            ox_set_i(&r, i, ox_get_i(s, 0) + i * ox_get_i(dl, 0));
+            /* in unsigned arithmetic: i * delta alone may pass int64's range */
+            ox_set_i(&r, i, (int64_t)((uint64_t)ox_get_i(s, 0) + (uint64_t)i * (uint64_t)ox_get_i(dl, 0)));
     }
     return ox_set_const(n, 0, &r) == KILN_OK ? OX_FOLD_DONE : OX_FOLD_ERROR;
 }
