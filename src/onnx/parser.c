@@ -727,6 +727,9 @@ static bool try_gelu(ox_node *n) {
     return true;
 }
 
+/* Absent optional inputs (empty names) do not stop folding (shape computations pass them);
+ * each fold function returns OX_FOLD_SKIP when an input it requires is absent, and the
+ * mapping then reports it. */
 static bool all_inputs_const(const ox_node *n) {
     bool any = false;
     for (int i = 0; i < n->nin; i++) {
