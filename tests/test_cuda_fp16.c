@@ -426,12 +426,74 @@ static void test_layers_fp16(kiln_builder *b) {
               "fp16 overflow: the two convolutions around the big values stay float32, the last runs float16");
         for (int i = 0; i < kiln_engine_num_layers(e); i++) {
             kiln_layer_info li;
-            if (kiln_engine_layer_info(e, i, &li) == KILN_OK && (!strcmp(li.name, "big") || !strcmp(li.name, "back")))
+            if (kiln_engine_layer_info(e, i, &li) == KILN_OK && (!strcmp(li.name, "big") || !strcmp(li.name, "back"))) {
                 CHECK(li.precision == KILN_FLOAT32, "fp16 overflow: layer %s runs %s", li.name,
                       kiln_dtype_name(li.precision));
+                /* kept in float32 for range only: TF32 math, as the FP16 build allows */
+                CHECK(strstr(li.kernel, "_tf32") != NULL, "fp16 overflow: layer %s may use TF32 (kernel %s)", li.name,
+                      li.kernel);
+            }
         }
+        /* the plan keeps that choice: a reloaded engine runs the same kernels */
+        void *data = NULL;
+        size_t size = 0;
+        kiln_runtime *rt = NULL;
+        kiln_engine *re = NULL;
+        kiln_runtime_desc rd = KILN_RUNTIME_DESC_INIT;
+        CHECK_OK(kiln_engine_serialize(e, &data, &size));
+        CHECK_OK(kiln_runtime_create(&rd, &rt));
+        if (data && rt) CHECK_OK(kiln_runtime_load(rt, data, size, &re));
+        if (re) {
+            int same = 0, n = kiln_engine_num_layers(e);
+            for (int i = 0; i < n; i++) {
+                kiln_layer_info a, c;
+                if (kiln_engine_layer_info(e, i, &a) == KILN_OK && kiln_engine_layer_info(re, i, &c) == KILN_OK)
+                    same += !strcmp(a.kernel, c.kernel);
+            }
+            CHECK(same == n && kiln_engine_num_layers(re) == n, "fp16 overflow: reloaded plan runs the same %d kernels (%d same)",
+                  n, same);
+        }
+        kiln_engine_destroy(re);
+        kiln_runtime_destroy(rt);
+        free(data);
     }
     kiln_engine_destroy(e);
+    {   /* a layer the user pins to float32 stays strict float32 (no TF32) */
+        kiln_network *ncpu = make_overflow(b, 77), *net = make_overflow(b, 77);
+        kiln_config *cfg = NULL;
+        kiln_engine *u = NULL, *ref = build(b, ncpu, KILN_DEVICE_CPU, false, NULL);
+        CHECK_OK(kiln_config_create(b, &cfg));
+        CHECK_OK(kiln_config_set_device(cfg, KILN_DEVICE_CUDA));
+        CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1));
+        CHECK_OK(kiln_config_set_layer_precision(cfg, "big", KILN_FLOAT32));
+        CHECK_OK(kiln_builder_build(b, net, cfg, &u));
+        if (u && ref) {
+            for (int i = 0; i < kiln_engine_num_layers(u); i++) {
+                kiln_layer_info li;
+                if (kiln_engine_layer_info(u, i, &li) != KILN_OK) continue;
+                if (!strcmp(li.name, "big"))
+                    CHECK(li.precision == KILN_FLOAT32 && !strstr(li.kernel, "_tf32") && !strstr(li.kernel, "_f16"),
+                          "user pin: layer big runs strict float32 (kernel %s)", li.kernel);
+                if (!strcmp(li.name, "back"))
+                    CHECK(strstr(li.kernel, "_tf32") != NULL, "user pin: layer back, kept for range, may use TF32 (kernel %s)",
+                          li.kernel);
+            }
+            io_set r, g;
+            th_seed(5);
+            io_make(ref, &r);
+            io_make(u, &g);
+            CHECK_OK(run_host(ref, &r, NULL));
+            CHECK(run_host(u, &g, &r) == KILN_OK, "user pin: CUDA run: %s", kiln_last_error());
+            compare("user pin", &g, &r, FP16_TOL);
+            io_free(&r);
+            io_free(&g);
+        }
+        kiln_engine_destroy(u);
+        kiln_engine_destroy(ref);
+        kiln_config_destroy(cfg);
+        kiln_network_destroy(net);
+        kiln_network_destroy(ncpu);
+    }
     {   /* without the check the float16 engine overflows, which is what the check prevents */
         kiln_network *net = make_overflow(b, 77);
         kiln_config *cfg = NULL;

@@ -382,7 +382,7 @@ static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     }
     /* skipped nodes are views or constants: only a constant has something to place */
     if ((node->skip && l->type != KILN_LAYER_CONSTANT) || !k->prepare) return KILN_OK;
-    kcu_build b = {e, &e->env, engine_tf32(e), (size_t)1 << 30, node->hint, node->hint_len, &node->hint_used,
+    kcu_build b = {e, &e->env, engine_tf32(e) || l->tf32_ok, (size_t)1 << 30, node->hint, node->hint_len, &node->hint_used,
                    e->untimed};
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < b.ws_limit) b.ws_limit = free_b / 4;

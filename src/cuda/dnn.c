@@ -175,6 +175,7 @@ typedef struct mm_state {
     kcu_state base;
     cudaDataType dt; /* of every matrix: CUDA_R_32F, or CUDA_R_16F (float32 compute) */
     size_t es;       /* its element size */
+    bool tf32;       /* float32 with TF32 tensor-core math allowed */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t lp, lq, lo; /* first operand (B), second (A), output */
     cublasLtMatmulAlgo_t algo[2];      /* [0]: 16-byte aligned pointers, [1]: any */
@@ -342,6 +343,7 @@ static kiln_status mm_new(const kiln_layer *l, const kcu_build *b, mm_state **ou
     mm_state *s = kiln_calloc(b->env, 1, sizeof *s);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory");
     mm_type(s, kg_storage(l->outputs[0]));
+    s->tf32 = b->tf32 && s->dt == CUDA_R_32F;
     s->alpha = 1.0f;
     if (l->has_post_act) {
         s->act_pass = true;
@@ -368,9 +370,9 @@ static kiln_status mm_act(const kiln_layer *l, const mm_state *s, const kcu_exec
     return KILN_OK;
 }
 
-/* The kernel name: base, "_f16" on float16 data. */
+/* The kernel name: base, "_f16" on float16 data, "_tf32" on float32 with TF32 math allowed. */
 static void mm_name(mm_state *s, const char *base) {
-    snprintf(s->name, sizeof s->name, "%s%s", base, s->dt == CUDA_R_16F ? "_f16" : "");
+    snprintf(s->name, sizeof s->name, "%s%s", base, s->dt == CUDA_R_16F ? "_f16" : s->tf32 ? "_tf32" : "");
 }
 
 /* The workspace the kept algorithms need. */
@@ -1088,6 +1090,7 @@ static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s,
     mm_state *m = kiln_calloc(b->env, 1, sizeof *m);
     if (!m) return false;
     mm_type(m, s->st);
+    m->tf32 = b->tf32 && m->dt == CUDA_R_32F;
     int64_t hw = g->h * g->w;
     m->alpha = 1.0f;
     m->beta = s->has_res ? 1.0f : 0.0f;
@@ -1124,7 +1127,8 @@ static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s,
 static void conv_name(conv_state *s) {
     static const char *const fwd_n[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct", "fft",
                                         "fft_tiling", "winograd", "winograd_nonfused"};
-    const char *fmt = s->st == KILN_FLOAT16 ? (s->nhwc ? "_f16_nhwc" : "_f16") : "";
+    bool tf32 = s->mode == CONV_GEMM ? s->gemm->tf32 : s->math != CUDNN_FMA_MATH;
+    const char *fmt = s->st == KILN_FLOAT16 ? (s->nhwc ? "_f16_nhwc" : "_f16") : tf32 ? "_tf32" : "";
     if (s->mode == CONV_GEMM)
         snprintf(s->name, sizeof s->name, "cuda.cublaslt_1x1%s", fmt);
     else if (s->mode == CONV_FUSED)
@@ -1392,7 +1396,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     else if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
     snprintf(s->name, sizeof s->name, "%s%s",
              (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data",
-             sto == KILN_FLOAT16 ? (nhwc ? "_f16_nhwc" : "_f16") : "");
+             sto == KILN_FLOAT16 ? (nhwc ? "_f16_nhwc" : "_f16") : s->math != CUDNN_FMA_MATH ? "_tf32" : "");
     s->buf_off = align256(s->ws);
     *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * es);
     return KILN_OK;

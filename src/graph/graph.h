@@ -137,6 +137,7 @@ struct kiln_layer {
      * before post_act; set by the residual-fusion pass */
     bool weights_rewritten; /* a pass changed w[] (folding): not refittable */
     bool pin_fp32;          /* the config pins it to float32: the format pass leaves it logical */
+    bool tf32_ok;           /* float32 only for range (FP16 build): TF32 math allowed; plan flag 8 */
 };
 
 struct kiln_graph {

@@ -285,7 +285,12 @@ static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const ki
     }
     for (int i = 0; st == KILN_OK && i < nb_extra; i++) /* the range probe's: float32 */
         for (int k = 0; k < g->nb_layers; k++)
-            if (strcmp(g->layers[k]->name, extra_fp32[i]) == 0) g->layers[k]->pin_fp32 = true;
+            if (strcmp(g->layers[k]->name, extra_fp32[i]) == 0 && !g->layers[k]->pin_fp32) {
+                /* float32 for its range only: TF32 keeps that range and FP16's 10-bit
+                 * mantissa, so it costs nothing the FP16 build had not accepted */
+                g->layers[k]->pin_fp32 = true;
+                g->layers[k]->tf32_ok = true;
+            }
     for (int i = 0; st == KILN_OK && i < g->nb_layers; i++) {
         kc_progress(cfg, "check", i, g->nb_layers);
         st = kg_infer_layer(g->layers[i]);
