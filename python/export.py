@@ -10,6 +10,7 @@ named after the graph's input and output), which kiln_onnx_test runs and compare
 
 import inspect
 import argparse
+import copy
 import os
 import sys
 import time
@@ -59,6 +60,10 @@ def parse_args(argv):
     p.add_argument("--output-name", default="output",
                    help="output name (with several outputs: NAME_0, NAME_1, ...)")
     p.add_argument("--no-test-data", action="store_true", help="write model.onnx only")
+    p.add_argument("--reference", choices=("float32", "float64"), default="float32",
+                   help="precision of the expected outputs in the test data: float64 runs a float64 "
+                        "copy of the model (a reference free of PyTorch's own float32 rounding; the "
+                        "values are stored as float32)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.batch < 1:
@@ -144,6 +149,18 @@ def main(argv=None):
     export(model, x, path, args.input_name, output_names, args.opset, args.dynamic_batch,
            args.keep_bn)
     t3 = time.perf_counter()
+    if not args.no_test_data and args.reference == "float64":
+        exact = copy.deepcopy(model).double()
+        y64 = exact(x.double())
+        y64 = list(y64) if isinstance(y64, (tuple, list)) else [y64]
+        # How far PyTorch's own float32 run is from it: the model's conditioning, which a
+        # test of another float32 implementation has to allow for.
+        num = sum(float((a.double() - b).norm()) ** 2 for a, b in zip(outputs, y64))
+        den = sum(float(b.norm()) ** 2 for b in y64)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "float32_rel_l2.txt"), "w") as f:
+            f.write(f"{(num / den) ** 0.5 if den > 0 else 0.0:.6g}\n")
+        outputs = [o.float() for o in y64]
     if not args.no_test_data:
         write_test_data(os.path.join(args.out, "test_data_set_0"), args.input_name, x.numpy(),
                         output_names, [o.numpy() for o in outputs])

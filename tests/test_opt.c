@@ -231,6 +231,98 @@ static void case_silu(int order, int shared) {
     free(w), free(bias), free(in), free(out), free(so), free(ref);
 }
 
+/* Element-wise ops with constants (per channel, one value, a [C,1,1] constant on the left)
+ * become one merged scale, and a per-channel Mul after a convolution folds into it; ops
+ * that are not affine in x, or whose constant varies over space, stay element-wise. */
+static kiln_tensor *out0(kiln_layer *l) { return l ? kiln_layer_output(l, 0) : NULL; }
+
+static kiln_tensor *constant(kiln_network *net, int nb, const int64_t *dims, float *v) {
+    kiln_dims d = kiln_dims_make(nb, dims);
+    kiln_layer *l = kiln_network_add_constant(net, d, (kiln_weights){KILN_FLOAT32, v, kiln_dims_volume(&d)});
+    return l ? kiln_layer_output(l, 0) : NULL;
+}
+
+static int count_type(const kiln_engine *e, const char *type) {
+    int n = 0;
+    for (int i = 0; e && i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) == KILN_OK && !strcmp(li.type, type)) n++;
+    }
+    return n;
+}
+
+static void case_elementwise_scales(void) {
+    enum { N = 2, C = 3, HW = 4, VOL = N * C * HW * HW };
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){N, C, HW, HW}));
+    float *c1 = th_rand_array(C, -1, 1), *c2 = th_rand_array(1, 0.5f, 2), *c3 = th_rand_array(C, -1, 1),
+          *c4 = th_rand_array(1, -2, -0.5f), *c5 = th_rand_array(C, 0.5f, 2), *c6 = th_rand_array(HW * HW, -1, 1),
+          *w = th_rand_array(C * C, -1, 1), *c7 = th_rand_array(C, 0.5f, 2);
+    /* a: ((x - c1) / c2), then c3 - a, then * c4: one scale */
+    kiln_tensor *t = out0(kiln_network_add_elementwise(net, x, constant(net, 4, (int64_t[]){1, C, 1, 1}, c1), KILN_ELT_SUB));
+    t = t ? out0(kiln_network_add_elementwise(net, t, constant(net, 0, NULL, c2), KILN_ELT_DIV)) : NULL;
+    t = t ? out0(kiln_network_add_elementwise(net, constant(net, 3, (int64_t[]){C, 1, 1}, c3), t, KILN_ELT_SUB)) : NULL;
+    kiln_tensor *a = t ? out0(kiln_network_add_elementwise(net, t, constant(net, 1, (int64_t[]){1}, c4), KILN_ELT_MUL)) : NULL;
+    /* b: c5 / a (not affine) and a + c6 (varies over space) stay element-wise */
+    kiln_tensor *bq = a ? out0(kiln_network_add_elementwise(net, constant(net, 4, (int64_t[]){1, C, 1, 1}, c5), a, KILN_ELT_DIV))
+                        : NULL;
+    kiln_tensor *bs = bq ? out0(kiln_network_add_elementwise(net, bq, constant(net, 2, (int64_t[]){HW, HW}, c6), KILN_ELT_ADD))
+                         : NULL;
+    /* c: 1x1 convolution of a, then * c7 per channel: folded into the convolution */
+    kiln_conv_desc d = {.out_channels = C, .kernel = {1, 1}};
+    kiln_tensor *cv = a ? out0(kiln_network_add_convolution(net, a, &d, (kiln_weights){KILN_FLOAT32, w, C * C},
+                                                            (kiln_weights){KILN_FLOAT32, NULL, 0}))
+                        : NULL;
+    kiln_tensor *cc = cv ? out0(kiln_network_add_elementwise(net, cv, constant(net, 4, (int64_t[]){1, C, 1, 1}, c7), KILN_ELT_MUL))
+                         : NULL;
+    bool ok = bs && cc && kiln_tensor_set_name(bs, "b") == KILN_OK && kiln_tensor_set_name(cc, "c") == KILN_OK &&
+              kiln_network_mark_output(net, bs) == KILN_OK && kiln_network_mark_output(net, cc) == KILN_OK;
+    CHECK(ok, "element-wise scales network: %s", kiln_last_error());
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    kiln_engine *e = NULL;
+    if (ok) CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(count_type(e, "Scale") == 1 && count_type(e, "Elementwise") == 2 && count_type(e, "Convolution") == 1,
+          "element-wise scales: %d scale (want 1), %d element-wise (want 2), %d convolutions (want 1)",
+          count_type(e, "Scale"), count_type(e, "Elementwise"), count_type(e, "Convolution"));
+    float *in = th_rand_array(VOL, -2, 2), *ob = malloc(VOL * sizeof *ob), *oc = malloc(VOL * sizeof *oc);
+    double *rb = malloc(VOL * sizeof *rb), *rc = malloc(VOL * sizeof *rc), ra[VOL];
+    kiln_context *ctx = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &ctx));
+    if (ctx && th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "b", ob));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "c", oc));
+        CHECK_OK(kiln_context_execute(ctx));
+    }
+    for (int i = 0; i < VOL; i++) {
+        int ch = i / (HW * HW) % C;
+        ra[i] = ((double)c3[ch] - ((double)in[i] - c1[ch]) / c2[0]) * c4[0];
+        rb[i] = c5[ch] / ra[i] + c6[i % (HW * HW)];
+    }
+    for (int i = 0; i < VOL; i++) {
+        int n = i / (C * HW * HW), co = i / (HW * HW) % C, p = i % (HW * HW);
+        double acc = 0;
+        for (int ci = 0; ci < C; ci++) acc += (double)w[co * C + ci] * ra[(n * C + ci) * HW * HW + p];
+        rc[i] = acc * c7[co];
+    }
+    if (ctx) {
+        th_check_close("element-wise scales: c5 / a + c6", ob, rb, VOL, 1e-4);
+        th_check_close("element-wise scales: conv(a) * c7", oc, rc, VOL, 1e-5);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(c1), free(c2), free(c3), free(c4), free(c5), free(c6), free(c7), free(w), free(in), free(ob), free(oc), free(rb),
+        free(rc);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -293,5 +385,6 @@ int main(void) {
     case_conv_bn(1, 0);
     case_conv_bn(1, 1);
     case_no_fold_when_shared();
+    case_elementwise_scales();
     return th_exit("test_opt");
 }

@@ -3,6 +3,7 @@
  * reader keeps its tensor and the memory planner never sees the intermediate. */
 #include "opt/passes.h"
 
+#include <math.h>
 #include <string.h>
 
 int kopt_consumers(const kiln_graph *g, const kiln_tensor *t) {
@@ -164,17 +165,163 @@ kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count)
     return KILN_OK;
 }
 
+/* ---- element-wise ops with a constant operand as scales, and chains of scales ---- */
+
+/* The float32 values of a constant tensor (a live CONSTANT layer's output), or NULL. */
+static const float *constant_values(const kiln_tensor *t) {
+    const kiln_layer *c = t ? t->producer : NULL;
+    if (!c || c->removed || c->type != KILN_LAYER_CONSTANT || t->dtype != KILN_FLOAT32 || c->w[0].dtype != KILN_FLOAT32 ||
+        c->w[0].count != kiln_dims_volume(&t->dims))
+        return NULL;
+    return c->w[0].values;
+}
+
+/* How a constant of dims c broadcasts over out: 1 (one value), out.d[1] (one per channel,
+ * axis 1), or 0 (otherwise). */
+static int64_t broadcast_per(const kiln_dims *c, const kiln_dims *out) {
+    if (kiln_dims_volume(c) == 1) return 1;
+    int r = out->nb_dims, shift = r - c->nb_dims;
+    if (r < 2 || shift < 0 || shift > 1) return 0;
+    for (int i = 0; i < c->nb_dims; i++) {
+        int axis = i + shift;
+        if (c->d[i] != (axis == 1 ? out->d[1] : 1)) return 0;
+    }
+    return out->d[1];
+}
+
+/* Gives a layer fresh float32 shift and scale arrays of n values (identity). */
+static kiln_status set_scale_weights(kiln_graph *g, kiln_layer *l, int64_t n, float **shift, float **scale) {
+    float *t = kiln_alloc(&g->env, (size_t)n * sizeof(float)), *a = kiln_alloc(&g->env, (size_t)n * sizeof(float));
+    if (!t || !a) {
+        kiln_free(&g->env, t);
+        kiln_free(&g->env, a);
+        return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory rewriting '%s' as a scale", l->name);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        t[i] = 0.0f;
+        a[i] = 1.0f;
+    }
+    for (int k = 0; k < KG_MAX_WEIGHTS; k++) {
+        if (l->w_owned[k]) kiln_free(&g->env, (void *)l->w[k].values);
+        l->w_owned[k] = false;
+        l->w[k] = (kiln_weights){KILN_FLOAT32, NULL, 0};
+    }
+    l->w[0] = (kiln_weights){KILN_FLOAT32, t, n};
+    l->w[1] = (kiln_weights){KILN_FLOAT32, a, n};
+    l->w_owned[0] = l->w_owned[1] = true;
+    *shift = t;
+    *scale = a;
+    return KILN_OK;
+}
+
+kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count) {
+    *count = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *l = g->layers[i];
+        if (l->removed || l->type != KILN_LAYER_ELEMENTWISE || l->has_post_act || l->nb_inputs != 2 ||
+            l->p.elt > KILN_ELT_DIV)
+            continue;
+        int ci = constant_values(l->inputs[1]) ? 1 : constant_values(l->inputs[0]) ? 0 : -1;
+        if (ci < 0) continue;
+        kiln_tensor *x = l->inputs[1 - ci], *y = l->outputs[0];
+        const float *c = constant_values(l->inputs[ci]);
+        int64_t per = broadcast_per(&l->inputs[ci]->dims, &y->dims);
+        if (!per || x->dtype != KILN_FLOAT32 || !kiln_dims_equal(&x->dims, &y->dims) || x == l->inputs[ci]) continue;
+        kiln_elementwise_op op = l->p.elt;
+        if (op == KILN_ELT_DIV) {
+            bool ok = ci == 1; /* c / x is not affine in x */
+            for (int64_t k = 0; ok && k < per; k++) ok = c[k] != 0.0f && isfinite(c[k]) && isfinite(1.0f / c[k]);
+            if (!ok) continue;
+        }
+        float *shift = NULL, *scale = NULL;
+        kiln_status st = set_scale_weights(g, l, per, &shift, &scale);
+        if (st != KILN_OK) return st;
+        for (int64_t k = 0; k < per; k++) {
+            switch (op) {
+            case KILN_ELT_ADD: shift[k] = c[k]; break;
+            case KILN_ELT_SUB:
+                if (ci == 1) shift[k] = -c[k];
+                else scale[k] = -1.0f, shift[k] = c[k];
+                break;
+            case KILN_ELT_MUL: scale[k] = c[k]; break;
+            default: scale[k] = 1.0f / c[k]; break; /* x / c as x * (1/c) */
+            }
+        }
+        l->type = KILN_LAYER_SCALE;
+        memset(&l->p, 0, sizeof l->p);
+        l->p.scale.mode = per == 1 ? KILN_SCALE_UNIFORM : KILN_SCALE_CHANNEL;
+        l->inputs[0] = x;
+        l->inputs[1] = NULL;
+        l->nb_inputs = 1;
+        l->weights_rewritten = true;
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
+/* The n-th value of a scale weight (count 0: `none`, 1: uniform, else per channel). */
+static float scale_at(const kiln_weights *w, int64_t k, float none) {
+    const float *v = w->values;
+    return !w->count ? none : w->count == 1 ? v[0] : v[k];
+}
+
+kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
+    *count = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *a = g->layers[i];
+        if (a->removed || a->type != KILN_LAYER_SCALE || a->w[2].count || a->p.scale.mode == KILN_SCALE_ELEMENTWISE ||
+            a->has_post_act)
+            continue;
+        for (;;) {
+            kiln_layer *b = only_reader(g, a->outputs[0]);
+            if (!b || b->type != KILN_LAYER_SCALE || b->w[2].count || b->p.scale.mode == KILN_SCALE_ELEMENTWISE ||
+                b->has_post_act || !weight_f32(&a->w[0]) != !a->w[0].count || !weight_f32(&a->w[1]) != !a->w[1].count ||
+                !weight_f32(&b->w[0]) != !b->w[0].count || !weight_f32(&b->w[1]) != !b->w[1].count)
+                break;
+            bool channel = a->p.scale.mode == KILN_SCALE_CHANNEL || b->p.scale.mode == KILN_SCALE_CHANNEL;
+            int64_t n = channel ? a->outputs[0]->dims.d[1] : 1;
+            float *t = kiln_alloc(&g->env, (size_t)n * sizeof(float)), *s = kiln_alloc(&g->env, (size_t)n * sizeof(float));
+            if (!t || !s) {
+                kiln_free(&g->env, t);
+                kiln_free(&g->env, s);
+                return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory merging '%s' into '%s'", b->name,
+                                  a->name);
+            }
+            /* (x a1 + b1) a2 + b2 = x (a1 a2) + (b1 a2 + b2) */
+            for (int64_t k = 0; k < n; k++) {
+                float a1 = scale_at(&a->w[1], k, 1.0f), b1 = scale_at(&a->w[0], k, 0.0f);
+                float a2 = scale_at(&b->w[1], k, 1.0f), b2 = scale_at(&b->w[0], k, 0.0f);
+                s[k] = a1 * a2;
+                t[k] = b1 * a2 + b2;
+            }
+            for (int k = 0; k < 2; k++)
+                if (a->w_owned[k]) kiln_free(&g->env, (void *)a->w[k].values);
+            a->w[0] = (kiln_weights){KILN_FLOAT32, t, n};
+            a->w[1] = (kiln_weights){KILN_FLOAT32, s, n};
+            a->w_owned[0] = a->w_owned[1] = true;
+            a->p.scale.mode = channel ? KILN_SCALE_CHANNEL : KILN_SCALE_UNIFORM;
+            a->weights_rewritten = true;
+            absorb(a, b);
+            (*count)++;
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
-    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0;
-    kiln_status st = o && o->keep_weights ? KILN_OK : kopt_fold_scale_into_conv(g, &folded);
+    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0, scales = 0, merged = 0;
+    bool keep = o && o->keep_weights;
+    kiln_status st = keep ? KILN_OK : kopt_elementwise_to_scale(g, &scales);
+    if (st == KILN_OK && !keep) st = kopt_merge_scales(g, &merged);
+    if (st == KILN_OK && !keep) st = kopt_fold_scale_into_conv(g, &folded);
     if (st == KILN_OK) st = kopt_fuse_silu(g, &silu);
     if (st == KILN_OK) st = kopt_fuse_residual(g, o, &residual);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
     if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE,
-                 "optimise: %d scales folded into convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d "
-                 "activations fused, %d reformats",
-                 folded, silu, residual, fused, reformats);
+                 "optimise: %d element-wise ops with a constant made scales, %d scales merged, %d scales folded into "
+                 "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused, %d reformats",
+                 scales, merged, folded, silu, residual, fused, reformats);
     return st;
 }

@@ -68,7 +68,7 @@ if [ ${#selected[@]} -eq 0 ]; then
 fi
 
 # Anything that changes the exported bytes goes into the stamp.
-code_hash=$(cat "$REPO/python/export.py" "$REPO/python/kiln_models.py" | sha256sum | cut -c1-16)
+code_hash=$(cat "$REPO/python/export.py" "$REPO/python/kiln_models.py" "$0" | sha256sum | cut -c1-16)
 torch_version=$("$PY" -c "import torch, onnx; print(torch.__version__, onnx.__version__)")
 
 dirs=()
@@ -79,13 +79,13 @@ for entry in "${selected[@]}"; do
     dir=$OUT/$name
     stamp="$args | $code_hash | torch/onnx $torch_version"
     if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ] && [ -f "$dir/model.onnx" ] &&
-       [ -f "$dir/test_data_set_0/input_0.pb" ]; then
+       [ -f "$dir/test_data_set_0/input_0.pb" ] && [ -f "$dir/float32_rel_l2.txt" ]; then
         echo "export $name: up to date"
     else
         rm -rf "$dir"
         start=$(date +%s.%N)
         # shellcheck disable=SC2086  # args are words on purpose
-        "$PY" "$REPO/python/export.py" $args --out "$dir" --quiet
+        "$PY" "$REPO/python/export.py" $args --reference float64 --out "$dir" --quiet
         echo "$stamp" > "$dir/.stamp"
         awk -v n="$name" -v t0="$start" -v t1="$(date +%s.%N)" -v b="$(stat -c %s "$dir/model.onnx")" \
             'BEGIN { printf "export %s: %.1fs (%.1f MB)\n", n, t1 - t0, b / 1e6 }'
@@ -93,13 +93,26 @@ for entry in "${selected[@]}"; do
     dirs+=("$dir")
 done
 
+# The expected outputs come from a float64 copy of the model. Each model is held to
+# REL_L2, or to twice PyTorch's own float32 error on it when the model's conditioning puts
+# any float32 run further off (export.py writes that figure).
 log=$OUT/last_run.log
+: >"$log"
+rc=0
+passed=0
 set +e
-"$RUNNER" -v --rel-l2 "$REL_L2" "${dirs[@]}" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+for dir in "${dirs[@]}"; do
+    tol=$(awk -v base="$REL_L2" '{ t = 2 * $1; print (t > base ? t : base) }' "$dir/float32_rel_l2.txt" 2>/dev/null)
+    tol=${tol:-$REL_L2}
+    echo "$(basename "$dir"): tolerance $tol (PyTorch float32 vs float64: $(cat "$dir/float32_rel_l2.txt" 2>/dev/null || echo unknown))" | tee -a "$log"
+    "$RUNNER" -v --rel-l2 "$tol" "$dir" 2>&1 | tee -a "$log"
+    r=${PIPESTATUS[0]}
+    [ "$r" -eq 0 ] || rc=$r
+    n=$(sed -n 's/^\([0-9]*\) passed, .*/\1/p' "$log" | tail -n 1)
+    passed=$((passed + ${n:-0}))
+done
 set -e
 # The runner's exit status ignores skipped tests (unsupported ops); here every model must pass.
-passed=$(sed -n 's/^\([0-9]*\) passed, .*/\1/p' "$log" | tail -n 1)
 if [ "$rc" -ne 0 ] || [ "${passed:-0}" -ne ${#dirs[@]} ]; then
     echo "model tests FAILED: ${passed:-0} of ${#dirs[@]} models passed (runner exit status $rc; log: $log)" >&2
     exit 1
