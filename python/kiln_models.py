@@ -336,40 +336,60 @@ MODELS = {
 
 @torch.no_grad()
 def randomize_batchnorm(model, sample_shape, generator):
-    """Gives every BatchNorm non-trivial running statistics and affine parameters, set the way
-    a trained model's are: each BN normalises what actually reaches it in eval mode.
+    """Gives every BatchNorm non-trivial running statistics and affine parameters.
 
-    One forward pass in eval mode over a random batch of 2; just before each BN runs, its
-    statistics are measured on its input (the BNs before it already final), then jittered:
-    mean shifted by up to ~0.1 std, variance scaled by 0.7-1.4, gamma in [0.5, 1.5], beta
-    ~ N(0, 0.1). A BN that sees only a few values per channel (after global pooling: one per
-    image) would measure how much random images differ, next to nothing (1e-8 in
-    DeepLabV3+'s ASPP pooling branch, which then blew values up to 1e5, beyond float16);
-    it normalises by the values' mean square instead."""
+    The statistics are first measured on a random batch (a cumulative average, in train mode),
+    so each BN normalises what actually reaches it, then jittered: mean shifted by up to ~0.1 std,
+    variance scaled by 0.7-1.4, gamma in [0.5, 1.5], beta ~ N(0, 0.1).
+
+    A BN that saw only a few values per channel (after global pooling: one per image) measured
+    how much two random images differ, which is next to nothing: its variance (1e-8 in
+    DeepLabV3+'s ASPP pooling branch) blew values up to 1e5, beyond float16, which no trained
+    model does. Such a BN instead gets, in a second pass in eval mode (the BNs before it final),
+    the mean square of its input's distance from its running mean, so it outputs values of
+    order one."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return model
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration pass
+    seen = {}
 
-    def calibrate(bn, inputs):
-        x = inputs[0].detach().transpose(0, 1).reshape(bn.num_features, -1).double()
-        mean = x.mean(1)
-        var = x.var(1, unbiased=False) if x.shape[1] >= 64 else (x * x).mean(1)
-        n = bn.num_features
-        std = torch.sqrt(var + bn.eps)
-        mean = mean + 0.1 * std * torch.randn(n, generator=generator, dtype=torch.float64)
-        var = var.clamp_min(1e-6) * (0.7 + 0.7 * torch.rand(n, generator=generator, dtype=torch.float64))
-        bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
-        bn.running_var.copy_(var.to(bn.running_var.dtype))
-        bn.weight.copy_(0.5 + torch.rand(n, generator=generator))
-        bn.bias.copy_(0.1 * torch.randn(n, generator=generator))
+    def count(bn, inputs):
+        seen[bn] = inputs[0].numel() // bn.num_features
 
-    hooks = [bn.register_forward_pre_hook(calibrate) for bn in bns]
-    model.eval()
+    hooks = [bn.register_forward_pre_hook(count) for bn in bns]
+    # Batch of 2: a BN after global pooling sees one value per channel per image.
+    x = torch.randn((2,) + tuple(sample_shape), generator=generator)
+    model.train()
     try:
-        model(torch.randn((2,) + tuple(sample_shape), generator=generator))
+        model(x)
     finally:
         for h in hooks:
             h.remove()
+    model.eval()
+    for bn in bns:
+        n = bn.num_features
+        std = torch.sqrt(bn.running_var + bn.eps)
+        bn.running_mean += 0.1 * std * torch.randn(n, generator=generator)
+        bn.running_var *= 0.7 + 0.7 * torch.rand(n, generator=generator)
+        bn.weight.copy_(0.5 + torch.rand(n, generator=generator))
+        bn.bias.copy_(0.1 * torch.randn(n, generator=generator))
+
+    few = [bn for bn in bns if seen.get(bn, 0) < 64]
+    if few:
+        def rescale(bn, inputs):
+            v = inputs[0].detach().transpose(0, 1).reshape(bn.num_features, -1).double()
+            d = (v - bn.running_mean.double()[:, None]) ** 2
+            bn.running_var.copy_(d.mean(1).clamp_min(1e-6).to(bn.running_var.dtype))
+
+        hooks = [bn.register_forward_pre_hook(rescale) for bn in few]
+        try:
+            model(x)
+        finally:
+            for h in hooks:
+                h.remove()
     return model
 
 

@@ -207,8 +207,9 @@ def summary_table(results):
 METHOD = """\
 - **Timing.** Every cell (model, batch, runtime) runs in a fresh process on the same input
   (seeded N(0,1); the MNIST CNN gets [0,1) pixels). PyTorch rows: warm-up, then timed single
-  inferences, each between two CUDA events on the current stream followed by a synchronize, so
-  the figure includes launch overhead; the timed iterations are split into repeats and the
+  inferences, each timed with the host clock from the call to the end of a synchronize, so
+  the figure includes launch overhead and completion wake-up, as kiln's rows (`kiln bench`,
+  host clock around the synchronous execute) do; the timed iterations are split into repeats and the
   JSON keeps each repeat's median. ONNX Runtime rows: host clock around each (synchronous)
   run. kiln rows: `kiln bench` times itself with the same warm-up and iteration counts as the
   PyTorch FP32 row of that cell. Tables show the median, with the min and 90th percentile.

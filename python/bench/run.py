@@ -53,7 +53,7 @@ QUICK = {
 }
 CHANNELS = {"mnist_cnn": 1}
 
-PLAN_FULL = {"warmup": 10, "target_s": 2.0, "min_iters": 20, "max_iters": 1000, "repeats": 5, "max_cell_s": 20.0}
+PLAN_FULL = {"warmup": 10, "target_s": 2.0, "min_iters": 20, "max_iters": 20000, "repeats": 5, "max_cell_s": 20.0}
 PLAN_QUICK = {"warmup": 2, "target_s": 0.2, "min_iters": 3, "max_iters": 10, "repeats": 2, "max_cell_s": 15.0}
 
 

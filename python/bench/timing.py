@@ -54,6 +54,22 @@ class HostTimer:
         return (time.perf_counter() - t0) * 1000.0, out
 
 
+class SyncTimer:
+    """Host clock around a call and a synchronize of the device: what a caller waits for one
+    inference, launch overhead and completion wake-up included. kiln's rows (`kiln bench`,
+    the host clock around kiln_context_execute, which synchronizes) are timed the same way."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def time_ms(self, fn):
+        self.torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        self.torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1000.0, out
+
+
 class EventTimer:
     """CUDA events recorded on the current stream around each call, then a synchronize: the
     latency of one inference including its launch overhead (the GPU idles until work arrives)."""

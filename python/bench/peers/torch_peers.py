@@ -77,8 +77,8 @@ def outputs_to_numpy(out):
 
 
 def _timer(torch, device):
-    from timing import EventTimer, HostTimer
-    return EventTimer(torch) if device.type == "cuda" else HostTimer()
+    from timing import HostTimer, SyncTimer
+    return SyncTimer(torch) if device.type == "cuda" else HostTimer()
 
 
 class TorchEager(PythonPeer):
