@@ -2,6 +2,7 @@
  * may be destroyed in any order, failing allocations never crash or leak, dynamic
  * input shapes, memory limits, and the basic layers (shuffle, identity, constant, cast). */
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "harness.h"
@@ -446,6 +447,73 @@ static void test_introspection(void) {
     kiln_builder_destroy(b);
 }
 
+/* kiln_host_alloc: aligned, writable memory on the CPU; pinned buffers a CUDA context copies
+ * from and to (on the GPU machine); clear errors for bad requests or no GPU. */
+static void test_host_memory(void) {
+    void *p = NULL;
+    CHECK_OK(kiln_host_alloc(KILN_DEVICE_CPU, 1000, &p));
+    CHECK(p && (uintptr_t)p % 64 == 0, "host alloc: 64-byte aligned (%p)", p);
+    if (p) memset(p, 0x5a, 1000);
+    kiln_host_free(p);
+    kiln_host_free(NULL);
+    p = (void *)1;
+    CHECK(kiln_host_alloc(KILN_DEVICE_CPU, 0, &p) == KILN_ERR_INVALID_ARGUMENT && !p, "host alloc: 0 bytes refused");
+    CHECK(kiln_host_alloc(KILN_DEVICE_CPU, 8, NULL) == KILN_ERR_INVALID_ARGUMENT, "host alloc: NULL out refused");
+    CHECK(kiln_host_alloc((kiln_device)7, 8, &p) == KILN_ERR_INVALID_ARGUMENT, "host alloc: unknown device");
+    CHECK(kiln_host_alloc(KILN_DEVICE_CPU, SIZE_MAX - 8, &p) == KILN_ERR_OUT_OF_MEMORY && !p, "host alloc: SIZE_MAX");
+    if (th_test_device() != KILN_DEVICE_CUDA) {
+        /* a machine without a GPU (or a build without CUDA) says so instead of failing later */
+        kiln_status st = kiln_host_alloc(KILN_DEVICE_CUDA, 64, &p);
+        if (st == KILN_OK) kiln_host_free(p); /* a GPU is there after all: pinned memory works */
+        else
+            CHECK((st == KILN_ERR_DEVICE || st == KILN_ERR_UNSUPPORTED) && strstr(kiln_last_error(), "CUDA"),
+                  "host alloc without a GPU: status %d, '%s'", (int)st, kiln_last_error());
+        return;
+    }
+    /* on the GPU: pinned input and output of a CUDA context with host I/O */
+    enum { N = 4096 };
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){4, N / 4}));
+    kiln_layer *a = kiln_network_add_activation(net, x, KILN_ACT_RELU, 0, 0);
+    CHECK(a != NULL, "relu: %s", kiln_last_error());
+    if (a) kiln_tensor_set_name(kiln_layer_output(a, 0), "y");
+    if (a) CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(a, 0)));
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, KILN_DEVICE_CUDA));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    float *in = NULL, *out = NULL;
+    CHECK_OK(kiln_host_alloc(KILN_DEVICE_CUDA, N * sizeof(float), (void **)&in));
+    CHECK_OK(kiln_host_alloc(KILN_DEVICE_CUDA, N * sizeof(float), (void **)&out));
+    kiln_context *ctx = NULL;
+    if (e && in && out) {
+        for (int i = 0; i < N; i++) in[i] = (float)(i % 7) - 3.0f;
+        CHECK_OK(kiln_context_create(e, &ctx));
+        if (ctx) {
+            CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+            CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+            CHECK_OK(kiln_context_set_tensor_address(ctx, "y", out));
+            for (int run = 0; run < 3; run++) {
+                memset(out, 0xff, N * sizeof(float));
+                CHECK_OK(kiln_context_execute(ctx));
+                int bad = 0;
+                for (int i = 0; i < N; i++) bad += out[i] != (in[i] > 0 ? in[i] : 0.0f);
+                CHECK(bad == 0, "pinned I/O run %d: %d wrong values", run, bad);
+            }
+        }
+    }
+    kiln_context_destroy(ctx);
+    kiln_host_free(in);
+    kiln_host_free(out);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+}
+
 int main(void) {
     test_introspection();
     test_null_and_misuse();
@@ -455,5 +523,6 @@ int main(void) {
     test_dynamic_shapes_and_limits();
     test_failing_allocator();
     test_threads();
+    test_host_memory();
     return th_exit("test_api");
 }

@@ -146,6 +146,15 @@ KILN_API kiln_status kiln_context_set_io_memory(kiln_context *ctx, kiln_memory_l
  * KILN_MEMORY_HOST again turns copying back on. CPU engines: nothing to do. */
 KILN_API kiln_status kiln_context_keep_io_on_device(kiln_context *ctx);
 
+/* Host memory for a context's inputs and outputs bound with KILN_MEMORY_HOST: page-locked
+ * (pinned) for KILN_DEVICE_CUDA, so the copies around each execute run as DMA without the
+ * driver's staging copy; 64-byte-aligned ordinary memory for KILN_DEVICE_CPU. At least 64-byte
+ * aligned either way. Fails with KILN_ERR_INVALID_ARGUMENT for 0 bytes, with the device's error
+ * when CUDA has no usable GPU, KILN_ERR_OUT_OF_MEMORY when the memory cannot be had. Free with
+ * kiln_host_free (NULL is ignored). */
+KILN_API kiln_status kiln_host_alloc(kiln_device device, size_t bytes, void **out);
+KILN_API void kiln_host_free(void *ptr);
+
 /* Enqueues one run on `stream` (a cudaStream_t for CUDA engines; NULL: the context's
  * own stream) and returns without waiting. CPU engines run synchronously. The bound
  * buffers must stay valid until the work is done. */

@@ -156,4 +156,5 @@ const kb_backend kb_cpu_backend = {
     NULL, /* refit: prepare again (repacks the weights) */
     NULL, NULL,
     NULL, /* kernels chosen by rule: no choice to store or cache */
+    NULL, NULL, /* kiln_host_alloc: plain aligned memory */
 };

@@ -708,6 +708,19 @@ static void cu_dev_free(kb_ctx *c, void *ptr) {
     if (ptr) cudaFree(ptr);
 }
 
+static kiln_status cu_host_alloc(size_t bytes, void **ptr) {
+    cudaError_t e = cudaHostAlloc(ptr, bytes, cudaHostAllocPortable);
+    if (e == cudaSuccess) return KILN_OK;
+    *ptr = NULL;
+    (void)cudaGetLastError();
+    return kiln_error(NULL, e == cudaErrorMemoryAllocation ? KILN_ERR_OUT_OF_MEMORY : KILN_ERR_DEVICE,
+                      "cannot allocate %zu bytes of pinned host memory: %s", bytes, cudaGetErrorString(e));
+}
+
+static void cu_host_free(void *ptr) {
+    if (cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();
+}
+
 static kiln_status cu_upload(kb_ctx *c, void *dst, const void *src, size_t bytes) {
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->x.stream);
     if (e != cudaSuccess) return kcu_cuda_fail(NULL, &c->e->env, e, "cudaMemcpyAsync (input)", __FILE__, __LINE__);
@@ -777,6 +790,7 @@ static const kb_backend kb_cuda_backend = {
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
     cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end, kcu_dnn_tactic,
+    cu_host_alloc, cu_host_free,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env) {

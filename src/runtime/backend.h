@@ -60,6 +60,9 @@ typedef struct kb_backend {
      * ke_node.hint): returns the byte count, 0 when the node's kernel involves no choice.
      * NULL: the backend chooses by rule alone (nothing to store or cache). */
     size_t (*tactic)(const ke_node *node, uint8_t *buf, size_t cap);
+    /* kiln_host_alloc: host memory the device copies fastest (pinned); NULL: plain memory. */
+    kiln_status (*host_alloc)(size_t bytes, void **ptr);
+    void (*host_free)(void *ptr);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;
