@@ -101,6 +101,51 @@ static void mark_live(const kiln_graph *g, bool *live) {
 }
 
 
+/* Concat without a copy: when every dimension before the axis is 1 and the tensors are
+ * row-major in one storage type, each input is a contiguous piece of the output. Each input
+ * that shares its storage with nothing else and that nothing reads after the concat is then
+ * placed in the output (root = the output, sub = its byte offset there), so its producer
+ * writes the output directly; the concat itself runs nothing once every input is placed
+ * (all or none: a partly placed concat would still have to copy). Pieces must keep the
+ * arena's alignment. Returns the number of concats made free. */
+static int place_concat_inputs(kiln_engine *e, int *root, size_t *sub, const int *last) {
+    kiln_graph *g = &e->graph;
+    int nt = g->nb_tensors, placed = 0;
+    for (int n = 0; n < e->nb_nodes; n++) {
+        ke_node *node = &e->nodes[n];
+        const kiln_layer *l = node->layer;
+        if (l->type != KILN_LAYER_CONCAT || node->skip) continue;
+        const kiln_tensor *out = l->outputs[0];
+        int o = out->id, rank = out->dims.nb_dims, axis = kg_axis(l->p.axis.axis, rank);
+        if (axis < 0 || e->plan[o].storage != KE_ARENA || root[o] != o || out->format != KG_FORMAT_LINEAR) continue;
+        int64_t outer = 1;
+        for (int d = 0; d < axis; d++) outer *= out->dims.d[d];
+        bool ok = outer == 1 && l->nb_inputs >= 1;
+        size_t at = 0;
+        for (int k = 0; ok && k < l->nb_inputs; k++) {
+            const kiln_tensor *x = l->inputs[k];
+            ok = x && x->format == KG_FORMAT_LINEAR && kg_storage(x) == kg_storage(out) && e->plan[x->id].storage == KE_ARENA &&
+                 root[x->id] == x->id && x->producer && last[x->id] == n && at % KILN_ALIGN == 0;
+            for (int j = 0; ok && j < k; j++) ok = l->inputs[j] != x;
+            for (int t = 0; ok && t < nt; t++) ok = t == x->id || root[t] != x->id;
+            for (int m = 0; ok && m < e->nb_nodes; m++) /* written by a layer that runs */
+                if (e->nodes[m].layer == x->producer) ok = !e->nodes[m].skip;
+            at += ok ? e->plan[x->id].bytes : 0;
+        }
+        if (!ok || at != e->plan[o].bytes) continue;
+        at = 0;
+        for (int k = 0; k < l->nb_inputs; k++) {
+            int x = l->inputs[k]->id;
+            root[x] = o;
+            sub[x] = at;
+            at += e->plan[x].bytes;
+        }
+        node->skip = true;
+        placed++;
+    }
+    return placed;
+}
+
 /* Decides where every tensor lives. root[t] is the tensor whose storage t shares. */
 static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
     kiln_graph *g = &e->graph;
@@ -112,8 +157,9 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
     kmp_buffer *bufs = kiln_alloc(env, (size_t)nt * sizeof *bufs);
     size_t *offs = kiln_alloc(env, (size_t)nt * sizeof *offs);
     int *buf_of = kiln_alloc(env, (size_t)nt * sizeof(int));
+    size_t *sub = kiln_calloc(env, (size_t)(nt ? nt : 1), sizeof *sub);
     kiln_status st = KILN_OK;
-    if (!root || !first || !last || !bufs || !offs || !buf_of) {
+    if (!root || !first || !last || !bufs || !offs || !buf_of || !sub) {
         st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory planning activation memory");
         goto done;
     }
@@ -167,6 +213,12 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
             if (group_last <= n) root[out] = r;
         }
     }
+    /* not in the FP16 range probe's engine: it must run (and probe) every layer the real
+     * engine may run, and an FP16 engine's channels-last concats do copy */
+    int free_concats = e->untimed ? 0 : place_concat_inputs(e, root, sub, last);
+    if (free_concats)
+        kiln_log(env, KILN_LOG_VERBOSE, "memory plan: %d concats need no copy (their inputs are written in place)",
+                 free_concats);
     /* one arena buffer per root living in the arena, spanning its group's lifetimes */
     int nb = 0;
     for (int t = 0; t < nt; t++) {
@@ -198,7 +250,7 @@ static kiln_status plan_memory(kiln_engine *e, const kiln_config *cfg) {
             p->bytes = bytes;
         }
         p->root = r;
-        if (p->storage == KE_ARENA) p->offset = buf_of[r] >= 0 ? offs[buf_of[r]] : 0;
+        if (p->storage == KE_ARENA) p->offset = (buf_of[r] >= 0 ? offs[buf_of[r]] : 0) + sub[t];
     }
     if (cfg->memory_limit && e->arena_bytes > cfg->memory_limit)
         st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY,
@@ -211,6 +263,7 @@ done:
     kiln_free(env, bufs);
     kiln_free(env, offs);
     kiln_free(env, buf_of);
+    kiln_free(env, sub);
     return st;
 }
 

@@ -418,6 +418,29 @@ static kiln_status read_io(kiln_engine *e, kb_reader *r) {
     return KILN_OK;
 }
 
+/* A concat that does not run: every dimension before its axis is 1, all its tensors are
+ * row-major arena tensors of one storage type, and each input lies in the output's storage
+ * exactly where the concat would have copied it. */
+static bool concat_in_place(const kiln_engine *e, const kiln_layer *l) {
+    const kiln_tensor *out = l->outputs[0];
+    const ke_tensor_plan *po = &e->plan[out->id];
+    int axis = kg_axis(l->p.axis.axis, out->dims.nb_dims);
+    if (axis < 0 || po->storage != KE_ARENA || out->format != KG_FORMAT_LINEAR) return false;
+    for (int d = 0; d < axis; d++)
+        if (out->dims.d[d] != 1) return false;
+    uint64_t at = 0;
+    for (int k = 0; k < l->nb_inputs; k++) {
+        const kiln_tensor *x = l->inputs[k];
+        if (!x) return false;
+        const ke_tensor_plan *px = &e->plan[x->id];
+        if (px->storage != KE_ARENA || px->root != po->root || x->format != KG_FORMAT_LINEAR ||
+            kg_storage(x) != kg_storage(out) || px->offset != po->offset + at)
+            return false;
+        at += px->bytes;
+    }
+    return at == po->bytes;
+}
+
 static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
     const kiln_env *env = &e->env;
     kiln_graph *g = &e->graph;
@@ -493,6 +516,7 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
         }
         const ke_tensor_plan *p = &e->plan[l->outputs[0]->id];
         bool ok = l->type == KILN_LAYER_CONSTANT ? p->storage == KE_CONST
+                  : l->type == KILN_LAYER_CONCAT ? concat_in_place(e, l)
                   : (kg_ops[l->type].flags & KG_OP_VIEW) && l->inputs[0] &&
                         p->root == e->plan[l->inputs[0]->id].root;
         if (!ok) return BAD("layer '%s' is marked as not running, but its output needs it", l->name);
