@@ -74,6 +74,38 @@ class TimingTest(unittest.TestCase):
         self.assertEqual(out, len(calls))
 
 
+class SyncTimerTest(unittest.TestCase):
+    """The PyTorch CUDA timer counts until the device is synchronized, as kiln's host clock
+    does: work that finishes after the call returns (asynchronous launches) is included."""
+
+    class FakeCuda:
+        def __init__(self):
+            self.pending = 0.0
+            self.syncs = 0
+
+        def synchronize(self):
+            self.syncs += 1
+            time.sleep(self.pending)
+            self.pending = 0.0
+
+    class FakeTorch:
+        def __init__(self, cuda):
+            self.cuda = cuda
+
+    def test_includes_work_finished_at_synchronize(self):
+        cuda = self.FakeCuda()
+        t = timing.SyncTimer(self.FakeTorch(cuda))
+
+        def launch():  # returns at once; the "device" needs 30 ms more
+            cuda.pending = 0.03
+            return "out"
+
+        ms, out = t.time_ms(launch)
+        self.assertEqual(out, "out")
+        self.assertGreaterEqual(ms, 29.0)
+        self.assertEqual(cuda.syncs, 2)  # one before (untimed queue drain), one after
+
+
 class KilnJsonTest(unittest.TestCase):
     def test_nested_ms_and_bytes(self):
         f, missing, _ = parse_kiln_json({"latency_ms": {"median": 1.5, "min": 1.2, "p90": 1.9},
