@@ -323,6 +323,59 @@ static void case_elementwise_scales(void) {
         free(rc);
 }
 
+/* A constant read by two element-wise layers stays a constant: both stay element-wise, and a
+ * refit of it reaches both (a scale holding a copy would go stale). */
+static void case_shared_constant(void) {
+    enum { C = 3, HW = 4, VOL = C * HW * HW };
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){1, C, HW, HW}));
+    float *c0 = th_rand_array(C, 0.5f, 2), *c1 = th_rand_array(C, -2, -0.5f);
+    kiln_layer *cl = kiln_network_add_constant(net, kiln_dims_make(4, (int64_t[]){1, C, 1, 1}),
+                                               (kiln_weights){KILN_FLOAT32, c0, C});
+    if (cl) kiln_layer_set_name(cl, "c");
+    kiln_tensor *c = out0(cl);
+    kiln_tensor *m = c ? out0(kiln_network_add_elementwise(net, x, c, KILN_ELT_MUL)) : NULL;
+    kiln_tensor *a = c ? out0(kiln_network_add_elementwise(net, x, c, KILN_ELT_ADD)) : NULL;
+    bool ok = m && a && kiln_tensor_set_name(m, "m") == KILN_OK && kiln_tensor_set_name(a, "a") == KILN_OK &&
+              kiln_network_mark_output(net, m) == KILN_OK && kiln_network_mark_output(net, a) == KILN_OK;
+    CHECK(ok, "shared constant network: %s", kiln_last_error());
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    kiln_engine *e = NULL;
+    if (ok) CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(count_type(e, "Scale") == 0 && count_type(e, "Elementwise") == 2,
+          "shared constant: %d scales (want 0), %d element-wise (want 2)", count_type(e, "Scale"),
+          count_type(e, "Elementwise"));
+    if (e) CHECK_OK(kiln_engine_refit(e, "c", (kiln_weights){KILN_FLOAT32, c1, C}));
+    float *in = th_rand_array(VOL, -2, 2), om[VOL], oa[VOL];
+    double rm[VOL], ra[VOL];
+    for (int i = 0; i < VOL; i++) {
+        int ch = i / (HW * HW);
+        rm[i] = (double)in[i] * c1[ch];
+        ra[i] = (double)in[i] + c1[ch];
+    }
+    kiln_context *ctx = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &ctx));
+    if (ctx && th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "m", om));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "a", oa));
+        CHECK_OK(kiln_context_execute(ctx));
+        th_check_close("shared constant refit: x * c", om, rm, VOL, 1e-6);
+        th_check_close("shared constant refit: x + c", oa, ra, VOL, 1e-6);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(c0), free(c1), free(in);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -386,5 +439,6 @@ int main(void) {
     case_conv_bn(1, 1);
     case_no_fold_when_shared();
     case_elementwise_scales();
+    case_shared_constant();
     return th_exit("test_opt");
 }

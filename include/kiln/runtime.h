@@ -151,7 +151,9 @@ KILN_API kiln_status kiln_context_keep_io_on_device(kiln_context *ctx);
  * driver's staging copy; 64-byte-aligned ordinary memory for KILN_DEVICE_CPU. At least 64-byte
  * aligned either way. Fails with KILN_ERR_INVALID_ARGUMENT for 0 bytes, with the device's error
  * when CUDA has no usable GPU, KILN_ERR_OUT_OF_MEMORY when the memory cannot be had. Free with
- * kiln_host_free (NULL is ignored). */
+ * kiln_host_free (NULL is ignored). With pinned buffers the copies are truly asynchronous:
+ * after kiln_context_enqueue, the inputs may still be read and the outputs not yet written
+ * until kiln_context_synchronize returns (kiln_context_execute does both). */
 KILN_API kiln_status kiln_host_alloc(kiln_device device, size_t bytes, void **out);
 KILN_API void kiln_host_free(void *ptr);
 

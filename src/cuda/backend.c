@@ -383,7 +383,7 @@ static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     /* skipped nodes are views or constants: only a constant has something to place */
     if ((node->skip && l->type != KILN_LAYER_CONSTANT) || !k->prepare) return KILN_OK;
     kcu_build b = {e, &e->env, engine_tf32(e) || l->tf32_ok, (size_t)1 << 30, node->hint, node->hint_len, &node->hint_used,
-                   e->untimed};
+                   e->untimed, engine_tf32(e)};
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < b.ws_limit) b.ws_limit = free_b / 4;
     (void)cudaGetLastError();
@@ -793,13 +793,13 @@ static const kb_backend kb_cuda_backend = {
     cu_host_alloc, cu_host_free,
 };
 
-const kb_backend *kb_cuda_backend_get(const kiln_env *env) {
+const kb_backend *kb_cuda_backend_get(const kiln_env *env, kiln_status *why) {
     int n = 0, dev = 0, major = 0, minor = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e == cudaSuccess && n <= 0) e = cudaErrorNoDevice;
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        kiln_error(env, KILN_ERR_DEVICE, "CUDA requested but no GPU is usable: cudaGetDeviceCount: %s",
+        *why = kiln_error(env, KILN_ERR_DEVICE, "CUDA requested but no GPU is usable: cudaGetDeviceCount: %s",
                    cudaGetErrorString(e));
         return NULL;
     }
@@ -808,12 +808,12 @@ const kb_backend *kb_cuda_backend_get(const kiln_env *env) {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        kiln_error(env, KILN_ERR_DEVICE, "CUDA requested but GPU %d does not answer: %s", dev, cudaGetErrorString(e));
+        *why = kiln_error(env, KILN_ERR_DEVICE, "CUDA requested but GPU %d does not answer: %s", dev, cudaGetErrorString(e));
         return NULL;
     }
     /* the kernels are compiled for sm_90 (plus its PTX, which newer GPUs can compile) */
     if (major < 9) {
-        kiln_error(env, KILN_ERR_UNSUPPORTED,
+        *why = kiln_error(env, KILN_ERR_UNSUPPORTED,
                    "CUDA requested but GPU %d has compute capability %d.%d; this kiln's CUDA kernels need 9.0 or newer",
                    dev, major, minor);
         return NULL;

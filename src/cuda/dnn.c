@@ -773,7 +773,8 @@ static bool bwd_strict_ok(cudnnConvolutionBwdDataAlgo_t a) {
  * has such kernels; otherwise the math cuDNN found. */
 static cudnnMathType_t math_for(const kcu_build *b, bool f16, cudnnMathType_t found) {
     if (f16) return found == CUDNN_FMA_MATH ? found : CUDNN_TENSOR_OP_MATH;
-    return b->tf32 ? found : CUDNN_FMA_MATH;
+    if (!b->tf32) return CUDNN_FMA_MATH;
+    return found == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION && !b->loose ? CUDNN_DEFAULT_MATH : found;
 }
 
 /* Times the forward candidates (cudnnFind on a temporary handle) and keeps the fastest
@@ -783,12 +784,12 @@ static bool math_ok(const kcu_build *b, bool f16, uint32_t math) {
     if (math != CUDNN_DEFAULT_MATH && math != CUDNN_TENSOR_OP_MATH && math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
         math != CUDNN_FMA_MATH)
         return false;
-    return f16 || b->tf32 || math == CUDNN_FMA_MATH;
+    return f16 || math == CUDNN_FMA_MATH || (b->tf32 && (b->loose || math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
 }
 
 static bool take_forward(const kcu_build *b, conv_state *s, const tactic *t) {
     if (!t->ok || t->algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT || !math_ok(b, s->st == KILN_FLOAT16, t->math) ||
-        (!b->tf32 && !fwd_strict_ok((cudnnConvolutionFwdAlgo_t)t->algo)))
+        (!b->loose && !fwd_strict_ok((cudnnConvolutionFwdAlgo_t)t->algo)))
         return false;
     cudnnHandle_t h;
     if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) return false;
@@ -809,7 +810,7 @@ static bool take_forward(const kcu_build *b, conv_state *s, const tactic *t) {
 
 static bool take_backward(const kcu_build *b, conv_state *s, const tactic *t) {
     if (!t->ok || t->algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT || !math_ok(b, s->st == KILN_FLOAT16, t->math) ||
-        (!b->tf32 && !bwd_strict_ok((cudnnConvolutionBwdDataAlgo_t)t->algo)))
+        (!b->loose && !bwd_strict_ok((cudnnConvolutionBwdDataAlgo_t)t->algo)))
         return false;
     cudnnHandle_t h;
     if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) return false;
@@ -857,7 +858,7 @@ static kiln_status pick_forward(const kiln_layer *l, const kcu_build *b, conv_st
     }
     bool chosen = false;
     for (int i = 0; i < found && !chosen; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !fwd_strict_ok(perf[i].algo))) continue;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->loose && !fwd_strict_ok(perf[i].algo))) continue;
         size_t ws = 0;
         if (cudnnSetConvolutionMathType(s->cd, math_for(b, f16, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
             cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, perf[i].algo, &ws) !=
@@ -905,7 +906,7 @@ static kiln_status pick_backward(const kiln_layer *l, const kcu_build *b, conv_s
     }
     bool chosen = false;
     for (int i = 0; i < found && !chosen; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->tf32 && !bwd_strict_ok(perf[i].algo))) continue;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!b->loose && !bwd_strict_ok(perf[i].algo))) continue;
         size_t ws = 0;
         if (cudnnSetConvolutionMathType(s->cd, math_for(b, f16, perf[i].mathType)) != CUDNN_STATUS_SUCCESS ||
             cudnnGetConvolutionBackwardDataWorkspaceSize(h, s->wd, s->xd, s->cd, s->yd, perf[i].algo, &ws) !=

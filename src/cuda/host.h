@@ -23,6 +23,10 @@ typedef struct kcu_build {
     size_t hint_len;
     bool *hint_used;
     bool untimed; /* take the libraries' heuristic choices, time nothing (a range probe) */
+    /* A TF32 build (KILN_FLAG_TF32): float32 may also use algorithms whose error grows with
+     * the largest value (FFT, Winograd non-fused) and cuDNN's down-conversion math. Layers an
+     * FP16 build keeps in float32 for their range get TF32 math (tf32) but not these. */
+    bool loose;
 } kcu_build;
 
 /* What a kernel's run sees: the context's stream, library handles and scratch. */

@@ -222,7 +222,9 @@ kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count) {
             l->p.elt > KILN_ELT_DIV)
             continue;
         int ci = constant_values(l->inputs[1]) ? 1 : constant_values(l->inputs[0]) ? 0 : -1;
-        if (ci < 0) continue;
+        /* the constant's values move into the scale: only when nothing else reads them (a
+         * refit of the constant would otherwise leave the scale's copy stale) */
+        if (ci < 0 || only_reader(g, l->inputs[ci]) != l) continue;
         kiln_tensor *x = l->inputs[1 - ci], *y = l->outputs[0];
         const float *c = constant_values(l->inputs[ci]);
         int64_t per = broadcast_per(&l->inputs[ci]->dims, &y->dims);
@@ -275,7 +277,7 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
         for (;;) {
             kiln_layer *b = only_reader(g, a->outputs[0]);
             if (!b || b->type != KILN_LAYER_SCALE || b->w[2].count || b->p.scale.mode == KILN_SCALE_ELEMENTWISE ||
-                b->has_post_act || !weight_f32(&a->w[0]) != !a->w[0].count || !weight_f32(&a->w[1]) != !a->w[1].count ||
+                b->has_post_act || b->pin_fp32 != a->pin_fp32 || !weight_f32(&a->w[0]) != !a->w[0].count || !weight_f32(&a->w[1]) != !a->w[1].count ||
                 !weight_f32(&b->w[0]) != !b->w[0].count || !weight_f32(&b->w[1]) != !b->w[1].count)
                 break;
             bool channel = a->p.scale.mode == KILN_SCALE_CHANNEL || b->p.scale.mode == KILN_SCALE_CHANNEL;

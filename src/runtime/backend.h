@@ -67,11 +67,13 @@ typedef struct kb_backend {
 
 extern const kb_backend kb_cpu_backend;
 #ifdef KILN_HAVE_CUDA
-/* The CUDA backend, or NULL with the message set when no usable GPU or driver answers. */
-const kb_backend *kb_cuda_backend_get(const kiln_env *env);
+/* The CUDA backend, or NULL with the message set and *why its status (KILN_ERR_DEVICE: no
+ * usable GPU or driver; KILN_ERR_UNSUPPORTED: a GPU older than the kernels). */
+const kb_backend *kb_cuda_backend_get(const kiln_env *env, kiln_status *why);
 #endif
 
-/* The backend for a device; NULL (message set) if this build has none. */
-const kb_backend *kb_backend_for(const kiln_env *env, kiln_device device);
+/* The backend for a device; NULL (message set, its status in *why when why is not NULL) if
+ * this build or machine has none. */
+const kb_backend *kb_backend_for(const kiln_env *env, kiln_device device, kiln_status *why);
 
 #endif

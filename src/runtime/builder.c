@@ -303,8 +303,9 @@ static kiln_status add_io(kiln_engine *e, kiln_tensor *t, kiln_io_mode mode) {
 static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const kiln_config *cfg, unsigned flags,
                                 char *const *extra_fp32, int nb_extra, bool probe, kiln_engine **out) {
     const kiln_env *env = &b->env;
-    const kb_backend *backend = kb_backend_for(env, cfg->device);
-    if (!backend) return KILN_ERR_UNSUPPORTED;
+    kiln_status why = KILN_ERR_UNSUPPORTED;
+    const kb_backend *backend = kb_backend_for(env, cfg->device, &why);
+    if (!backend) return why;
 
     kiln_engine *e = kiln_calloc(env, 1, sizeof *e);
     if (!e) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "build: out of host memory");
@@ -339,8 +340,9 @@ static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const ki
     for (int i = 0; st == KILN_OK && i < nb_extra; i++) /* the range probe's: float32 */
         for (int k = 0; k < g->nb_layers; k++)
             if (strcmp(g->layers[k]->name, extra_fp32[i]) == 0 && !g->layers[k]->pin_fp32) {
-                /* float32 for its range only: TF32 keeps that range and FP16's 10-bit
-                 * mantissa, so it costs nothing the FP16 build had not accepted */
+                /* float32 for its range only: TF32 math keeps that range with FP16's
+                 * 10-bit mantissa, which the FP16 build accepted; the algorithms stay
+                 * those of strict float32 (no FFT, no down-conversion: kcu_build.loose) */
                 g->layers[k]->pin_fp32 = true;
                 g->layers[k]->tf32_ok = true;
             }
@@ -526,8 +528,9 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
                           "build: this network was already built once (its borrowed weights may be gone); "
                           "define a new network to build again");
     if (net->g.nb_outputs == 0) return kiln_error(env, KILN_ERR_INVALID_STATE, "build: no network output is marked");
-    const kb_backend *backend = kb_backend_for(env, cfg->device);
-    if (!backend) return KILN_ERR_UNSUPPORTED;
+    kiln_status why = KILN_ERR_UNSUPPORTED;
+    const kb_backend *backend = kb_backend_for(env, cfg->device, &why);
+    if (!backend) return why;
     char **pins = NULL;
     int nb_pins = 0;
     unsigned flags = cfg->flags;

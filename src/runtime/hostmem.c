@@ -20,14 +20,9 @@ kiln_status kiln_host_alloc(kiln_device device, size_t bytes, void **out) {
     if (!bytes) return kiln_error(NULL, KILN_ERR_INVALID_ARGUMENT, "host alloc: 0 bytes asked for");
     if (bytes > SIZE_MAX - 2 * HOSTMEM_HEADER)
         return kiln_error(NULL, KILN_ERR_OUT_OF_MEMORY, "host alloc: %zu bytes is more than can be addressed", bytes);
-    const kb_backend *b = kb_backend_for(NULL, device);
-    if (!b) { /* kb_backend_for has set the message */
-#ifdef KILN_HAVE_CUDA
-        return device == KILN_DEVICE_CUDA ? KILN_ERR_DEVICE : KILN_ERR_INVALID_ARGUMENT;
-#else
-        return device == KILN_DEVICE_CUDA ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID_ARGUMENT;
-#endif
-    }
+    kiln_status why = KILN_ERR_UNSUPPORTED;
+    const kb_backend *b = kb_backend_for(NULL, device, &why);
+    if (!b) return why; /* the message names the reason */
     size_t total = KILN_ALIGN_UP(bytes, HOSTMEM_HEADER) + HOSTMEM_HEADER;
     void *base = NULL;
     if (b->host_alloc) {
@@ -47,7 +42,9 @@ kiln_status kiln_host_alloc(kiln_device device, size_t bytes, void **out) {
 void kiln_host_free(void *ptr) {
     if (!ptr) return;
     hostmem_header *h = (hostmem_header *)((char *)ptr - HOSTMEM_HEADER);
-    if (h->magic != HOSTMEM_MAGIC) return; /* not ours: leave it rather than corrupt the heap */
+    /* A pointer kiln_host_alloc did not return, or one freed already, is undefined behaviour
+     * (as for free); the magic only turns the likeliest such mistakes into a no-op. */
+    if (h->magic != HOSTMEM_MAGIC) return;
     h->magic = 0;
     if (h->backend) h->backend->host_free(h);
     else free(h);

@@ -587,8 +587,9 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
     if (st == KILN_OK) st = validate_graph(e);
     if (st == KILN_OK) st = read_memplan(e, &sec[SEC_MEMPLAN]);
     if (st == KILN_OK) {
-        e->backend = kb_backend_for(env, e->device);
-        if (!e->backend) st = KILN_ERR_UNSUPPORTED;
+        kiln_status why = KILN_ERR_UNSUPPORTED;
+        e->backend = kb_backend_for(env, e->device, &why);
+        if (!e->backend) st = why;
     }
     if (st == KILN_OK) {
         ke_fill_fingerprint(e);
