@@ -1,6 +1,7 @@
 """Latency measurement shared by every in-process peer: warm-up, then repeats of timed single
-inferences (CUDA events around each when a stream is given, the host clock otherwise), and the
-statistics every column reports. No torch import here: CUDA timing takes the events' factory."""
+inferences (on CUDA the host clock from the call to the end of a device synchronize, as kiln's
+rows are timed; the host clock alone otherwise), and the statistics every column reports. No
+torch import here: CUDA timers take the torch module they synchronize with."""
 
 import math
 import time
