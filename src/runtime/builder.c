@@ -441,6 +441,11 @@ static void normal_fill(float *x, size_t n, uint64_t *state) {
     }
 }
 
+/* The range probe's log: errors become verbose lines of the builder's log. */
+static void probe_log(void *user, kiln_log_level level, const char *msg) {
+    kiln_log(user, level == KILN_LOG_ERROR ? KILN_LOG_VERBOSE : level, "%s", msg);
+}
+
 /* Runs the float32 probe engine once; *names (malloc'd by env, each string too) gets the
  * layers to keep in float32. */
 static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
@@ -538,7 +543,14 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
         kc_progress(cfg, "range check", 0, 0);
         kiln_engine *pe = NULL;
         unsigned pf = flags & ~(1u << KILN_FLAG_FP16) & ~(1u << KILN_FLAG_TF32);
-        kiln_status st = build_engine(b, &net->g, cfg, pf, NULL, 0, true, &pe);
+        /* the probe's own failure is reported once, as the warning below: its errors go to
+         * the log at verbose level */
+        kiln_builder pb = *b;
+        if (b->env.log) {
+            pb.env.log = probe_log;
+            pb.env.log_user = (void *)&b->env;
+        }
+        kiln_status st = build_engine(&pb, &net->g, cfg, pf, NULL, 0, true, &pe);
         if (st == KILN_OK) st = probe_ranges(pe, &pins, &nb_pins);
         if (pe) ke_engine_release(pe);
         if (st != KILN_OK) { /* the float16 build goes on unchecked; it reports real problems itself */
