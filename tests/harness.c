@@ -94,6 +94,21 @@ static void quiet_log(void *user, kiln_log_level level, const char *msg) {
     if (getenv("KILN_TEST_VERBOSE")) fprintf(stderr, "[kiln %d] %s\n", (int)level, msg);
 }
 
+kiln_engine *th_reload(const kiln_engine *e, const char *what) {
+    void *data = NULL;
+    size_t size = 0;
+    kiln_runtime *rt = NULL;
+    kiln_engine *copy = NULL;
+    kiln_runtime_desc rd = KILN_RUNTIME_DESC_INIT;
+    kiln_status st = kiln_engine_serialize(e, &data, &size);
+    if (st == KILN_OK) st = kiln_runtime_create(&rd, &rt);
+    if (st == KILN_OK) st = kiln_runtime_load(rt, data, size, &copy);
+    CHECK(st == KILN_OK && copy, "%s: plan round trip: %s", what, kiln_last_error());
+    kiln_runtime_destroy(rt); /* the engine keeps its own copy of the runtime's settings */
+    free(data);
+    return copy;
+}
+
 kiln_builder *th_builder(void) {
     kiln_builder_desc d = KILN_BUILDER_DESC_INIT;
     d.log = quiet_log;

@@ -54,6 +54,9 @@ double th_check_close(const char *what, const float *got, const double *ref, int
 
 /* A quiet builder (errors only to stderr when KILN_TEST_VERBOSE is set). */
 kiln_builder *th_builder(void);
+/* A copy of e through its plan: serialized, then loaded by a fresh runtime (default
+ * settings). NULL, with a failed CHECK naming `what`, if either step fails. */
+kiln_engine *th_reload(const kiln_engine *e, const char *what);
 
 /* ---- typed data (float16, float64, int8, uint8 run on CPU kernels only) ---- */
 

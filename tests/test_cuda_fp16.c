@@ -437,14 +437,7 @@ static void test_layers_fp16(kiln_builder *b) {
             }
         }
         /* the plan keeps that choice: a reloaded engine runs the same kernels */
-        void *data = NULL;
-        size_t size = 0;
-        kiln_runtime *rt = NULL;
-        kiln_engine *re = NULL;
-        kiln_runtime_desc rd = KILN_RUNTIME_DESC_INIT;
-        CHECK_OK(kiln_engine_serialize(e, &data, &size));
-        CHECK_OK(kiln_runtime_create(&rd, &rt));
-        if (data && rt) CHECK_OK(kiln_runtime_load(rt, data, size, &re));
+        kiln_engine *re = th_reload(e, "fp16 overflow");
         if (re) {
             int same = 0, n = kiln_engine_num_layers(e);
             for (int i = 0; i < n; i++) {
@@ -456,8 +449,6 @@ static void test_layers_fp16(kiln_builder *b) {
                   n, same);
         }
         kiln_engine_destroy(re);
-        kiln_runtime_destroy(rt);
-        free(data);
     }
     kiln_engine_destroy(e);
     {   /* a layer the user pins to float32 stays strict float32 (no TF32) */

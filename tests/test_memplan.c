@@ -74,14 +74,7 @@ static int run_concat_case(concat_case cc) {
             kiln_layer_info li;
             if (kiln_engine_layer_info(e, i, &li) == KILN_OK && !strcmp(li.type, "Concat")) concats++;
         }
-        void *data = NULL;
-        size_t size = 0;
-        kiln_runtime *rt = NULL;
-        kiln_engine *e2 = NULL;
-        kiln_runtime_desc rd = KILN_RUNTIME_DESC_INIT;
-        CHECK_OK(kiln_engine_serialize(e, &data, &size));
-        CHECK_OK(kiln_runtime_create(&rd, &rt));
-        if (data && rt) CHECK_OK(kiln_runtime_load(rt, data, size, &e2));
+        kiln_engine *e2 = th_reload(e, "concat in place");
         kiln_engine *es[2] = {e, e2};
         float *outs[2] = {out, out2};
         for (int k = 0; k < 2; k++) {
@@ -105,8 +98,6 @@ static int run_concat_case(concat_case cc) {
             free(zr);
         }
         kiln_engine_destroy(e2);
-        kiln_runtime_destroy(rt);
-        free(data);
     }
     kiln_engine_destroy(e);
     kiln_config_destroy(cfg);
