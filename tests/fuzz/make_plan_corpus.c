@@ -71,6 +71,18 @@ int main(int argc, char **argv) {
     kiln_layer *red = kiln_network_add_reduce(n, kiln_layer_output(z, 0), KILN_REDUCE_MEAN, 2, (int64_t[]){2, 3}, 1);
     kiln_network_mark_output(n, kiln_layer_output(red, 0));
     if (save(b, n, argv[1], "pointwise")) return 1;
+    /* a batch-1 concat the memory planner makes free (its inputs written into its output):
+     * the loader's check of such a skipped concat */
+    kiln_network_create(b, &n);
+    x = kiln_network_add_input(n, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){1, 4, 4, 4}));
+    kiln_layer *sa = kiln_network_add_scale(n, x, KILN_SCALE_UNIFORM, (kiln_weights){KILN_FLOAT32, NULL, 0},
+                                            (kiln_weights){KILN_FLOAT32, w + 7, 1}, (kiln_weights){KILN_FLOAT32, NULL, 0});
+    kiln_layer *ra = kiln_network_add_activation(n, x, KILN_ACT_RELU, 0, 0);
+    kiln_tensor *parts[2] = {kiln_layer_output(sa, 0), kiln_layer_output(ra, 0)};
+    c = kiln_network_add_concat(n, parts, 2, 1);
+    l = kiln_network_add_activation(n, kiln_layer_output(c, 0), KILN_ACT_SIGMOID, 0, 0);
+    kiln_network_mark_output(n, kiln_layer_output(l, 0));
+    if (save(b, n, argv[1], "concat_in_place")) return 1;
     kiln_builder_destroy(b);
     return 0;
 }
