@@ -514,6 +514,82 @@ static void test_host_memory(void) {
     kiln_builder_destroy(b);
 }
 
+/* A tensor larger than the machine's memory (a Resize to a billion channels, as a corrupt
+ * model can ask) fails the build naming it, before any kernel sizes tables by it. */
+static void test_oversized_tensor(void) {
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){1, 2, 3, 3}));
+    kiln_resize_desc rd = {.mode = KILN_RESIZE_NEAREST, .coord = KILN_COORD_ASYMMETRIC, .nb_scales = 4,
+                           .scales = {1, 5e8f, 1000, 1000}}; /* 32 PiB: beyond any machine */
+    kiln_layer *r = kiln_network_add_resize(net, x, &rd);
+    CHECK(r != NULL, "resize: %s", kiln_last_error());
+    if (r) {
+        kiln_tensor_set_name(kiln_layer_output(r, 0), "huge");
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(r, 0)));
+    }
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    kiln_engine *e = NULL;
+    kiln_status st = r ? kiln_builder_build(b, net, cfg, &e) : KILN_OK;
+    CHECK(st == KILN_ERR_OUT_OF_MEMORY && !e && strstr(kiln_last_error(), "'huge'") && strstr(kiln_last_error(), "GiB"),
+          "oversized tensor: status %d, '%s'", (int)st, kiln_last_error());
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+}
+
+/* Regressions found by fuzz_build (import, build, run): each must give an error or run. */
+static void test_fuzz_build_regressions(void) {
+    kiln_builder *b = th_builder();
+    /* a reshape target whose element count overflows int64: a shape error, not UB */
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){2, 3}));
+    kiln_layer *r = kiln_network_add_reshape(net, x, kiln_dims_make(3, (int64_t[]){3, 7450448019972947967LL, 5}), 0);
+    CHECK(!r && strstr(kiln_last_error(), "more elements than can be counted"), "reshape overflow: '%s'", kiln_last_error());
+    kiln_network_destroy(net);
+    /* a slice whose 1-element axis has a huge step (times the stride it overflowed) */
+    CHECK_OK(kiln_network_create(b, &net));
+    x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){3, 4}));
+    kiln_layer *sl = kiln_network_add_slice(net, x, 2, (int64_t[]){1, 1}, (int64_t[]){3, 4}, (int64_t[]){0, 1},
+                                            (int64_t[]){INT64_MAX / 2, 2});
+    CHECK(sl != NULL, "slice with a huge step: %s", kiln_last_error());
+    float in[12];
+    for (int i = 0; i < 12; i++) in[i] = (float)i;
+    if (sl) {
+        kiln_dims od;
+        void *o = NULL;
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(sl, 0)));
+        CHECK_OK(th_run(b, net, (void *const[]){in}, &o, &od));
+        const float *out = o;
+        CHECK(out && od.nb_dims == 2 && od.d[0] == 1 && od.d[1] == 2 && out[0] == 5.0f && out[1] == 7.0f,
+              "slice with a huge step: [%g %g]", out ? out[0] : -1.0f, out ? out[1] : -1.0f);
+        free(o);
+    }
+    kiln_network_destroy(net);
+    /* a resize to an empty output whose other axis is huge: no tables, nothing to run */
+    CHECK_OK(kiln_network_create(b, &net));
+    x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){2, 3}));
+    kiln_resize_desc rd = {.mode = KILN_RESIZE_NEAREST, .coord = KILN_COORD_ASYMMETRIC,
+                           .sizes = kiln_dims_make(2, (int64_t[]){0, 1970324836974597LL})};
+    kiln_layer *rz = kiln_network_add_resize(net, x, &rd);
+    CHECK(rz != NULL, "resize to an empty output: %s", kiln_last_error());
+    if (rz) {
+        kiln_dims od;
+        void *o = NULL;
+        CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(rz, 0)));
+        CHECK_OK(th_run(b, net, (void *const[]){in}, &o, &od));
+        free(o);
+        CHECK(od.nb_dims == 2 && od.d[0] == 0, "resize to an empty output: %lld x %lld", (long long)od.d[0],
+              (long long)od.d[1]);
+    }
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+}
+
 int main(void) {
     test_introspection();
     test_null_and_misuse();
@@ -524,5 +600,7 @@ int main(void) {
     test_failing_allocator();
     test_threads();
     test_host_memory();
+    test_oversized_tensor();
+    test_fuzz_build_regressions();
     return th_exit("test_api");
 }

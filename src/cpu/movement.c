@@ -267,7 +267,9 @@ static kiln_status slice_prepare(const kiln_layer *l, const kiln_env *env, void 
     size_t es = dsize(l->inputs[0]);
     int64_t off = 0;
     for (int k = 0; k < in->nb_dims; k++) {
-        ss[k] = step[k] * is[k];
+        /* an axis that yields one element never steps (its step may be huge: it could
+         * overflow times the stride); with more, step * (n - 1) stays inside the axis */
+        ss[k] = od.d[k] > 1 ? step[k] * is[k] : 0;
         off += start[k] * is[k];
     }
     mv_plan_make(p, od.nb_dims, od.d, ss, es);

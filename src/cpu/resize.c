@@ -31,15 +31,22 @@ static kiln_status resize_prepare(const kiln_layer *l, const kiln_env *env, void
     int rank = in->nb_dims;
     if (rank < 1 || od->nb_dims != rank)
         return kg_layer_error(l, KILN_ERR_INTERNAL, "resize of rank %d to rank %d", rank, od->nb_dims);
+    /* an empty output needs no tables (its other axes may be huge: a corrupt model) */
+    bool empty = kiln_dims_volume(od) == 0;
     int64_t total = 0;
-    for (int k = 0; k < rank; k++) total += od->d[k];
+    for (int k = 0; k < rank && !empty; k++) total += od->d[k];
     size_t per = 2 * sizeof(int64_t) + sizeof(float);
-    rs_state *s = kiln_alloc(env, sizeof *s + (size_t)total * per);
+    rs_state *s = (size_t)total > (SIZE_MAX - sizeof(rs_state)) / per ? NULL : kiln_alloc(env, sizeof *s + (size_t)total * per);
     if (!s) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory preparing resize tables");
     memset(s, 0, sizeof *s);
     s->rank = rank;
     s->es = kiln_dtype_size(l->inputs[0]->dtype);
     s->linear = linear;
+    if (empty) { /* resize_run returns at once */
+        for (int k = 0; k < rank; k++) s->out[k] = od->d[k];
+        *state = s;
+        return KILN_OK;
+    }
     int64_t *ti = (int64_t *)(s + 1);
     float *tw = (float *)(ti + 2 * total);
     int64_t stride = 1;

@@ -767,7 +767,7 @@ static kiln_status slice_prepare(const kiln_layer *l, const kcu_build *b, void *
     strides_of(in, is);
     int64_t off = 0;
     for (int k = 0; k < in->nb_dims; k++) {
-        ss[k] = step[k] * is[k];
+        ss[k] = od.d[k] > 1 ? step[k] * is[k] : 0; /* as the CPU's: a huge step of a 1-element axis */
         off += start[k] * is[k];
     }
     mv_plan(&s->plan, od.nb_dims, od.d, ss);

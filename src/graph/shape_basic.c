@@ -25,7 +25,9 @@ static kiln_status infer_reshape(kiln_layer *l, const kiln_dims *in, kiln_dims *
             continue;
         }
         if (d < 0) return kg_layer_error(l, KILN_ERR_SHAPE, "target dimension %d is %lld", i, (long long)d);
-        known *= d;
+        if (__builtin_mul_overflow(known, d, &known))
+            return kg_layer_error(l, KILN_ERR_SHAPE, "target shape %s has more elements than can be counted",
+                                  kiln_dims_str(&s->shape, b, sizeof b));
     }
     if (infer_at >= 0) {
         if (known == 0 || vin % known != 0)

@@ -71,7 +71,8 @@ int64_t ox_attr_i(const ox_node *n, const char *name, int64_t def) {
     const Onnx__AttributeProto *a = ox_attr(n, name);
     if (!a) return def;
     if (a->has_i) return a->i;
-    if (a->has_f) return (int64_t)a->f;
+    /* an integer given as a float: only when it is one (a NaN or 1e37 is not) */
+    if (a->has_f && a->f >= -9.2e18f && a->f <= 9.2e18f) return (int64_t)a->f;
     return def;
 }
 

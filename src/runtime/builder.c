@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "graph/ops.h"
 #include "opt/memplan.h"
@@ -100,6 +101,28 @@ static void mark_live(const kiln_graph *g, bool *live) {
     }
 }
 
+
+kiln_status ke_check_tensor_sizes(const kiln_graph *g, const kiln_env *env) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double limit = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    for (int i = 0; limit > 0 && i < g->nb_tensors; i++) {
+        const kiln_tensor *t = g->tensors[i];
+        double bytes = (double)kiln_dtype_size(kg_storage(t));
+        bool known = t->dims.nb_dims >= 0;
+        for (int d = 0; known && d < t->dims.nb_dims; d++) {
+            known = t->dims.d[d] >= 0; /* a dimension left symbolic is checked at run time */
+            bytes *= (double)t->dims.d[d];
+        }
+        if (known && bytes > limit) {
+            char dims[128];
+            return kiln_error(env, KILN_ERR_OUT_OF_MEMORY,
+                              "tensor '%s' (%s %s) needs %.1f GiB, more than this machine's %.1f GiB of memory", t->name,
+                              kiln_dtype_name(t->dtype), kiln_dims_str(&t->dims, dims, sizeof dims), bytes / 1073741824.0,
+                              limit / 1073741824.0);
+        }
+    }
+    return KILN_OK;
+}
 
 /* Concat without a copy: when every dimension before the axis is 1 and the tensors are
  * row-major in one storage type, each input is a contiguous piece of the output. Each input
@@ -351,6 +374,7 @@ static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const ki
         st = kg_infer_layer(g->layers[i]);
     }
     kc_progress(cfg, "check", g->nb_layers, g->nb_layers);
+    if (st == KILN_OK) st = ke_check_tensor_sizes(g, env);
     if (st == KILN_OK) {
         kc_progress(cfg, "optimize", 0, 0);
         kopt_options opt = {backend->can_fuse_act, (flags >> KILN_FLAG_REFIT) & 1u, backend->can_fuse_residual,

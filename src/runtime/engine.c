@@ -300,7 +300,7 @@ static kiln_status run_all(kiln_context *c) {
     for (int t = 0; t < e->graph.nb_tensors; t++) {
         const ke_tensor_plan *p = &e->plan[t];
         switch (p->storage) {
-        case KE_ARENA: c->ptrs[t] = (char *)c->arena + p->offset; break;
+        case KE_ARENA: c->ptrs[t] = c->arena ? (char *)c->arena + p->offset : NULL; break; /* no arena: all empty */
         case KE_INPUT:
         case KE_OUTPUT: c->ptrs[t] = c->host_io ? c->staging[p->io] : c->bindings[p->io]; break;
         case KE_CONST: c->ptrs[t] = (void *)p->cdata; break;

@@ -82,6 +82,11 @@ kiln_status ke_context_read(kiln_context *c, void *dst, const void *src, size_t 
 
 /* Asks the backend for the fingerprint of this device (at build and load). */
 void ke_fill_fingerprint(kiln_engine *e);
+/* Every tensor must fit in this machine's memory (host memory bounds device memory too, and
+ * host buffers hold the I/O): a corrupt or hostile model or plan, such as a Resize to a
+ * billion channels, fails at build or load naming the tensor (KILN_ERR_OUT_OF_MEMORY), not
+ * in an allocator or a kernel's tables. Symbolic dimensions are left to run time. */
+kiln_status ke_check_tensor_sizes(const kiln_graph *g, const kiln_env *env);
 
 /* ---- kernel choices (src/runtime/tactics.c) ---- */
 

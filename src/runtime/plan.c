@@ -585,6 +585,7 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
     if (st == KILN_OK) st = read_graph(e, &sec[SEC_GRAPH], &sec[SEC_WEIGHTS]);
     if (st == KILN_OK) st = read_io(e, &sec[SEC_IO]);
     if (st == KILN_OK) st = validate_graph(e);
+    if (st == KILN_OK) st = ke_check_tensor_sizes(&e->graph, env);
     if (st == KILN_OK) st = read_memplan(e, &sec[SEC_MEMPLAN]);
     if (st == KILN_OK) {
         kiln_status why = KILN_ERR_UNSUPPORTED;

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds the fuzz targets with clang (libFuzzer + ASan + UBSan, the whole tree
-# instrumented) and runs each for SECONDS seconds: fuzz_onnx (the ONNX importer) from the
-# seed corpus in tests/onnx/corpus, and fuzz_plan (the engine-file loader) from plans
-# written by make_plan_corpus. Exits non-zero if a fuzzer finds a crash, leak or
+# instrumented) and runs each for SECONDS seconds: fuzz_onnx (the ONNX importer) and
+# fuzz_build (import, CPU engine build, one run) from the seed corpus in tests/onnx/corpus,
+# and fuzz_plan (the engine-file loader) from plans written by make_plan_corpus. Exits non-zero if a fuzzer finds a crash, leak or
 # timeout; the reproducer is left in the work directory it prints.
 #   tests/fuzz/run_fuzz.sh SECONDS
 # Environment: KILN_FUZZ_BUILD (build directory), JOBS (build parallelism, default 2).
@@ -13,10 +13,11 @@ build=${KILN_FUZZ_BUILD:-$root/build-fuzz}
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 CC=${CC:-clang} cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_CUDA=OFF -DKILN_ONNX=ON \
     -DKILN_FUZZ=ON "-DCMAKE_C_FLAGS=$flags" >/dev/null
-cmake --build "$build" --target fuzz_onnx fuzz_plan make_plan_corpus -j"${JOBS:-2}"
+cmake --build "$build" --target fuzz_onnx fuzz_build fuzz_plan make_plan_corpus -j"${JOBS:-2}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fuzz.XXXXXX")
-mkdir -p "$work/onnx" "$work/plan"
+mkdir -p "$work/onnx" "$work/build" "$work/plan"
 cp "$root"/tests/onnx/corpus/* "$work/onnx/"
+cp "$root"/tests/onnx/corpus/* "$work/build/"
 "$build/src/onnx/make_plan_corpus" "$work/plan"
 
 run() { # target corpus
@@ -32,5 +33,6 @@ run() { # target corpus
     echo "$1: no problem found in ${secs}s"
 }
 run fuzz_onnx onnx
+run fuzz_build build
 run fuzz_plan plan
 rm -rf "$work"
