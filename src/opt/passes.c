@@ -267,19 +267,21 @@ static float scale_at(const kiln_weights *w, int64_t k, float none) {
     return !w->count ? none : w->count == 1 ? v[0] : v[k];
 }
 
+/* A scale the merge can combine: uniform or per channel, no power, no fused activation, its
+ * shift and scale float32 or absent. */
+static bool affine_scale(const kiln_layer *l) {
+    return !l->removed && l->type == KILN_LAYER_SCALE && !l->w[2].count && l->p.scale.mode != KILN_SCALE_ELEMENTWISE &&
+           !l->has_post_act && (!l->w[0].count || weight_f32(&l->w[0])) && (!l->w[1].count || weight_f32(&l->w[1]));
+}
+
 kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
     *count = 0;
     for (int i = 0; i < g->nb_layers; i++) {
         kiln_layer *a = g->layers[i];
-        if (a->removed || a->type != KILN_LAYER_SCALE || a->w[2].count || a->p.scale.mode == KILN_SCALE_ELEMENTWISE ||
-            a->has_post_act)
-            continue;
+        if (!affine_scale(a)) continue;
         for (;;) {
             kiln_layer *b = only_reader(g, a->outputs[0]);
-            if (!b || b->type != KILN_LAYER_SCALE || b->w[2].count || b->p.scale.mode == KILN_SCALE_ELEMENTWISE ||
-                b->has_post_act || b->pin_fp32 != a->pin_fp32 || !weight_f32(&a->w[0]) != !a->w[0].count || !weight_f32(&a->w[1]) != !a->w[1].count ||
-                !weight_f32(&b->w[0]) != !b->w[0].count || !weight_f32(&b->w[1]) != !b->w[1].count)
-                break;
+            if (!b || !affine_scale(b) || b->pin_fp32 != a->pin_fp32) break;
             bool channel = a->p.scale.mode == KILN_SCALE_CHANNEL || b->p.scale.mode == KILN_SCALE_CHANNEL;
             int64_t n = channel ? a->outputs[0]->dims.d[1] : 1;
             float *t = kiln_alloc(&g->env, (size_t)n * sizeof(float)), *s = kiln_alloc(&g->env, (size_t)n * sizeof(float));

@@ -1,27 +1,17 @@
 /* libFuzzer target: ONNX bytes through the whole pipeline on the CPU: import, engine build
  * (optimisation passes, memory plan, kernel preparation), one run. Every step may fail, with
- * a message; none may crash, leak or read out of bounds. Seeds: tests/onnx/corpus. Graphs
- * whose engine would need more than a little memory are built but not run, to keep each
- * input fast under the sanitizers. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+ * a message; none may crash, leak or read out of bounds. Seeds: tests/onnx/corpus. To keep
+ * each input fast under the sanitizers, graphs with a tensor over 16 MB are only imported,
+ * and engines needing more than a little memory are built but not run. */
+#include <stdbool.h>
 #include <string.h>
 
-#include "kiln/kiln.h"
+#include "fuzz_common.h"
 #include "graph/graph.h"
-#include "kiln/onnx.h"
-#include "onnx_internal.h"
 
 #define RUN_ACTIVATIONS (256u << 10) /* bytes of activations, scratch and I/O for a run */
 #define RUN_WEIGHTS (64u << 10)
 #define BUILD_TENSOR (16u << 20) /* larger tensors: not built (kernel tables, libFuzzer's malloc limit) */
-
-static void quiet(void *user, kiln_log_level level, const char *msg) {
-    (void)user;
-    (void)level;
-    (void)msg;
-}
 
 /* Whether every tensor the importer inferred is small enough to build for. Shapes left
  * symbolic are inferred at build time, against the same limit below. */
@@ -71,15 +61,10 @@ static void run_once(kiln_engine *e) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    kiln_builder_desc bd = KILN_BUILDER_DESC_INIT;
-    bd.log = quiet;
-    kiln_builder *b = NULL;
-    kiln_network *net = NULL;
-    kiln_onnx_parser *p = NULL;
-    if (kiln_builder_create(&bd, &b) != KILN_OK || kiln_network_create(b, &net) != KILN_OK ||
-        kiln_onnx_parser_create(net, NULL, &p) != KILN_OK)
-        abort();
-    ox_parser_set_const_limit(p, (int64_t)1 << 20);
+    kiln_builder *b;
+    kiln_network *net;
+    kiln_onnx_parser *p;
+    fz_open((int64_t)1 << 20, &b, &net, &p);
     if (kiln_onnx_parse_memory(p, data, size, NULL) == KILN_OK && small_enough(net)) {
         kiln_config *cfg = NULL;
         kiln_engine *e = NULL;

@@ -1,30 +1,15 @@
 /* libFuzzer target: the ONNX importer on arbitrary bytes. Every input must end in
  * KILN_OK or an error with at least one message: no crash, no leak, no unbounded
  * allocation (folded constants are capped lower than usual here). */
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 
-#include "kiln/kiln.h"
-#include "kiln/onnx.h"
-#include "onnx_internal.h"
-
-static void quiet(void *user, kiln_log_level level, const char *msg) {
-    (void)user;
-    (void)level;
-    (void)msg;
-}
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    kiln_builder_desc bd = KILN_BUILDER_DESC_INIT;
-    bd.log = quiet;
-    kiln_builder *b = NULL;
-    kiln_network *net = NULL;
-    kiln_onnx_parser *p = NULL;
-    if (kiln_builder_create(&bd, &b) != KILN_OK || kiln_network_create(b, &net) != KILN_OK ||
-        kiln_onnx_parser_create(net, NULL, &p) != KILN_OK)
-        abort();
-    ox_parser_set_const_limit(p, (int64_t)64 << 20);
+    kiln_builder *b;
+    kiln_network *net;
+    kiln_onnx_parser *p;
+    fz_open((int64_t)64 << 20, &b, &net, &p);
     kiln_status st = kiln_onnx_parse_memory(p, data, size, NULL);
     /* a failure must always say why */
     if (st != KILN_OK && kiln_onnx_num_errors(p) == 0) abort();
