@@ -259,6 +259,28 @@ static kiln_network *make_overflow(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Strided image stems, where space-to-depth applies (dnn.c): ResNet's 7x7/2, YOLOv5's
+ * 6x6/2, a 5x5/2 with asymmetric pads, and on a one-channel image a 3x3/2 and a 4x4/4
+ * patchify (a 1x1 kernel after the transform); odd input sizes. */
+static kiln_network *make_stems(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 3, 29, 31));
+    kiln_tensor *x1 = kiln_network_add_input(net, "x1", KILN_FLOAT32, d4(2, 1, 30, 27));
+    static const int64_t p3[4] = {3, 3, 3, 3}, p2[4] = {2, 2, 2, 2}, pa[4] = {2, 1, 1, 2}, p1[4] = {1, 1, 1, 1},
+                         p0[4] = {0, 0, 0, 0};
+    kiln_tensor *s1 = act(net, conv(net, x, 3, 16, 7, 2, p3, 1, true), KILN_ACT_RELU);
+    kiln_tensor *s2 = act(net, conv(net, x, 3, 16, 6, 2, p2, 1, true), KILN_ACT_SIGMOID);
+    kiln_tensor *s3 = conv(net, x, 3, 8, 5, 2, pa, 1, false);
+    kiln_tensor *s4 = act(net, conv(net, x1, 1, 8, 3, 2, p1, 1, true), KILN_ACT_RELU);
+    kiln_tensor *s5 = conv(net, x1, 1, 16, 4, 4, p0, 1, true);
+    bool ok = mark(net, s1, "s1") && mark(net, s2, "s2") && mark(net, s3, "s3") && mark(net, s4, "s4") &&
+              mark(net, s5, "s5");
+    CHECK(ok, "stems network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -380,6 +402,33 @@ static kiln_engine *compare_case(const char *what, kiln_builder *b, make_fn make
     kiln_network_destroy(ncpu);
     kiln_network_destroy(ngpu);
     return egpu;
+}
+
+/* Space-to-depth stems, forced on and off (KILN_CONV_S2D) and as timed; each within the
+ * float16 tolerance of the CPU's float32, and a plan keeps the choice. */
+static void test_stems_fp16(kiln_builder *b) {
+    static const char *const modes[] = {"on", "off", NULL};
+    for (int m = 0; m < 3; m++) {
+        if (modes[m]) setenv("KILN_CONV_S2D", modes[m], 1);
+        else unsetenv("KILN_CONV_S2D");
+        char what[64];
+        snprintf(what, sizeof what, "fp16 stems (s2d %s)", modes[m] ? modes[m] : "timed");
+        kiln_engine *e = compare_case(what, b, make_stems, true, FP16_TOL);
+        if (e) {
+            int convs = count_kernels(e, "", "Convolution"), s2d = count_kernels(e, "_s2d", "Convolution");
+            CHECK(convs == 5, "%s: %d convolutions", what, convs);
+            if (m == 0) CHECK(s2d == 5, "%s: %d of 5 convolutions run space-to-depth", what, s2d);
+            if (m == 1) CHECK(s2d == 0, "%s: %d convolutions run space-to-depth", what, s2d);
+            if (m == 0) {
+                unsetenv("KILN_CONV_S2D"); /* the plan's stored choice decides, not the variable */
+                kiln_engine *re = th_reload(e, what);
+                CHECK(re && count_kernels(re, "_s2d", "Convolution") == 5, "%s: the reloaded plan keeps space-to-depth", what);
+                kiln_engine_destroy(re);
+            }
+        }
+        kiln_engine_destroy(e);
+    }
+    unsetenv("KILN_CONV_S2D");
 }
 
 static void test_layers_fp16(kiln_builder *b) {
@@ -675,6 +724,7 @@ int main(void) {
     } else {
 #ifdef KILN_HAVE_CUDA
         test_layers_fp16(b);
+        test_stems_fp16(b);
         test_layers_fp32(b);
         test_refit_graphs(b, true);
         test_refit_graphs(b, false);

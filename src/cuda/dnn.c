@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda/host.h"
@@ -677,6 +678,9 @@ typedef struct conv_state {
     int64_t n, k, inner; /* output batch, channels and spatial size for the bias pass */
     int64_t fk;          /* filters: output channels of a convolution, input channels of a deconvolution */
     int64_t cpad;        /* > 0: input channels zero-padded to this many (a float16 stem's 3 to 8) */
+    bool s2d;            /* space-to-depth: a strided stem as a stride-1 convolution (conv_s2d_geom) */
+    kcu_s2d s2;          /* ... the input transform into scratch at buf_off */
+    int64_t s2_kh, s2_kw; /* ... and the transformed kernel's size */
     int64_t e_outer, e_inner; /* the same in memory order: [outer, k, inner] */
     bool has_act;
     kcu_act act;
@@ -696,6 +700,8 @@ typedef struct conv_state {
  * cuBLASLt GEMM (row-major: W[K, C] x X[C, HW] per image; channels-last: X[N*H*W, C] x
  * W[K, C]^T with the bias, residual and ReLU in cuBLASLt's epilogue). */
 enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM };
+/* Tactic mode bit: the convolution runs on the space-to-depth transform of its input. */
+#define CONV_S2D 0x10
 
 static void conv_release(const kiln_env *env, void *state) {
     conv_state *s = state;
@@ -946,6 +952,24 @@ static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const 
     const float *f = w->values;
     int64_t K = w->count ? s->fk : 0;
     int64_t per = K ? w->count / K : 0; /* C/g * kh * kw */
+    if (s->s2d) { /* W'[k, jy, jx, (ry*S + rx)*C + c] = W[k, c, S*jy + ry, S*jx + rx], zeros past the kernel */
+        const kcu_s2d *q = &s->s2;
+        int64_t S = q->s, C = q->c, kh = l->p.conv.kernel[0], kw = l->p.conv.kernel[1];
+        int64_t KH = s->s2_kh, KW = s->s2_kw, count = K * KH * KW * q->cs;
+        uint16_t *h = kiln_calloc(env, (size_t)(count ? count : 1), sizeof(uint16_t));
+        if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting the weights");
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t i = 0; i < kh; i++)
+                    for (int64_t j = 0; j < kw; j++) {
+                        int64_t ch = ((i % S) * S + j % S) * C + c;
+                        kcu_to_half(h + ((k * KH + i / S) * KW + j / S) * q->cs + ch, f + ((k * C + c) * kh + i) * kw + j, 1);
+                    }
+        *tmp = h;
+        *src = h;
+        *bytes = (size_t)count * sizeof(uint16_t);
+        return KILN_OK;
+    }
     int64_t kh = 1, kw = 1;
     if (s->nhwc) {
         kh = l->p.conv.kernel[0];
@@ -1129,7 +1153,7 @@ static void conv_name(conv_state *s) {
     static const char *const fwd_n[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct", "fft",
                                         "fft_tiling", "winograd", "winograd_nonfused"};
     bool tf32 = s->mode == CONV_GEMM ? s->gemm->tf32 : s->math != CUDNN_FMA_MATH;
-    const char *fmt = s->st == KILN_FLOAT16 ? (s->nhwc ? "_f16_nhwc" : "_f16") : tf32 ? "_tf32" : "";
+    const char *fmt = s->st == KILN_FLOAT16 ? (s->s2d ? "_f16_nhwc_s2d" : s->nhwc ? "_f16_nhwc" : "_f16") : tf32 ? "_tf32" : "";
     if (s->mode == CONV_GEMM)
         snprintf(s->name, sizeof s->name, "cuda.cublaslt_1x1%s", fmt);
     else if (s->mode == CONV_FUSED)
@@ -1139,7 +1163,42 @@ static void conv_name(conv_state *s) {
                  (unsigned)s->fwd < sizeof fwd_n / sizeof fwd_n[0] ? fwd_n[s->fwd] : "other");
 }
 
-static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+/* Space-to-depth (the strided stem of an image network: few input channels, a large
+ * kernel, stride S): with S x S blocks of the zero-padded input stacked into channels,
+ * the convolution becomes a stride-1 unpadded one with a ceil(k/S) kernel over S*S*C
+ * channels, which cuDNN's tensor-core kernels serve far better than 3 (or 8 padded)
+ * channels at stride 2. Float16 channels-last, one group, no dilation, S*S*C <= 32. */
+static bool conv_s2d_applies(const conv_geom *g, int sto, bool nhwc) {
+    return nhwc && sto == KILN_FLOAT16 && g->g == 1 && g->sh == g->sw && g->sh >= 2 && g->dh == 1 && g->dw == 1 &&
+           g->kh > 1 && g->kw > 1 && g->c * g->sh * g->sh <= 32;
+}
+
+/* The transform's parameters and the stride-1 geometry it leaves. */
+static void conv_s2d_geom(conv_geom *g, kcu_s2d *q, int64_t *kh2, int64_t *kw2) {
+    int64_t S = g->sh;
+    *kh2 = (g->kh + S - 1) / S;
+    *kw2 = (g->kw + S - 1) / S;
+    q->n = g->n;
+    q->h = g->h;
+    q->w = g->w;
+    q->c = g->c;
+    q->s = S;
+    q->pt = g->pt;
+    q->pl = g->pl;
+    q->hs = g->oh + *kh2 - 1;
+    q->ws = g->ow + *kw2 - 1;
+    q->cs = (S * S * g->c + 7) / 8 * 8;
+    g->c = q->cs;
+    g->h = q->hs;
+    g->w = q->ws;
+    g->kh = *kh2;
+    g->kw = *kw2;
+    g->sh = g->sw = 1;
+    g->pt = g->pl = g->pb = g->pr = 0;
+}
+
+static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool use_s2d, const tactic *hintp,
+                                   void **state, size_t *scratch) {
     *scratch = 0;
     kiln_status st = check_float(l);
     if (st != KILN_OK) return st;
@@ -1153,6 +1212,10 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
         return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "the residual input must be float32 of the output's shape");
     conv_geom g;
     geom_fill(l, &g);
+    kcu_s2d s2;
+    int64_t s2_kh = 0, s2_kw = 0;
+    memset(&s2, 0, sizeof s2);
+    if (use_s2d) conv_s2d_geom(&g, &s2, &s2_kh, &s2_kw);
     bool asym = g.pt != g.pb || g.pl != g.pr;
     int64_t ih = asym ? g.h + g.pt + g.pb : g.h, iw = asym ? g.w + g.pl + g.pr : g.w;
     /* a float16 channels-last input with fewer than 8 channels (an image into the stem)
@@ -1174,6 +1237,12 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     s->k = g.k;
     s->fk = g.k;
     s->cpad = cin != g.c ? cin : 0;
+    s->s2d = use_s2d;
+    s->s2 = s2;
+    s->s2_kh = s2_kh;
+    s->s2_kw = s2_kw;
+    if (use_s2d && (s2.n * s2.hs * s2.ws * (s2.cs / 8) > INT32_MAX || s2.h * s2.w * s2.c > INT32_MAX))
+        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "too large for the space-to-depth kernel");
     s->inner = g.oh * g.ow;
     s->e_outer = nhwc ? g.n * g.oh * g.ow : g.n;
     s->e_inner = nhwc ? 1 : g.oh * g.ow;
@@ -1214,12 +1283,13 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     if (on != g.n || ok != g.k || ooh != g.oh || oow != g.ow)
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN sizes the output %dx%dx%dx%d, the layer %lldx%lldx%lldx%lld",
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
-    tactic hint = tactic_read(b, 'C');
+    tactic hint = *hintp;
+    hint.mode &= ~CONV_S2D;
     bool fwd_taken = take_forward(b, s, &hint);
     if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
-    size_t pad_bytes = s->pad_input ? (size_t)(g.n * cin * ih * iw) * es : 0;
+    size_t pad_bytes = s->pad_input || use_s2d ? (size_t)(g.n * cin * ih * iw) * es : 0;
     bool fused = prepare_fused(l, s);
-    bool gemm = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
+    bool gemm = !use_s2d && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
     s->buf_off = align256(s->ws > s->fused_ws ? s->ws : s->fused_ws);
     size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
@@ -1290,7 +1360,11 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         if ((st = mm_call(l, m, x, s->w, src, res, out[0])) != KILN_OK) return st;
         return conv_epilogue(l, s, x, out[0], NULL);
     }
-    if (s->pad_input) {
+    if (s->s2d) {
+        void *buf = scr + s->buf_off;
+        KCU_CUDA(l, kcu_s2d_run(x->stream, &s->s2, in[0], buf));
+        src = buf;
+    } else if (s->pad_input) {
         void *buf = scr + s->buf_off;
         KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, in[0], buf));
         src = buf;
@@ -1311,7 +1385,55 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
 static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const conv_state *s = state;
     const cublasLtMatmulAlgo_t *lt = s->mode == CONV_GEMM && mm_timed(s->gemm) ? &s->gemm->algo[0] : NULL;
-    return tactic_write(buf, cap, 'C', s->mode, (uint32_t)s->fwd, s->math, lt);
+    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), (uint32_t)s->fwd, s->math, lt);
+}
+
+/* Where space-to-depth applies it is a candidate beside the plain convolution: both are
+ * prepared (each times its own cuDNN/fused/GEMM choices), timed on the real shapes, and
+ * the faster kept; a stored choice says which one without timing. */
+static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
+    *state = NULL;
+    *scratch = 0;
+    tactic hint = tactic_read(b, 'C'), none = {0};
+    conv_geom g;
+    geom_fill(l, &g);
+    bool can = l->inputs[0]->dims.nb_dims == 4 && conv_s2d_applies(&g, kg_storage(l->outputs[0]), kcu_nhwc(l->inputs[0]));
+    /* KILN_CONV_S2D=on|off forces the choice at build (A/B runs, tests); a stored choice wins */
+    const char *force = getenv("KILN_CONV_S2D");
+    if (can && force && !hint.ok && (!strcmp(force, "on") || !strcmp(force, "off")))
+        return conv_prepare_as(l, b, !strcmp(force, "on"), &none, state, scratch);
+    if (hint.ok) {
+        bool want = (hint.mode & CONV_S2D) != 0;
+        return conv_prepare_as(l, b, can && want, want == can ? &hint : &none, state, scratch);
+    }
+    if (!can) return conv_prepare_as(l, b, false, &none, state, scratch);
+    void *sa = NULL, *sb = NULL;
+    size_t ca = 0, cb = 0;
+    kiln_status st = conv_prepare_as(l, b, true, &none, &sa, &ca);
+    if (st != KILN_OK || b->untimed) {
+        if (st == KILN_OK) { /* untimed: the transform is the likely winner */
+            *state = sa;
+            *scratch = ca;
+            return KILN_OK;
+        }
+        conv_release(b->env, sa);
+        (void)cudaGetLastError();
+        return conv_prepare_as(l, b, false, &none, state, scratch);
+    }
+    st = conv_prepare_as(l, b, false, &none, &sb, &cb);
+    float ta = 0.0f, tb = INFINITY;
+    bench bn;
+    if (st == KILN_OK && bench_open(l, b, &bn, ca > cb ? ca : cb)) {
+        ta = bench_time(&bn, l, sa, conv_run);
+        tb = bench_time(&bn, l, sb, conv_run);
+        bench_close(&bn);
+    }
+    (void)cudaGetLastError();
+    bool keep_s2d = st != KILN_OK || !(tb < ta);
+    conv_release(b->env, keep_s2d ? sb : sa);
+    *state = keep_s2d ? sa : sb;
+    *scratch = keep_s2d ? ca : cb;
+    return KILN_OK;
 }
 
 const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit};

@@ -70,6 +70,15 @@ typedef struct kcu_pad {
     uint64_t value; /* the constant's bytes, element size of the tensor */
 } kcu_pad;
 
+/* Space-to-depth of a zero-padded channels-last float16 image for a strided convolution
+ * (see dnn.c): y[n, Y, X, (ry*s + rx)*c + ch] = x[n, s*Y + ry - pt, s*X + rx - pl, ch]
+ * (zero outside x), channels cs >= s*s*c (a multiple of 8; the extra ones zero). */
+typedef struct kcu_s2d {
+    int64_t n, h, w, c; /* input */
+    int64_t s, pt, pl;  /* stride (block size), leading pads */
+    int64_t hs, ws, cs; /* output */
+} kcu_s2d;
+
 /* Windowed pooling over planes of h x w (rank-3 input: h = 1). */
 typedef struct kcu_pool {
     int64_t planes, h, w, oh, ow;
@@ -151,6 +160,7 @@ cudaError_t kcu_fill_c_f16(cudaStream_t s, void *y, const void *c, int64_t m, in
 /* movement.cu */
 cudaError_t kcu_mv_run(cudaStream_t s, const kcu_mv *p, int es, const void *src, void *dst);
 cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst);
+cudaError_t kcu_s2d_run(cudaStream_t s, const kcu_s2d *p, const void *x, void *y);
 /* `rows` rows of `width` bytes from src (row pitch spitch) to dst (pitch dpitch). */
 cudaError_t kcu_copy2d(cudaStream_t s, void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width,
                        int64_t rows);

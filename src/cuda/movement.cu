@@ -206,6 +206,40 @@ extern "C" cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, con
     return kcu_launched();
 }
 
+/* ---- space-to-depth with zero padding (strided float16 convolutions, dnn.c) ----
+ * One thread writes 8 consecutive output channels (16 bytes). */
+
+__global__ void k_s2d(kcu_s2d p, const __half *__restrict__ x, uint4 *__restrict__ y) {
+    /* 32-bit index arithmetic (kcu_s2d_run checks the sizes fit) */
+    const int groups = (int)(p.cs / 8), ws = (int)p.ws, hs = (int)p.hs, c = (int)p.c, s = (int)p.s;
+    const int h = (int)p.h, w = (int)p.w, pt = (int)p.pt, pl = (int)p.pl, used = s * s * c;
+    const int total = (int)p.n * hs * ws * groups;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        int g = i % groups, t = i / groups, X = t % ws;
+        t /= ws;
+        int Y = t % hs, n = t / hs;
+        const __half *img = x + (int64_t)n * h * w * c;
+        __align__(16) __half v[8];
+        int ch = g * 8, r = ch / c, cc = ch - r * c; /* r: the block position ry * s + rx */
+        for (int j = 0; j < 8; j++, ch++) {
+            int ry = r / s, iy = s * Y + ry - pt, ix = s * X + (r - ry * s) - pl;
+            bool in = ch < used && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            v[j] = in ? img[(iy * w + ix) * c + cc] : __float2half(0.0f);
+            if (++cc == c) cc = 0, r++;
+        }
+        y[i] = *(const uint4 *)v;
+    }
+}
+
+extern "C" cudaError_t kcu_s2d_run(cudaStream_t s, const kcu_s2d *p, const void *x, void *y) {
+    int64_t total = p->n * p->hs * p->ws * (p->cs / 8);
+    if (total <= 0) return cudaSuccess;
+    if (p->cs % 8 || total > INT32_MAX || p->h * p->w * p->c > INT32_MAX || p->s * p->s * p->c > p->cs)
+        return cudaErrorInvalidValue;
+    k_s2d<<<kcu_blocks(total), KCU_THREADS, 0, s>>>(*p, (const __half *)x, (uint4 *)y);
+    return kcu_launched();
+}
+
 /* ---- gather ---- */
 
 template <typename E, typename I>

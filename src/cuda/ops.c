@@ -626,6 +626,13 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
     rs_state *s = state_new(l, b, sizeof *s, &st);
     if (!s) return st;
     *state = s;
+    /* an empty output needs no tables (its other axes may be huge: a corrupt model);
+     * kcu_resize_run returns at once */
+    if (vol(od) == 0) {
+        s->p.rank = rank;
+        s->p.total = 0;
+        return KILN_OK;
+    }
     int64_t total = 0;
     for (int k = 0; k < rank; k++) total += od->d[k];
     int64_t *ti = kiln_alloc(b->env, (size_t)(2 * total + 1) * sizeof(int64_t));
