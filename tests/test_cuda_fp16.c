@@ -431,6 +431,36 @@ static void test_stems_fp16(kiln_builder *b) {
     unsetenv("KILN_CONV_S2D");
 }
 
+/* cuDNN's backend-API path (KILN_CONV_GRAPH=only: taken wherever it runs): convolutions
+ * with bias, residual and ReLU fused, and the stems through space-to-depth; a reloaded
+ * plan runs the same engines. */
+static void test_graph_fp16(kiln_builder *b) {
+    setenv("KILN_CONV_GRAPH", "only", 1);
+    make_fn makes[2] = {make_block, make_stems};
+    const char *names[2] = {"fp16 graph block", "fp16 graph stems"};
+    int want[2] = {3, 4}; /* every one-group convolution with ReLU or no activation */
+    for (int m = 0; m < 2; m++) {
+        kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
+        if (e) {
+            int n = count_kernels(e, "cuda.cudnn_graph_eng", "Convolution");
+            CHECK(n == want[m], "%s: %d of %d convolutions run cuDNN's graph API", names[m], n, want[m]);
+            unsetenv("KILN_CONV_GRAPH");
+            kiln_engine *re = th_reload(e, names[m]);
+            int same = 0;
+            for (int i = 0; re && i < kiln_engine_num_layers(e); i++) {
+                kiln_layer_info a, c;
+                if (kiln_engine_layer_info(e, i, &a) == KILN_OK && kiln_engine_layer_info(re, i, &c) == KILN_OK)
+                    same += !strcmp(a.kernel, c.kernel);
+            }
+            CHECK(re && same == kiln_engine_num_layers(e), "%s: the reloaded plan runs the same kernels", names[m]);
+            kiln_engine_destroy(re);
+            setenv("KILN_CONV_GRAPH", "only", 1);
+        }
+        kiln_engine_destroy(e);
+    }
+    unsetenv("KILN_CONV_GRAPH");
+}
+
 static void test_layers_fp16(kiln_builder *b) {
     kiln_engine *e = compare_case("fp16 block", b, make_block, true, FP16_TOL);
     if (e) {
@@ -725,6 +755,7 @@ int main(void) {
 #ifdef KILN_HAVE_CUDA
         test_layers_fp16(b);
         test_stems_fp16(b);
+        test_graph_fp16(b);
         test_layers_fp32(b);
         test_refit_graphs(b, true);
         test_refit_graphs(b, false);

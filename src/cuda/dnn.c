@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/dnn_graph.h"
 #include "cuda/host.h"
 
 #define MM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt workspace: what its kernels want at most */
@@ -690,6 +691,10 @@ typedef struct conv_state {
     cudnnActivationDescriptor_t ad;
     cudnnConvolutionFwdAlgo_t fused_algo;
     size_t fused_ws;
+    kcu_cg *cg;            /* CONV_GRAPH: cuDNN's backend API, the timed engine configuration */
+    int cg_index;          /* ... its place in the heuristics' list */
+    int64_t cg_engine;     /* ... cuDNN's global engine index (checked when a plan is loaded) */
+    size_t cg_ws;          /* ... its workspace bytes */
     mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a GEMM */
     bool gemm_nhwc;        /* ... one [N*H*W, C] x [C, K] product, bias in its epilogue */
     char name[64];         /* kernel name for engine inspection */
@@ -699,7 +704,7 @@ typedef struct conv_state {
  * bias + residual + ReLU (or identity) call; a 1x1 stride-1 unpadded convolution as a
  * cuBLASLt GEMM (row-major: W[K, C] x X[C, HW] per image; channels-last: X[N*H*W, C] x
  * W[K, C]^T with the bias, residual and ReLU in cuBLASLt's epilogue). */
-enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM };
+enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH };
 /* Tactic mode bit: the convolution runs on the space-to-depth transform of its input. */
 #define CONV_S2D 0x10
 
@@ -713,6 +718,7 @@ static void conv_release(const kiln_env *env, void *state) {
     if (s->bd) cudnnDestroyTensorDescriptor(s->bd);
     if (s->ad) cudnnDestroyActivationDescriptor(s->ad);
     if (s->gemm) mm_release(env, s->gemm);
+    kcu_cg_free(env, s->cg);
     kcu_state_free(env, s);
 }
 
@@ -1156,6 +1162,8 @@ static void conv_name(conv_state *s) {
     const char *fmt = s->st == KILN_FLOAT16 ? (s->s2d ? "_f16_nhwc_s2d" : s->nhwc ? "_f16_nhwc" : "_f16") : tf32 ? "_tf32" : "";
     if (s->mode == CONV_GEMM)
         snprintf(s->name, sizeof s->name, "cuda.cublaslt_1x1%s", fmt);
+    else if (s->mode == CONV_GRAPH)
+        snprintf(s->name, sizeof s->name, "cuda.cudnn_graph_eng%lld%s", (long long)s->cg_engine, fmt);
     else if (s->mode == CONV_FUSED)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
     else
@@ -1285,22 +1293,62 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
     tactic hint = *hintp;
     hint.mode &= ~CONV_S2D;
-    bool fwd_taken = take_forward(b, s, &hint);
-    if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
+    bool fwd_taken;
+    if (hint.ok && hint.mode == CONV_GRAPH) { /* the legacy algorithm is only a fallback here: no timing */
+        kcu_build quick = *b;
+        quick.untimed = true;
+        fwd_taken = true;
+        if ((st = pick_forward(l, &quick, s)) != KILN_OK) return st;
+    } else {
+        fwd_taken = take_forward(b, s, &hint);
+        if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
+    }
     size_t pad_bytes = s->pad_input || use_s2d ? (size_t)(g.n * cin * ih * iw) * es : 0;
     bool fused = prepare_fused(l, s);
     bool gemm = !use_s2d && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
-    s->buf_off = align256(s->ws > s->fused_ws ? s->ws : s->fused_ws);
+    /* cuDNN's backend API: float16 channels-last, one group, ReLU or no activation
+     * (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others: A/B runs, tests) */
+    const char *graph_env = getenv("KILN_CONV_GRAPH");
+    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && (!s->has_act || s->act.type == KILN_ACT_RELU) &&
+                    !(graph_env && !strcmp(graph_env, "off")) && (!b->untimed || (hint.ok && hint.mode == CONV_GRAPH));
+    bool graph_ok[KCU_CG_MAX] = {false};
+    size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
+    int graph_n = 0;
+    if (graph_on) {
+        kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
+                          has_res, s->has_bias, s->has_act};
+        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+        (void)cudaGetLastError();
+    }
+    bool graph_hint = hint.ok && hint.mode == CONV_GRAPH && s->cg && (int)hint.algo < kcu_cg_count(s->cg) &&
+                      kcu_cg_engine(s->cg, (int)hint.algo) == (int64_t)hint.math &&
+                      kcu_cg_plan(s->cg, (int)hint.algo, b->ws_limit, &graph_ws[0]);
+    if (s->cg && !graph_hint && !(hint.ok && fwd_taken)) {
+        graph_n = kcu_cg_count(s->cg);
+        for (int i = 0; i < graph_n; i++) {
+            graph_ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &graph_ws[i]);
+            if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
+        }
+    }
+    size_t cudnn_ws = s->ws > s->fused_ws ? s->ws : s->fused_ws;
+    s->buf_off = align256(cudnn_ws > graph_max ? cudnn_ws : graph_max);
     size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
     s->mode = CONV_CUDNN;
     bench bn;
-    if (fwd_taken && (hint.mode == CONV_CUDNN || (hint.mode == CONV_FUSED && fused) ||
-                      (hint.mode == CONV_GEMM && gemm && mm_take(b, s->gemm, hint.lt)))) {
+    if (graph_hint) {
+        s->mode = CONV_GRAPH; /* the stored choice: no timing */
+        s->cg_index = (int)hint.algo;
+        s->cg_ws = graph_ws[0];
+        kcu_cg_use(s->cg, s->cg_index);
+        hint_taken(b);
+    } else if (fwd_taken && (hint.mode == CONV_CUDNN || (hint.mode == CONV_FUSED && fused) ||
+                             (hint.mode == CONV_GEMM && gemm && mm_take(b, s->gemm, hint.lt)))) {
         s->mode = hint.mode; /* the stored choice: no timing */
         if (s->mode == CONV_GEMM) mm_ws(s->gemm);
         hint_taken(b);
-    } else if ((fused || gemm) && bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
+    } else if ((fused || gemm || graph_max || s->cg) &&
+               bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run);
         if (fused) {
             s->mode = CONV_FUSED;
@@ -1315,16 +1363,44 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             float t = bench_time(&bn, l, s, conv_run);
             if (!(t < best)) s->mode = keep;
         }
+        if (s->cg) {
+            int keep = s->mode, won = -1;
+            s->mode = CONV_GRAPH;
+            if (graph_env && !strcmp(graph_env, "only")) best = INFINITY; /* tests: the graph path whenever it runs */
+            for (int i = 0; i < graph_n; i++) {
+                if (!graph_ok[i]) continue;
+                kcu_cg_use(s->cg, i);
+                float t = bench_time(&bn, l, s, conv_run);
+                if (t < best) {
+                    best = t;
+                    won = i;
+                }
+            }
+            if (won >= 0) {
+                kcu_cg_use(s->cg, won);
+                s->cg_index = won;
+                s->cg_ws = graph_ws[won];
+            } else {
+                s->mode = keep;
+            }
+        }
         bench_close(&bn);
     } else if (gemm && s->nhwc) {
         s->mode = CONV_GEMM; /* untimed: the GEMM with its fused epilogue is the likely winner */
+    }
+    if (s->mode == CONV_GRAPH) {
+        kcu_cg_keep(s->cg);
+        s->cg_engine = kcu_cg_engine(s->cg, s->cg_index);
+    } else {
+        kcu_cg_free(b->env, s->cg);
+        s->cg = NULL;
     }
     if (s->mode == CONV_GEMM) {
         *scratch = s->gemm->ws;
     } else {
         mm_release(b->env, s->gemm);
         s->gemm = NULL;
-        s->buf_off = align256(s->mode == CONV_FUSED ? s->fused_ws : s->ws);
+        s->buf_off = align256(s->mode == CONV_FUSED ? s->fused_ws : s->mode == CONV_GRAPH ? s->cg_ws : s->ws);
         *scratch = s->buf_off + pad_bytes;
     }
     conv_name(s);
@@ -1369,6 +1445,7 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, in[0], buf));
         src = buf;
     }
+    if (s->mode == CONV_GRAPH) return kcu_cg_run(l, s->cg, x->dnn, src, s->w, res, s->bias_st, out[0], scr);
     if (s->mode == CONV_FUSED) {
         /* no residual: z = y with alpha2 = 0, cuDNN reads none */
         KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
@@ -1385,7 +1462,9 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
 static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const conv_state *s = state;
     const cublasLtMatmulAlgo_t *lt = s->mode == CONV_GEMM && mm_timed(s->gemm) ? &s->gemm->algo[0] : NULL;
-    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), (uint32_t)s->fwd, s->math, lt);
+    bool graph = s->mode == CONV_GRAPH;
+    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), graph ? (uint32_t)s->cg_index : (uint32_t)s->fwd,
+                        graph ? (uint32_t)s->cg_engine : s->math, lt);
 }
 
 /* Where space-to-depth applies it is a candidate beside the plain convolution: both are
