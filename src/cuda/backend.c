@@ -444,6 +444,7 @@ struct kb_ctx {
     bool no_graphs;    /* a capture failed: this context runs directly */
     const void **in_ptrs; /* per-node argument arrays for runs made here */
     void **out_ptrs;
+    unsigned *amax;       /* device word for cu_absmax (the range check), made on first use */
 };
 
 static void cu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
@@ -460,6 +461,7 @@ static void cu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
         if (c->own) cudaStreamDestroy(c->own);
         if (c->cap) cudaStreamDestroy(c->cap);
         if (c->fault) cudaFreeHost(c->fault);
+        if (c->amax) cudaFree(c->amax);
         if (c->x.err) cudaFree(c->x.err);
         kiln_free(&e->env, c);
     }
@@ -733,6 +735,22 @@ static kiln_status cu_download(kb_ctx *c, void *dst, const void *src, size_t byt
     return KILN_OK;
 }
 
+static kiln_status cu_absmax(kb_ctx *c, const void *src, size_t n, float *out) {
+    const kiln_env *env = &c->e->env;
+    cudaError_t e = c->amax ? cudaSuccess : cudaMalloc((void **)&c->amax, sizeof *c->amax);
+    if (e != cudaSuccess) {
+        c->amax = NULL;
+        return kcu_cuda_fail(NULL, env, e, "cudaMalloc (range check)", __FILE__, __LINE__);
+    }
+    unsigned bits = 0;
+    e = kcu_absmax(c->x.stream, src, (int64_t)n, c->amax);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&bits, c->amax, sizeof bits, cudaMemcpyDeviceToHost, c->x.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->x.stream);
+    if (e != cudaSuccess) return kcu_cuda_fail(NULL, env, e, "range check reduction", __FILE__, __LINE__);
+    memcpy(out, &bits, sizeof *out);
+    return KILN_OK;
+}
+
 /* Kernel choices depend on the GPU and on the cuDNN and cuBLASLt builds. */
 static void cu_fingerprint(const kiln_env *env, char *buf, size_t size) {
     (void)env;
@@ -790,7 +808,7 @@ static const kb_backend kb_cuda_backend = {
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
     cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end, kcu_dnn_tactic,
-    cu_host_alloc, cu_host_free,
+    cu_host_alloc, cu_host_free, cu_absmax,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env, kiln_status *why) {

@@ -1293,8 +1293,28 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
     tactic hint = *hintp;
     hint.mode &= ~CONV_S2D;
+    /* cuDNN's backend API: float16 channels-last, one group, ReLU or no activation
+     * (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others: A/B runs, tests;
+     * a stored choice wins over the variable) */
+    bool graph_wanted = hint.ok && hint.mode == CONV_GRAPH;
+    const char *graph_env = getenv("KILN_CONV_GRAPH");
+    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && (!s->has_act || s->act.type == KILN_ACT_RELU) &&
+                    (graph_wanted || (!(graph_env && !strcmp(graph_env, "off")) && !b->untimed));
+    bool graph_ok[KCU_CG_MAX] = {false};
+    size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
+    int graph_n = 0;
+    if (graph_on) {
+        kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
+                          has_res, s->has_bias, s->has_act};
+        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+        (void)cudaGetLastError();
+    }
+    bool graph_hint = graph_wanted && s->cg && (int)hint.algo < kcu_cg_count(s->cg) &&
+                      kcu_cg_engine(s->cg, (int)hint.algo) == (int64_t)hint.math &&
+                      kcu_cg_plan(s->cg, (int)hint.algo, b->ws_limit, &graph_ws[0]);
+    if (graph_wanted && !graph_hint) hint.ok = false; /* the stored engine is gone: time as usual */
     bool fwd_taken;
-    if (hint.ok && hint.mode == CONV_GRAPH) { /* the legacy algorithm is only a fallback here: no timing */
+    if (graph_hint) { /* the legacy algorithm is only a fallback here: no timing */
         kcu_build quick = *b;
         quick.untimed = true;
         fwd_taken = true;
@@ -1307,23 +1327,6 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     bool fused = prepare_fused(l, s);
     bool gemm = !use_s2d && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
-    /* cuDNN's backend API: float16 channels-last, one group, ReLU or no activation
-     * (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others: A/B runs, tests) */
-    const char *graph_env = getenv("KILN_CONV_GRAPH");
-    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && (!s->has_act || s->act.type == KILN_ACT_RELU) &&
-                    !(graph_env && !strcmp(graph_env, "off")) && (!b->untimed || (hint.ok && hint.mode == CONV_GRAPH));
-    bool graph_ok[KCU_CG_MAX] = {false};
-    size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
-    int graph_n = 0;
-    if (graph_on) {
-        kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res, s->has_bias, s->has_act};
-        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
-        (void)cudaGetLastError();
-    }
-    bool graph_hint = hint.ok && hint.mode == CONV_GRAPH && s->cg && (int)hint.algo < kcu_cg_count(s->cg) &&
-                      kcu_cg_engine(s->cg, (int)hint.algo) == (int64_t)hint.math &&
-                      kcu_cg_plan(s->cg, (int)hint.algo, b->ws_limit, &graph_ws[0]);
     if (s->cg && !graph_hint && !(hint.ok && fwd_taken)) {
         graph_n = kcu_cg_count(s->cg);
         for (int i = 0; i < graph_n; i++) {
@@ -1477,13 +1480,21 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     conv_geom g;
     geom_fill(l, &g);
     bool can = l->inputs[0]->dims.nb_dims == 4 && conv_s2d_applies(&g, kg_storage(l->outputs[0]), kcu_nhwc(l->inputs[0]));
+    if (can) { /* within the transform kernel's 32-bit indexing */
+        conv_geom g2 = g;
+        kcu_s2d q;
+        int64_t kh2, kw2;
+        conv_s2d_geom(&g2, &q, &kh2, &kw2);
+        can = q.n * q.hs * q.ws * (q.cs / 8) <= INT32_MAX && q.h * q.w * q.c <= INT32_MAX;
+    }
     /* KILN_CONV_S2D=on|off forces the choice at build (A/B runs, tests); a stored choice wins */
     const char *force = getenv("KILN_CONV_S2D");
     if (can && force && !hint.ok && (!strcmp(force, "on") || !strcmp(force, "off")))
         return conv_prepare_as(l, b, !strcmp(force, "on"), &none, state, scratch);
     if (hint.ok) {
         bool want = (hint.mode & CONV_S2D) != 0;
-        return conv_prepare_as(l, b, can && want, want == can ? &hint : &none, state, scratch);
+        /* a plain choice always applies; a space-to-depth one only where the transform does */
+        return conv_prepare_as(l, b, can && want, !want || can ? &hint : &none, state, scratch);
     }
     if (!can) return conv_prepare_as(l, b, false, &none, state, scratch);
     void *sa = NULL, *sb = NULL;

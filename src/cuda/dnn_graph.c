@@ -7,12 +7,15 @@
  * tied to one engine; this reaches every engine, fused epilogues included. */
 #include "cuda/dnn_graph.h"
 
+#include <pthread.h>
 #include <string.h>
 
 enum { UID_X = 1, UID_W, UID_Z, UID_B, UID_Y, UID_CONV = 10, UID_RES, UID_BIAS };
 #define CG_MAX_OPS 4
 
 struct kcu_cg {
+    cudnnHandle_t h; /* the graph's and plans' handle, alive as long as they are */
+    pthread_mutex_t lock; /* cuDNN does not promise that one plan runs from two threads at once */
     cudnnBackendDescriptor_t graph;
     cudnnBackendDescriptor_t *cfg; /* the heuristics' engine configurations */
     int nb_cfg;   /* usable */
@@ -198,16 +201,21 @@ kiln_status kcu_cg_create(const kiln_layer *l, const kiln_env *env, const kcu_cg
     g->selected = -1;
     g->res = d->res;
     g->bias = d->bias;
-    cudnnHandle_t h = NULL;
-    cudnnStatus_t s = cudnnCreate(&h);
-    if (s == CUDNN_STATUS_SUCCESS) s = build_graph(g, h, d);
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        kiln_free(env, g);
+        return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "cannot create a mutex");
+    }
+    cudnnStatus_t s = cudnnCreate(&g->h);
+    if (s != CUDNN_STATUS_SUCCESS) g->h = NULL;
+    if (s == CUDNN_STATUS_SUCCESS) s = build_graph(g, g->h, d);
     if (s == CUDNN_STATUS_SUCCESS) s = list_configs(env, g);
-    if (h) cudnnDestroy(h);
     (void)cudaGetLastError();
     if (s != CUDNN_STATUS_SUCCESS || g->nb_cfg == 0) {
+        /* not an error of the build: the other convolution paths remain */
+        kiln_log(env, KILN_LOG_VERBOSE, "layer '%s': cuDNN graph API offers no engine (%s)", l->name,
+                 s == CUDNN_STATUS_SUCCESS ? "no configuration" : cudnnGetErrorString(s));
         kcu_cg_free(env, g);
-        return kg_layer_error(l, KILN_ERR_UNSUPPORTED, "cuDNN graph: no engine for this convolution (%s)",
-                              cudnnGetErrorString(s));
+        return KILN_ERR_UNSUPPORTED;
     }
     *out = g;
     return KILN_OK;
@@ -254,13 +262,11 @@ bool kcu_cg_plan(kcu_cg *g, int i, size_t ws_limit, size_t *ws) {
         *ws = g->ws[i];
         return g->ws[i] <= ws_limit;
     }
-    if (runtime_compiled(g->cfg[i])) return false;
-    cudnnHandle_t h = NULL;
+    if (runtime_compiled(g->cfg[i]) || kcu_cg_engine(g, i) < 0) return false;
     int64_t bytes = 0, n = 0;
-    cudnnStatus_t s = cudnnCreate(&h);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &g->plan[i]);
+    cudnnStatus_t s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &g->plan[i]);
     if (s == CUDNN_STATUS_SUCCESS)
-        s = cudnnBackendSetAttribute(g->plan[i], CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
+        s = cudnnBackendSetAttribute(g->plan[i], CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &g->h);
     if (s == CUDNN_STATUS_SUCCESS)
         s = cudnnBackendSetAttribute(g->plan[i], CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                      1, &g->cfg[i]);
@@ -268,7 +274,6 @@ bool kcu_cg_plan(kcu_cg *g, int i, size_t ws_limit, size_t *ws) {
     if (s == CUDNN_STATUS_SUCCESS)
         s = cudnnBackendGetAttribute(g->plan[i], CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
                                      &bytes);
-    if (h) cudnnDestroy(h);
     (void)cudaGetLastError();
     if (s != CUDNN_STATUS_SUCCESS || bytes < 0 || (size_t)bytes > ws_limit) {
         bd_free(&g->plan[i]);
@@ -307,7 +312,12 @@ kiln_status kcu_cg_run(const kiln_layer *l, const kcu_cg *g, cudnnHandle_t h, co
     if (s == CUDNN_STATUS_SUCCESS)
         s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(vp);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendExecute(h, g->plan[g->selected], vp);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        pthread_mutex_t *lock = (pthread_mutex_t *)&g->lock; /* the state is shared by the engine's contexts */
+        pthread_mutex_lock(lock);
+        s = cudnnBackendExecute(h, g->plan[g->selected], vp);
+        pthread_mutex_unlock(lock);
+    }
     bd_free(&vp);
     if (s != CUDNN_STATUS_SUCCESS) return kcu_dnn_fail(l, s, "cudnnBackendExecute", __FILE__, __LINE__);
     return KILN_OK;
@@ -319,5 +329,7 @@ void kcu_cg_free(const kiln_env *env, kcu_cg *g) {
     for (int i = 0; i < g->nb_alloc; i++) bd_free(&g->cfg[i]);
     kiln_free(env, g->cfg);
     bd_free(&g->graph);
+    if (g->h) cudnnDestroy(g->h);
+    pthread_mutex_destroy(&g->lock);
     kiln_free(env, g);
 }

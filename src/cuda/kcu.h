@@ -182,6 +182,8 @@ cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
 cudaError_t kcu_arg_reduce(cudaStream_t s, int dtype, int is_min, int last, int64_t outer, int64_t len, int64_t inner,
                            const void *x, int64_t *y);
+/* *out = the float bits of max |x[i]| over n values (NaN, Inf: +Inf); out in device memory. */
+cudaError_t kcu_absmax(cudaStream_t s, const float *x, int64_t n, unsigned *out);
 cudaError_t kcu_softmax(cudaStream_t s, int log, int64_t outer, int64_t len, int64_t inner, const float *x, float *y);
 cudaError_t kcu_instance_norm(cudaStream_t s, int64_t rows, int64_t channels, int64_t spatial, float eps,
                               const float *x, float *y, const float *scale, const float *bias);

@@ -213,8 +213,9 @@ __global__ void k_s2d(kcu_s2d p, const __half *__restrict__ x, uint4 *__restrict
     /* 32-bit index arithmetic (kcu_s2d_run checks the sizes fit) */
     const int groups = (int)(p.cs / 8), ws = (int)p.ws, hs = (int)p.hs, c = (int)p.c, s = (int)p.s;
     const int h = (int)p.h, w = (int)p.w, pt = (int)p.pt, pl = (int)p.pl, used = s * s * c;
-    const int total = (int)p.n * hs * ws * groups;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int64_t total = p.n * hs * ws * groups;
+    KCU_LOOP(i64, total) {
+        int i = (int)i64; /* < 2^31 */
         int g = i % groups, t = i / groups, X = t % ws;
         t /= ws;
         int Y = t % hs, n = t / hs;
@@ -227,7 +228,7 @@ __global__ void k_s2d(kcu_s2d p, const __half *__restrict__ x, uint4 *__restrict
             v[j] = in ? img[(iy * w + ix) * c + cc] : __float2half(0.0f);
             if (++cc == c) cc = 0, r++;
         }
-        y[i] = *(const uint4 *)v;
+        y[i64] = *(const uint4 *)v;
     }
 }
 

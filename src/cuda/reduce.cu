@@ -400,3 +400,26 @@ extern "C" cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spa
     k_lrn<<<kcu_blocks(total), KCU_THREADS, 0, s>>>(n, c, spatial, size, alpha, beta, bias, x, y);
     return kcu_launched();
 }
+
+/* ---- largest magnitude (the FP16 range check) ----
+ * Non-negative floats order like their bit patterns, so an unsigned atomicMax per warp
+ * combines the threads' maxima. */
+
+__global__ void k_absmax(const float *__restrict__ x, int64_t n, unsigned *out) {
+    unsigned m = 0;
+    KCU_LOOP(i, n) {
+        float v = fabsf(x[i]);
+        if (!(v <= 3.402823466e38f)) v = __int_as_float(0x7f800000); /* NaN, Inf: +Inf */
+        unsigned b = __float_as_uint(v);
+        m = b > m ? b : m;
+    }
+    m = __reduce_max_sync(0xffffffffu, m);
+    if ((threadIdx.x & 31) == 0) atomicMax(out, m);
+}
+
+extern "C" cudaError_t kcu_absmax(cudaStream_t s, const float *x, int64_t n, unsigned *out) {
+    cudaError_t e = cudaMemsetAsync(out, 0, sizeof *out, s);
+    if (e != cudaSuccess || n <= 0) return e;
+    k_absmax<<<kcu_blocks(n), KCU_THREADS, 0, s>>>(x, n, out);
+    return kcu_launched();
+}

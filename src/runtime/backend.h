@@ -63,6 +63,10 @@ typedef struct kb_backend {
     /* kiln_host_alloc: host memory the device copies fastest (pinned); NULL: plain memory. */
     kiln_status (*host_alloc)(size_t bytes, void **ptr);
     void (*host_free)(void *ptr);
+    /* The largest |x| over n float32 values in device memory (NaN and Inf give +Inf), for
+     * the FP16 range check; waits for the context's stream. NULL: the check downloads the
+     * values and scans them on the host. */
+    kiln_status (*absmax)(kb_ctx *c, const void *src, size_t n, float *out);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

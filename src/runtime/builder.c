@@ -432,6 +432,7 @@ typedef struct range_probe {
     bool *big;     /* per tensor of the probe engine */
     float *host;   /* a host copy of one output */
     size_t host_bytes;
+    bool device_max; /* the backend reduces on the device (until it says it cannot) */
 } range_probe;
 
 static kiln_status probe_node(void *user, kiln_context *c, const ke_node *node, void *const *outs) {
@@ -441,9 +442,19 @@ static kiln_status probe_node(void *user, kiln_context *c, const ke_node *node, 
         const kiln_tensor *t = l->outputs[k];
         size_t bytes = kg_tensor_bytes(t);
         if (t->dtype != KILN_FLOAT32 || !bytes || !outs[k] || bytes > rp->host_bytes) continue;
-        kiln_status st = ke_context_read(c, rp->host, outs[k], bytes);
-        if (st != KILN_OK) return st;
         size_t n = bytes / sizeof(float);
+        float m = 0.0f;
+        /* on the device where the backend can (a GPU: no gigabytes through PCIe at large
+         * batches), else a host copy scanned here */
+        kiln_status st = rp->device_max ? ke_context_absmax(c, outs[k], n, &m) : KILN_ERR_UNSUPPORTED;
+        if (st == KILN_OK) {
+            rp->big[t->id] = !(m <= KC_FP16_SAFE); /* NaN, Inf too */
+            continue;
+        }
+        if (st != KILN_ERR_UNSUPPORTED) return st;
+        rp->device_max = false;
+        st = ke_context_read(c, rp->host, outs[k], bytes);
+        if (st != KILN_OK) return st;
         bool big = false;
         for (size_t i = 0; i < n && !big; i++) big = !(fabsf(rp->host[i]) <= KC_FP16_SAFE); /* NaN, Inf too */
         rp->big[t->id] = big;
@@ -477,6 +488,7 @@ static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
     *names = NULL;
     *count = 0;
     range_probe rp = {0};
+    rp.device_max = true;
     size_t biggest = 0;
     for (int t = 0; t < pe->graph.nb_tensors; t++) {
         size_t bytes = kg_tensor_bytes(pe->graph.tensors[t]);

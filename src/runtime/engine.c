@@ -352,6 +352,12 @@ kiln_status ke_context_run_probed(kiln_context *c, ke_probe_fn fn, void *user) {
     return st;
 }
 
+kiln_status ke_context_absmax(kiln_context *c, const void *src, size_t n, float *out) {
+    const kiln_engine *e = c->engine;
+    if (!e->backend->absmax) return KILN_ERR_UNSUPPORTED;
+    return e->backend->absmax(c->backend, src, n, out);
+}
+
 kiln_status ke_context_read(kiln_context *c, void *dst, const void *src, size_t bytes) {
     const kiln_engine *e = c->engine;
     if (!bytes) return KILN_OK;

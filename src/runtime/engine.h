@@ -79,6 +79,9 @@ typedef kiln_status (*ke_probe_fn)(void *user, kiln_context *c, const ke_node *n
 kiln_status ke_context_run_probed(kiln_context *c, ke_probe_fn fn, void *user);
 /* Copies `bytes` at src (a tensor address of the context's device) into host memory. */
 kiln_status ke_context_read(kiln_context *c, void *dst, const void *src, size_t bytes);
+/* The largest |x| over n float32 values at src (the backend's memory): KILN_ERR_UNSUPPORTED
+ * when the backend has no device-side reduction (then read and scan). */
+kiln_status ke_context_absmax(kiln_context *c, const void *src, size_t n, float *out);
 
 /* Asks the backend for the fingerprint of this device (at build and load). */
 void ke_fill_fingerprint(kiln_engine *e);
