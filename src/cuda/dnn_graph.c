@@ -14,7 +14,8 @@ enum { UID_X = 1, UID_W, UID_Z, UID_B, UID_Y, UID_CONV = 10, UID_RES, UID_BIAS }
 #define CG_MAX_OPS 4
 
 struct kcu_cg {
-    cudnnHandle_t h; /* the graph's and plans' handle, alive as long as they are */
+    cudnnHandle_t h; /* the device's shared handle (handle_acquire), NULL if not acquired */
+    int dev;
     pthread_mutex_t lock; /* cuDNN does not promise that one plan runs from two threads at once */
     cudnnBackendDescriptor_t graph;
     cudnnBackendDescriptor_t *cfg; /* the heuristics' engine configurations */
@@ -27,6 +28,40 @@ struct kcu_cg {
 };
 
 typedef cudnnBackendDescriptor_t bd_t;
+
+/* One cuDNN handle per device for every operation graph and execution plan of the
+ * process, alive while any of them is: a handle per layer would hold device memory per
+ * layer (cuDNN allocates some for each), and a plan must not outlive the handle it was
+ * finalized with. */
+#define CG_MAX_DEVICES 64
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static cudnnHandle_t shared_handle[CG_MAX_DEVICES];
+static int shared_users[CG_MAX_DEVICES];
+
+static cudnnStatus_t handle_acquire(int *dev, cudnnHandle_t *h) {
+    if (cudaGetDevice(dev) != cudaSuccess || *dev < 0 || *dev >= CG_MAX_DEVICES) {
+        (void)cudaGetLastError();
+        return CUDNN_STATUS_NOT_SUPPORTED;
+    }
+    cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+    pthread_mutex_lock(&shared_lock);
+    if (!shared_users[*dev]) s = cudnnCreate(&shared_handle[*dev]);
+    if (s == CUDNN_STATUS_SUCCESS) {
+        shared_users[*dev]++;
+        *h = shared_handle[*dev];
+    }
+    pthread_mutex_unlock(&shared_lock);
+    return s;
+}
+
+static void handle_release(int dev) {
+    pthread_mutex_lock(&shared_lock);
+    if (shared_users[dev] > 0 && --shared_users[dev] == 0) {
+        cudnnDestroy(shared_handle[dev]);
+        shared_handle[dev] = NULL;
+    }
+    pthread_mutex_unlock(&shared_lock);
+}
 
 static void bd_free(bd_t *d) {
     if (*d) cudnnBackendDestroyDescriptor(*d);
@@ -205,7 +240,7 @@ kiln_status kcu_cg_create(const kiln_layer *l, const kiln_env *env, const kcu_cg
         kiln_free(env, g);
         return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "cannot create a mutex");
     }
-    cudnnStatus_t s = cudnnCreate(&g->h);
+    cudnnStatus_t s = handle_acquire(&g->dev, &g->h);
     if (s != CUDNN_STATUS_SUCCESS) g->h = NULL;
     if (s == CUDNN_STATUS_SUCCESS) s = build_graph(g, g->h, d);
     if (s == CUDNN_STATUS_SUCCESS) s = list_configs(env, g);
@@ -329,7 +364,7 @@ void kcu_cg_free(const kiln_env *env, kcu_cg *g) {
     for (int i = 0; i < g->nb_alloc; i++) bd_free(&g->cfg[i]);
     kiln_free(env, g->cfg);
     bd_free(&g->graph);
-    if (g->h) cudnnDestroy(g->h);
+    if (g->h) handle_release(g->dev);
     pthread_mutex_destroy(&g->lock);
     kiln_free(env, g);
 }
