@@ -136,6 +136,36 @@ static void fix_crc(uint8_t *p, size_t n) {
     for (int i = 0; i < 4; i++) p[32 + i] = (uint8_t)(c >> (8 * i));
 }
 
+/* CRC-32 against the standard check value and a bit-at-a-time reference, over lengths
+ * and start offsets around the eight-byte steps, whole and split in two calls. */
+static uint32_t crc_bitwise(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = crc & 1 ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+    }
+    return ~crc;
+}
+
+static void test_crc32(void) {
+    CHECK(kiln_crc32(0, "123456789", 9) == 0xCBF43926u, "crc32 check value: %08x", kiln_crc32(0, "123456789", 9));
+    CHECK(kiln_crc32(0, NULL, 0) == 0, "crc32 of nothing");
+    enum { N = 300 };
+    uint8_t buf[N + 8];
+    th_seed(11);
+    for (int i = 0; i < N + 8; i++) buf[i] = (uint8_t)th_rand_int(0, 255);
+    int bad = 0;
+    for (int off = 0; off < 8; off++)
+        for (size_t n = 0; n <= N; n += n < 40 ? 1 : 37) {
+            uint32_t want = crc_bitwise(0, buf + off, n);
+            uint32_t whole = kiln_crc32(0, buf + off, n);
+            size_t cut = n / 3;
+            uint32_t split = kiln_crc32(kiln_crc32(0, buf + off, cut), buf + off + cut, n - cut);
+            bad += whole != want || split != want;
+        }
+    CHECK(bad == 0, "crc32 differs from the bitwise reference in %d cases", bad);
+}
+
 /* Number of kernel choices made and reused in the last "kernel choices" log line. */
 static bool choices(int *reused, int *total, const char *from) {
     return sscanf(choices_line, "kernel choices: %d of %d", reused, total) == 2 && strstr(choices_line, from);
@@ -193,6 +223,7 @@ static void test_timing_cache(const model_weights *w) {
 int main(void) {
     th_fill(input, sizeof input / sizeof *input, -1, 1);
     on_gpu = th_test_device() == KILN_DEVICE_CUDA;
+    test_crc32();
     kiln_builder *b = th_builder();
     model_weights wa, wb;
     fill_weights(&wa);
