@@ -13,11 +13,7 @@ spec=${2:?usage: gpu_kernels.sh BUILD MODEL:BATCH:HxW [ROUNDS]}
 rounds=${3:-3}
 OUT=${OUT:-$PWD/gpu-kernels-out}
 mkdir -p "$OUT"
-site=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH="$B/lib:$site/cudnn/lib:$site/cublas/lib:/usr/local/cuda/lib64:/tmp/kiln-extra-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-mkdir -p /tmp/kiln-extra-libs && tar -C /tmp/kiln-extra-libs -xJf "$B/extra-libs.tar.xz"
-K="$B/bin/kiln"
-PY=${PYTHON:-python3}
+. "$(dirname "$0")/gpu_env.sh"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 IFS=: read -r model batch size <<<"$spec"
 dir=/tmp/kiln-kernels/$model-b$batch

@@ -13,11 +13,7 @@ B=$(cd "${1:?usage: gpu_profile.sh BUILD MODEL:BATCH:HxW...}" && pwd)
 shift
 OUT=${OUT:-$PWD/gpu-profile-out}
 mkdir -p "$OUT"
-site=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH="$B/lib:$site/cudnn/lib:$site/cublas/lib:/usr/local/cuda/lib64:/tmp/kiln-extra-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-mkdir -p /tmp/kiln-extra-libs && tar -C /tmp/kiln-extra-libs -xJf "$B/extra-libs.tar.xz"
-K="$B/bin/kiln"
-PY=${PYTHON:-python3}
+. "$(dirname "$0")/gpu_env.sh"
 status=0
 for spec in "$@"; do
     IFS=: read -r model batch size <<<"$spec"

@@ -366,6 +366,19 @@ static int count_kernels(const kiln_engine *e, const char *part, const char *typ
     return n;
 }
 
+/* Whether a reloaded engine runs the same kernel in every layer as the one it came from. */
+static bool same_kernels(const kiln_engine *e, const kiln_engine *re) {
+    int n = kiln_engine_num_layers(e);
+    if (!re || kiln_engine_num_layers(re) != n) return false;
+    for (int i = 0; i < n; i++) {
+        kiln_layer_info a, c;
+        if (kiln_engine_layer_info(e, i, &a) != KILN_OK || kiln_engine_layer_info(re, i, &c) != KILN_OK ||
+            strcmp(a.kernel, c.kernel))
+            return false;
+    }
+    return true;
+}
+
 static void print_layers(const char *what, const kiln_engine *e) {
     if (!getenv("KILN_TEST_VERBOSE")) return;
     printf("%s: %d layers\n", what, kiln_engine_num_layers(e));
@@ -422,14 +435,8 @@ static void test_stems_fp16(kiln_builder *b) {
             if (m < 2) { /* the plan's stored choice decides, not the variable: the same kernels */
                 unsetenv("KILN_CONV_S2D");
                 kiln_engine *re = th_reload(e, what);
-                int same = 0, n = kiln_engine_num_layers(e);
-                for (int i = 0; re && i < n; i++) {
-                    kiln_layer_info a, c;
-                    if (kiln_engine_layer_info(e, i, &a) == KILN_OK && kiln_engine_layer_info(re, i, &c) == KILN_OK)
-                        same += !strcmp(a.kernel, c.kernel);
-                }
-                CHECK(re && same == n && count_kernels(re, "_s2d", "Convolution") == s2d,
-                      "%s: the reloaded plan runs the same kernels (%d of %d)", what, same, n);
+                CHECK(same_kernels(e, re) && count_kernels(re, "_s2d", "Convolution") == s2d,
+                      "%s: the reloaded plan runs the same kernels", what);
                 kiln_engine_destroy(re);
             }
         }
@@ -453,13 +460,7 @@ static void test_graph_fp16(kiln_builder *b) {
             CHECK(n == want[m], "%s: %d of %d convolutions run cuDNN's graph API", names[m], n, want[m]);
             unsetenv("KILN_CONV_GRAPH");
             kiln_engine *re = th_reload(e, names[m]);
-            int same = 0;
-            for (int i = 0; re && i < kiln_engine_num_layers(e); i++) {
-                kiln_layer_info a, c;
-                if (kiln_engine_layer_info(e, i, &a) == KILN_OK && kiln_engine_layer_info(re, i, &c) == KILN_OK)
-                    same += !strcmp(a.kernel, c.kernel);
-            }
-            CHECK(re && same == kiln_engine_num_layers(e), "%s: the reloaded plan runs the same kernels", names[m]);
+            CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", names[m]);
             kiln_engine_destroy(re);
             setenv("KILN_CONV_GRAPH", "only", 1);
         }
@@ -524,16 +525,7 @@ static void test_layers_fp16(kiln_builder *b) {
         }
         /* the plan keeps that choice: a reloaded engine runs the same kernels */
         kiln_engine *re = th_reload(e, "fp16 overflow");
-        if (re) {
-            int same = 0, n = kiln_engine_num_layers(e);
-            for (int i = 0; i < n; i++) {
-                kiln_layer_info a, c;
-                if (kiln_engine_layer_info(e, i, &a) == KILN_OK && kiln_engine_layer_info(re, i, &c) == KILN_OK)
-                    same += !strcmp(a.kernel, c.kernel);
-            }
-            CHECK(same == n && kiln_engine_num_layers(re) == n, "fp16 overflow: reloaded plan runs the same %d kernels (%d same)",
-                  n, same);
-        }
+        CHECK(same_kernels(e, re), "fp16 overflow: the reloaded plan runs the same %d kernels", kiln_engine_num_layers(e));
         kiln_engine_destroy(re);
     }
     kiln_engine_destroy(e);
