@@ -430,9 +430,10 @@ fail:
 
 typedef struct range_probe {
     bool *big;     /* per tensor of the probe engine */
-    float *host;   /* a host copy of one output */
+    float *host;   /* a host copy of one output (host_bytes, allocated when first needed) */
     size_t host_bytes;
     bool device_max; /* the backend reduces on the device (until it says it cannot) */
+    const kiln_env *env;
 } range_probe;
 
 static kiln_status probe_node(void *user, kiln_context *c, const ke_node *node, void *const *outs) {
@@ -453,6 +454,9 @@ static kiln_status probe_node(void *user, kiln_context *c, const ke_node *node, 
         }
         if (st != KILN_ERR_UNSUPPORTED) return st;
         rp->device_max = false;
+        if (!rp->host && !(rp->host = kiln_alloc(rp->env, rp->host_bytes)))
+            return kiln_error(rp->env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory (%zu bytes)",
+                              rp->host_bytes);
         st = ke_context_read(c, rp->host, outs[k], bytes);
         if (st != KILN_OK) return st;
         bool big = false;
@@ -489,17 +493,17 @@ static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
     *count = 0;
     range_probe rp = {0};
     rp.device_max = true;
+    rp.env = env;
     size_t biggest = 0;
     for (int t = 0; t < pe->graph.nb_tensors; t++) {
         size_t bytes = kg_tensor_bytes(pe->graph.tensors[t]);
         if (bytes > biggest) biggest = bytes;
     }
     rp.big = kiln_calloc(env, (size_t)(pe->graph.nb_tensors ? pe->graph.nb_tensors : 1), sizeof(bool));
-    rp.host = kiln_alloc(env, biggest ? biggest : 4);
-    rp.host_bytes = biggest;
+    rp.host_bytes = biggest; /* rp.host: made on first use, only where the backend cannot reduce */
     void **io = kiln_calloc(env, (size_t)(pe->nb_io ? pe->nb_io : 1), sizeof(void *));
     kiln_context *c = NULL;
-    kiln_status st = rp.big && rp.host && io ? KILN_OK : kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory");
+    kiln_status st = rp.big && io ? KILN_OK : kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "range check: out of host memory");
     if (st == KILN_OK) st = kiln_context_create(pe, &c);
     if (st == KILN_OK) st = kiln_context_set_io_memory(c, KILN_MEMORY_HOST);
     uint64_t seed = 0x6b696c6eull;
