@@ -281,6 +281,37 @@ static kiln_network *make_stems(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Windowed pooling on channels-last float16: 24 channels (the vector kernel: 8 channels a
+ * thread) and 12 (a channel a thread); max and average, padding counted or not, ceil mode,
+ * dilation, asymmetric padding. */
+#define NB_POOLS 6
+static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(3, 8, 13, 15));
+    kiln_tensor *c24 = act(net, conv(net, x, 8, 24, 3, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_tensor *c12 = conv(net, x, 8, 12, 1, 1, NULL, 1, true);
+    static const kiln_pool_desc d[NB_POOLS] = {
+        {.type = KILN_POOL_MAX, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1}},
+        {.type = KILN_POOL_MAX, .kernel = {2, 3}, .stride = {1, 2}, .dilation = {2, 1}, .ceil_mode = 1},
+        {.type = KILN_POOL_AVERAGE, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1},
+         .count_include_pad = 1},
+        {.type = KILN_POOL_AVERAGE, .kernel = {3, 2}, .stride = {2, 2}, .pad_begin = {1, 0}, .pad_end = {1, 1},
+         .ceil_mode = 1},
+        {.type = KILN_POOL_MAX, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {1, 0}, .pad_end = {2, 1}},
+        {.type = KILN_POOL_AVERAGE, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1}},
+    };
+    bool ok = c24 && c12;
+    for (int i = 0; ok && i < NB_POOLS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        ok = mark(net, out0(kiln_network_add_pooling(net, i < 4 ? c24 : c12, &d[i])), name);
+    }
+    CHECK(ok, "pools network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -443,6 +474,15 @@ static void test_stems_fp16(kiln_builder *b) {
         kiln_engine_destroy(e);
     }
     unsetenv("KILN_CONV_S2D");
+}
+
+static void test_pools_fp16(kiln_builder *b) {
+    kiln_engine *e = compare_case("fp16 pools", b, make_pools, true, FP16_TOL);
+    if (e) {
+        int n = count_kernels(e, "_f16_nhwc", "Pooling");
+        CHECK(n == NB_POOLS, "fp16 pools: %d of %d pools run channels-last float16", n, NB_POOLS);
+    }
+    kiln_engine_destroy(e);
 }
 
 /* cuDNN's backend-API path (KILN_CONV_GRAPH=only: taken wherever it runs): convolutions
@@ -753,6 +793,7 @@ int main(void) {
     } else {
 #ifdef KILN_HAVE_CUDA
         test_layers_fp16(b);
+        test_pools_fp16(b);
         test_stems_fp16(b);
         test_graph_fp16(b);
         test_layers_fp32(b);

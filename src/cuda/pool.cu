@@ -166,9 +166,7 @@ __global__ void k_pool_nhwc(kcu_pool p, int64_t C, const T *__restrict__ x, T *y
     }
 }
 
-/* Float16 with channels a multiple of 8: a thread per output pixel and 8 channels, one
- * 16-byte load per tap. The index arithmetic (64-bit divisions) cost more than the memory
- * traffic in the element-per-thread kernel above; here it is spread over 8 channels. */
+/* Eight float16 values, one 16-byte load. */
 __device__ inline void h8_load(const uint4 *p, float *v) {
     uint4 u = *p;
     const __half2 *h = reinterpret_cast<const __half2 *>(&u);
@@ -179,56 +177,88 @@ __device__ inline void h8_load(const uint4 *p, float *v) {
     }
 }
 
-__global__ void k_pool_nhwc_h8(kcu_pool p, int64_t C8, const uint4 *__restrict__ x, uint4 *y) {
-    int64_t total = p.planes * p.oh * p.ow * C8;
-    KCU_LOOP(idx, total) {
-        int64_t c = idx % C8, t = idx / C8, ow = t % p.ow;
-        t /= p.ow;
-        int64_t oh = t % p.oh, n = t / p.oh;
-        int64_t r0 = oh * p.sh - p.pt, c0 = ow * p.sw - p.pl;
-        int64_t i0, i1, j0, j1;
-        tap_range(r0, p.dh, p.h, p.kh, &i0, &i1);
-        tap_range(c0, p.dw, p.w, p.kw, &j0, &j1);
-        const uint4 *xs = x + n * p.h * p.w * C8 + c;
-        float r[8], v[8];
-        for (int k = 0; k < 8; k++) r[k] = p.max ? -INFINITY : 0.0f;
-        for (int64_t i = i0; i < i1; i++)
-            for (int64_t j = j0; j < j1; j++) {
-                h8_load(xs + ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * C8, v);
-                if (p.max) {
-                    for (int k = 0; k < 8; k++)
-                        if (v[k] > r[k] || v[k] != v[k]) r[k] = v[k];
-                } else {
-                    for (int k = 0; k < 8; k++) r[k] += v[k];
+/* tap_range in 32 bits. */
+__device__ inline void tap_range32(int off, int stride, int limit, int count, int *lo, int *hi) {
+    int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int b = limit - off > 0 ? (limit - off + stride - 1) / stride : 0;
+    if (b > count) b = count;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* Float16 with channels a multiple of 8: a thread per output pixel and 8 channels (one
+ * 16-byte load per tap), a block row per output row (blockIdx.y) and images along
+ * blockIdx.z, so that a thread divides once, in 32 bits. A thread per output element with
+ * 64-bit index arithmetic (k_pool_nhwc) spent more time dividing than moving memory. The
+ * host checks that one image's elements and every extent fit in 32 bits (pool_fits_32);
+ * larger tensors take k_pool_nhwc. */
+__global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict__ x, uint4 *y) {
+    const int oh = blockIdx.y, OW = (int)p.ow, W = (int)p.w, dh = (int)p.dh, dw = (int)p.dw;
+    const int per_row = OW * C8, in_img = (int)p.h * W * C8, out_img = (int)p.oh * per_row;
+    const int r0 = oh * (int)p.sh - (int)p.pt;
+    int i0, i1;
+    tap_range32(r0, dh, (int)p.h, (int)p.kh, &i0, &i1);
+    for (int64_t n = blockIdx.z; n < p.planes; n += gridDim.z) {
+        const uint4 *xi = x + n * in_img;
+        uint4 *yo = y + n * out_img + oh * per_row;
+        for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < per_row; q += gridDim.x * blockDim.x) {
+            int ow = q / C8, c = q - ow * C8;
+            int c0 = ow * (int)p.sw - (int)p.pl, j0, j1;
+            tap_range32(c0, dw, W, (int)p.kw, &j0, &j1);
+            const uint4 *xs = xi + c;
+            float r[8], v[8];
+            for (int k = 0; k < 8; k++) r[k] = p.max ? -INFINITY : 0.0f;
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j1; j++) {
+                    h8_load(xs + ((r0 + i * dh) * W + c0 + j * dw) * C8, v);
+                    if (p.max) {
+                        for (int k = 0; k < 8; k++)
+                            if (v[k] > r[k] || v[k] != v[k]) r[k] = v[k];
+                    } else {
+                        for (int k = 0; k < 8; k++) r[k] += v[k];
+                    }
                 }
+            if (!p.max) {
+                float hd, wd;
+                if (p.include_pad) {
+                    int a, b;
+                    tap_range32(oh * (int)p.sh, dh, (int)(p.h + p.pt + p.pb), (int)p.kh, &a, &b);
+                    hd = (float)(b - a);
+                    tap_range32(ow * (int)p.sw, dw, (int)(p.w + p.pl + p.pr), (int)p.kw, &a, &b);
+                    wd = (float)(b - a);
+                } else {
+                    hd = (float)(i1 - i0);
+                    wd = (float)(j1 - j0);
+                }
+                float div = hd * wd;
+                for (int k = 0; k < 8; k++) r[k] = div > 0 ? r[k] / div : 0.0f;
             }
-        if (!p.max) {
-            float hd, wd;
-            if (p.include_pad) {
-                int64_t a, b;
-                tap_range(oh * p.sh, p.dh, p.h + p.pt + p.pb, p.kh, &a, &b);
-                hd = (float)(b - a);
-                tap_range(ow * p.sw, p.dw, p.w + p.pl + p.pr, p.kw, &a, &b);
-                wd = (float)(b - a);
-            } else {
-                hd = (float)(i1 - i0);
-                wd = (float)(j1 - j0);
-            }
-            float div = hd * wd;
-            for (int k = 0; k < 8; k++) r[k] = div > 0 ? r[k] / div : 0.0f;
+            uint4 out;
+            __half2 *h = reinterpret_cast<__half2 *>(&out);
+            for (int k = 0; k < 4; k++) h[k] = __floats2half2_rn(r[2 * k], r[2 * k + 1]);
+            yo[q] = out;
         }
-        uint4 out;
-        __half2 *h = reinterpret_cast<__half2 *>(&out);
-        for (int k = 0; k < 4; k++) h[k] = __floats2half2_rn(r[2 * k], r[2 * k + 1]);
-        y[idx] = out;
     }
+}
+
+/* Every quantity the rows kernel computes in 32 bits, with room for the padded extents. */
+static bool pool_fits_32(const kcu_pool *p, int64_t c8) {
+    const int64_t lim = INT32_MAX / 4;
+    return p->h * p->w * c8 < lim && p->oh * p->ow * c8 < lim && p->h + p->pt + p->pb < lim &&
+           p->w + p->pl + p->pr < lim && p->kh * p->dh < lim && p->kw * p->dw < lim && p->oh * p->sh < lim &&
+           p->ow * p->sw < lim && p->oh <= 65535;
 }
 
 extern "C" cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *p, int64_t c, const void *x, void *y) {
     int64_t total = p->planes * p->oh * p->ow * c;
     if (total <= 0) return cudaSuccess;
-    if (st == KILN_FLOAT16 && c % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
-        k_pool_nhwc_h8<<<kcu_blocks(total / 8), KCU_THREADS, 0, s>>>(*p, c / 8, (const uint4 *)x, (uint4 *)y);
+    if (st == KILN_FLOAT16 && c % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0 && pool_fits_32(p, c / 8)) {
+        /* blocks of whole warps that split a row evenly: 448 threads per row run as 2 x 224 */
+        int64_t per_row = p->ow * (c / 8), bx = (per_row + KCU_THREADS - 1) / KCU_THREADS;
+        int64_t threads = ((per_row + bx - 1) / bx + 31) / 32 * 32;
+        dim3 grid((unsigned)bx, (unsigned)p->oh, (unsigned)(p->planes < 65535 ? p->planes : 65535));
+        k_pool_nhwc_h8_rows<<<grid, (unsigned)threads, 0, s>>>(*p, (int)(c / 8), (const uint4 *)x, (uint4 *)y);
         return kcu_launched();
     }
     KCU_BY_STORAGE(st, (k_pool_nhwc<T><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(*p, c, (const T *)x, (T *)y)));
