@@ -257,6 +257,15 @@ int main(void) {
     int fd = mkstemp(path);
     if (fd >= 0) close(fd);
     CHECK_OK(kiln_engine_save(e, path));
+    { /* the file holds exactly the serialized bytes (two emitters: a buffer, a stream) */
+        FILE *f = fopen(path, "rb");
+        uint8_t *fb = malloc(size + 1);
+        size_t got = f && fb ? fread(fb, 1, size + 1, f) : 0;
+        CHECK(got == size && memcmp(fb, data, size) == 0, "saved file = serialized bytes (%zu of %zu bytes)", got,
+              size);
+        if (f) fclose(f);
+        free(fb);
+    }
     CHECK_OK(kiln_runtime_load_file(rt, path, &e2));
     if (e2) {
         CHECK_OK(run(e2, p1, k1));

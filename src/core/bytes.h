@@ -13,6 +13,7 @@ typedef struct kb_writer {
     uint8_t *data;
     size_t size, cap;
     bool oom;
+    bool count_only; /* sizes only: no data is stored (a layout pass) */
 } kb_writer;
 
 typedef struct kb_reader {
@@ -39,6 +40,10 @@ static inline bool kbw_reserve(kb_writer *w, size_t n) {
 }
 
 static inline void kbw_bytes(kb_writer *w, const void *p, size_t n) {
+    if (w->count_only) {
+        w->size += n;
+        return;
+    }
     if (n && kbw_reserve(w, n)) {
         memcpy(w->data + w->size, p, n);
         w->size += n;
@@ -69,11 +74,11 @@ static inline void kbw_align(kb_writer *w, size_t a) {
     while (w->size % a) kbw_bytes(w, zeros, KILN_MIN(a - w->size % a, sizeof zeros));
 }
 static inline void kbw_patch_u64(kb_writer *w, size_t at, uint64_t v) {
-    if (w->oom || at + 8 > w->size) return;
+    if (w->oom || w->count_only || at + 8 > w->size) return;
     for (int i = 0; i < 8; i++) w->data[at + i] = (uint8_t)(v >> (8 * i));
 }
 static inline void kbw_patch_u32(kb_writer *w, size_t at, uint32_t v) {
-    if (w->oom || at + 4 > w->size) return;
+    if (w->oom || w->count_only || at + 4 > w->size) return;
     for (int i = 0; i < 4; i++) w->data[at + i] = (uint8_t)(v >> (8 * i));
 }
 

@@ -81,16 +81,62 @@ static void write_graph(kb_writer *w, const kiln_engine *e, kb_writer *weights) 
     }
 }
 
-kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *size) {
-    if (!e || !data || !size)
-        return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "serialize: %s is NULL",
-                          !e ? "engine" : !data ? "data" : "size");
-    *data = NULL;
-    *size = 0;
-    const kiln_env *env = &e->env;
+/* Where the bytes of a plan go: a buffer of the exact size or a file, with the CRC-32 kept
+ * as they pass (the header's CRC field is zero when it passes, as plan_crc reads it). */
+typedef struct plan_sink {
+    uint8_t *buf;
+    FILE *f;
+    size_t pos;
+    uint32_t crc;
+    bool failed;
+} plan_sink;
+
+static void sink_bytes(plan_sink *s, const void *p, size_t n) {
+    if (s->failed || !n) return;
+    s->crc = kiln_crc32(s->crc, p, n);
+    if (s->buf) memcpy(s->buf + s->pos, p, n);
+    else if (fwrite(p, 1, n, s->f) != n) s->failed = true;
+    s->pos += n;
+}
+
+static void sink_align(plan_sink *s, size_t base, size_t a) {
+    static const uint8_t zeros[64] = {0};
+    while ((s->pos - base) % a) sink_bytes(s, zeros, KILN_MIN(a - (s->pos - base) % a, sizeof zeros));
+}
+
+/* The weights section's bytes, in write_graph's order and alignment. */
+static void sink_weights(plan_sink *s, const kiln_engine *e) {
+    size_t base = s->pos;
+    for (int n = 0; n < e->nb_nodes; n++) {
+        const kiln_layer *l = e->nodes[n].layer;
+        for (int k = 0; k < KG_MAX_WEIGHTS; k++) {
+            sink_align(s, base, 64);
+            sink_bytes(s, l->w[k].values, (size_t)l->w[k].count * kiln_dtype_size(l->w[k].dtype));
+        }
+    }
+}
+
+/* A plan in two steps: every section but the weights is written to memory and the weights
+ * are only counted (layout), then the file is emitted once, the weights straight from the
+ * engine (emit). A ResNet-50 plan is 100 MB of weights: copying them through growing
+ * buffers cost more than writing the file. */
+typedef struct plan_layout {
     kb_writer sec[SEC_COUNT + 1];
-    memset(sec, 0, sizeof sec);
+    kb_writer head; /* header and section table, CRC field zero */
+    size_t size;
+} plan_layout;
+
+static void layout_free(plan_layout *pl, const kiln_env *env) {
+    for (int i = 1; i <= SEC_COUNT; i++) kiln_free(env, pl->sec[i].data);
+    kiln_free(env, pl->head.data);
+}
+
+static kiln_status plan_layout_make(const kiln_engine *e, plan_layout *pl) {
+    const kiln_env *env = &e->env;
+    memset(pl, 0, sizeof *pl);
+    kb_writer *sec = pl->sec;
     for (int i = 1; i <= SEC_COUNT; i++) sec[i].env = env;
+    sec[SEC_WEIGHTS].count_only = true;
     kbw_str(&sec[SEC_FINGERPRINT], e->fingerprint);
     write_graph(&sec[SEC_GRAPH], e, &sec[SEC_WEIGHTS]);
     kb_writer *m = &sec[SEC_MEMPLAN];
@@ -120,67 +166,99 @@ kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *siz
         kbw_u32(io, (uint32_t)e->io[i].mode);
     }
 
-    kb_writer out = {.env = env};
+    kb_writer *h = &pl->head;
+    h->env = env;
     uint8_t header[PLAN_HEADER];
     memset(header, 0, sizeof header);
-    kbw_bytes(&out, header, sizeof header);
-    size_t table = out.size;
-    for (int i = 1; i <= SEC_COUNT; i++) { /* id, reserved, offset, size: patched below */
-        kbw_u32(&out, (uint32_t)i);
-        kbw_u32(&out, 0);
-        kbw_u64(&out, 0);
-        kbw_u64(&out, 0);
+    kbw_bytes(h, header, sizeof header);
+    size_t table = h->size, at = table + SEC_COUNT * 24;
+    for (int i = 1; i <= SEC_COUNT; i++) { /* id, reserved, offset, size */
+        at = (at + 63) / 64 * 64;
+        kbw_u32(h, (uint32_t)i);
+        kbw_u32(h, 0);
+        kbw_u64(h, at);
+        kbw_u64(h, sec[i].size);
+        at += sec[i].size;
     }
-    for (int i = 1; i <= SEC_COUNT; i++) {
-        kbw_align(&out, 64);
-        size_t at = table + (size_t)(i - 1) * 24;
-        kbw_patch_u64(&out, at + 8, out.size);
-        kbw_patch_u64(&out, at + 16, sec[i].size);
-        kbw_bytes(&out, sec[i].data, sec[i].size);
-    }
-    bool oom = out.oom;
-    for (int i = 1; i <= SEC_COUNT; i++) {
-        oom |= sec[i].oom;
-        kiln_free(env, sec[i].data);
-    }
-    uint8_t *buf = oom ? NULL : malloc(out.size);
-    if (!buf) {
-        kiln_free(env, out.data);
+    pl->size = at;
+    bool oom = h->oom;
+    for (int i = 1; i <= SEC_COUNT; i++) oom |= sec[i].oom;
+    if (oom) {
+        layout_free(pl, env);
         return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "serialize: out of host memory");
     }
-    memcpy(buf, out.data, out.size);
-    kiln_free(env, out.data);
-    /* header */
-    memcpy(buf, PLAN_MAGIC, 8);
-    kb_writer h = {.env = env, .data = buf, .size = out.size, .cap = out.size};
-    kbw_patch_u32(&h, 8, PLAN_VERSION);
-    kbw_patch_u32(&h, 12, PLAN_HEADER);
-    kbw_patch_u32(&h, 16, KILN_VERSION_MAJOR | (uint32_t)KILN_VERSION_MINOR << 16);
-    kbw_patch_u32(&h, 20, KILN_VERSION_PATCH);
-    kbw_patch_u64(&h, 24, out.size);
-    kbw_patch_u32(&h, 36, SEC_COUNT);
-    kbw_patch_u64(&h, 40, table);
-    kbw_patch_u32(&h, 32, plan_crc(buf, out.size));
+    memcpy(h->data, PLAN_MAGIC, 8);
+    kbw_patch_u32(h, 8, PLAN_VERSION);
+    kbw_patch_u32(h, 12, PLAN_HEADER);
+    kbw_patch_u32(h, 16, KILN_VERSION_MAJOR | (uint32_t)KILN_VERSION_MINOR << 16);
+    kbw_patch_u32(h, 20, KILN_VERSION_PATCH);
+    kbw_patch_u64(h, 24, pl->size);
+    kbw_patch_u32(h, 36, SEC_COUNT);
+    kbw_patch_u64(h, 40, table);
+    return KILN_OK;
+}
+
+/* Emits the laid-out plan; the caller patches the CRC (s->crc) at offset 32. */
+static void plan_emit(const kiln_engine *e, const plan_layout *pl, plan_sink *s) {
+    sink_bytes(s, pl->head.data, pl->head.size);
+    for (int i = 1; i <= SEC_COUNT; i++) {
+        sink_align(s, 0, 64);
+        if (i == SEC_WEIGHTS) sink_weights(s, e);
+        else sink_bytes(s, pl->sec[i].data, pl->sec[i].size);
+    }
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *size) {
+    if (!e || !data || !size)
+        return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "serialize: %s is NULL",
+                          !e ? "engine" : !data ? "data" : "size");
+    *data = NULL;
+    *size = 0;
+    plan_layout pl;
+    kiln_status st = plan_layout_make(e, &pl);
+    if (st != KILN_OK) return st;
+    uint8_t *buf = malloc(pl.size);
+    if (!buf) {
+        layout_free(&pl, &e->env);
+        return kiln_error(&e->env, KILN_ERR_OUT_OF_MEMORY, "serialize: out of host memory (%zu bytes)", pl.size);
+    }
+    plan_sink s = {.buf = buf};
+    plan_emit(e, &pl, &s);
+    layout_free(&pl, &e->env);
+    if (s.pos != pl.size) { /* the layout and the emission disagree: a bug, not bad input */
+        free(buf);
+        return kiln_error(&e->env, KILN_ERR_INTERNAL, "serialize: wrote %zu of %zu bytes", s.pos, pl.size);
+    }
+    put_u32(buf + 32, s.crc);
     *data = buf;
-    *size = out.size;
+    *size = pl.size;
     return KILN_OK;
 }
 
 kiln_status kiln_engine_save(const kiln_engine *e, const char *path) {
     if (!e || !path) return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "save: %s is NULL", e ? "path" : "engine");
-    void *data;
-    size_t size;
-    kiln_status st = kiln_engine_serialize(e, &data, &size);
+    plan_layout pl;
+    kiln_status st = plan_layout_make(e, &pl);
     if (st != KILN_OK) return st;
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
     if (!tmp) {
-        free(data);
+        layout_free(&pl, &e->env);
         return kiln_error(&e->env, KILN_ERR_OUT_OF_MEMORY, "save '%s': out of host memory", path);
     }
     snprintf(tmp, n, "%s.tmp%d", path, (int)getpid());
+    /* written to a temporary name and renamed: a failed save never leaves half a plan */
     FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, size, f) == size;
+    plan_sink s = {.f = f, .failed = !f};
+    if (f) plan_emit(e, &pl, &s);
+    bool ok = !s.failed && s.pos == pl.size;
+    uint8_t crc[4];
+    put_u32(crc, s.crc);
+    if (ok) ok = fseek(f, 32, SEEK_SET) == 0 && fwrite(crc, 1, 4, f) == 4;
     if (f && fclose(f) != 0) ok = false;
     if (ok && rename(tmp, path) != 0) ok = false;
     if (!ok) {
@@ -188,7 +266,7 @@ kiln_status kiln_engine_save(const kiln_engine *e, const char *path) {
         st = kiln_error(&e->env, KILN_ERR_IO, "save '%s': cannot write the file", path);
     }
     free(tmp);
-    free(data);
+    layout_free(&pl, &e->env);
     return st;
 }
 
