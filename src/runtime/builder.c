@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "graph/ops.h"
@@ -323,8 +324,21 @@ static kiln_status add_io(kiln_engine *e, kiln_tensor *t, kiln_io_mode mode) {
 
 /* Builds an engine from a copy of `src`: the whole pipeline of kiln_builder_build with
  * these flags, extra layers pinned to float32, and (probe) untimed kernels, no cache. */
+static double build_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Where a build's time went, for the verbose log line (milliseconds). */
+typedef struct build_times {
+    double optimize, memory, kernels;
+} build_times;
+
 static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const kiln_config *cfg, unsigned flags,
-                                char *const *extra_fp32, int nb_extra, bool probe, kiln_engine **out) {
+                                char *const *extra_fp32, int nb_extra, bool probe, kiln_engine **out,
+                                build_times *bt) {
+    double t0 = build_now_ms();
     const kiln_env *env = &b->env;
     kiln_status why = KILN_ERR_UNSUPPORTED;
     const kb_backend *backend = kb_backend_for(env, cfg->device, &why);
@@ -405,10 +419,13 @@ static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const ki
     }
     kc_progress(cfg, "optimize", 1, 1);
     kc_progress(cfg, "plan memory", 0, 0);
+    double t1 = build_now_ms();
     st = plan_memory(e, cfg);
     kc_progress(cfg, "plan memory", 1, 1);
+    double t2 = build_now_ms();
     if (st == KILN_OK) st = prepare_kernels(e, cfg, probe);
     if (st != KILN_OK) goto fail;
+    *bt = (build_times){t1 - t0, t2 - t1, build_now_ms() - t2};
     kiln_free(env, live);
     kiln_log(env, KILN_LOG_INFO, "built engine: %d layers, %zu bytes of activation memory", e->nb_nodes,
              e->arena_bytes);
@@ -579,6 +596,8 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     char **pins = NULL;
     int nb_pins = 0;
     unsigned flags = cfg->flags;
+    double t0 = build_now_ms(), probe_build = 0, probe_run = 0;
+    build_times pbt = {0}, bt = {0};
     if ((flags >> KILN_FLAG_FP16) & 1u && backend->layer_format && !((flags >> KILN_FLAG_NO_RANGE_CHECK) & 1u)) {
         kc_progress(cfg, "range check", 0, 0);
         kiln_engine *pe = NULL;
@@ -590,9 +609,11 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
             pb.env.log = probe_log;
             pb.env.log_user = (void *)&b->env;
         }
-        kiln_status st = build_engine(&pb, &net->g, cfg, pf, NULL, 0, true, &pe);
+        kiln_status st = build_engine(&pb, &net->g, cfg, pf, NULL, 0, true, &pe, &pbt);
+        probe_build = build_now_ms() - t0;
         if (st == KILN_OK) st = probe_ranges(pe, &pins, &nb_pins);
         if (pe) ke_engine_release(pe);
+        probe_run = build_now_ms() - t0 - probe_build;
         if (st != KILN_OK) { /* the float16 build goes on unchecked; it reports real problems itself */
             kiln_log(env, KILN_LOG_WARNING, "fp16 range check skipped: %s", kiln_last_error());
             for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
@@ -602,8 +623,19 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
         }
         kc_progress(cfg, "range check", 1, 1);
     }
-    kiln_status st = build_engine(b, &net->g, cfg, flags, pins, nb_pins, false, out);
+    double t1 = build_now_ms();
+    kiln_status st = build_engine(b, &net->g, cfg, flags, pins, nb_pins, false, out, &bt);
     net->built = true;
+    if (st == KILN_OK) {
+        char rc[160] = "";
+        if (probe_build > 0)
+            snprintf(rc, sizeof rc, "fp16 range check %.0f (float32 build %.0f: kernels %.0f; run %.0f), ", t1 - t0,
+                     probe_build, pbt.kernels, probe_run);
+        kiln_log(env, KILN_LOG_VERBOSE,
+                 "build time: %.0f ms: %scheck and optimise %.0f, memory plan %.0f, kernels %.0f (timing cache "
+                 "included)",
+                 build_now_ms() - t0, rc, bt.optimize, bt.memory, bt.kernels);
+    }
     for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
     kiln_free(env, pins);
     return st;
