@@ -211,13 +211,21 @@ class Detect(nn.Module):
             b[:, 5:] += math.log(0.6 / (nc - 0.99))
 
     def _grid(self, i, ny, nx, device, dtype):
+        # Under torch.compile the grids are made in the graph, never cached: a cached tensor
+        # made inside a CUDA-graph replay is overwritten by the next replay (cudagraph trees
+        # refuse to read it), and the compiler folds the made grids into constants anyway.
+        compiler = getattr(torch, "compiler", None)  # torch >= 2.1
+        compiling = bool(compiler is not None and compiler.is_compiling())
         key = (i, ny, nx, str(device), dtype)
-        if key not in self._grids:
+        if compiling or key not in self._grids:
             yv, xv = torch.meshgrid(torch.arange(ny, device=device, dtype=torch.float32),
                                     torch.arange(nx, device=device, dtype=torch.float32), indexing="ij")
             grid = torch.stack((xv, yv), 2).expand(1, self.na, ny, nx, 2) - 0.5
             anchor = self.anchors[i].to(device).view(1, self.na, 1, 1, 2).expand(1, self.na, ny, nx, 2)
-            self._grids[key] = (grid.contiguous().to(dtype), anchor.contiguous().clone().to(dtype))
+            made = (grid.contiguous().to(dtype), anchor.contiguous().clone().to(dtype))
+            if compiling:
+                return made
+            self._grids[key] = made
         return self._grids[key]
 
     def forward(self, xs):

@@ -4,6 +4,7 @@
  * (format in docs/PLAN_FORMAT.md). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/bytes.h"
@@ -269,6 +270,12 @@ static void signature(kb_writer *w, const kiln_engine *e, const kiln_layer *l) {
     }
 }
 
+static double tc_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
                              void (*progress)(const void *user, int done, int total), const void *user) {
     const kiln_env *env = &e->env;
@@ -276,8 +283,11 @@ kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
     uint8_t buf[KE_TACTIC_MAX];
     int reused = 0, choices = 0;
     kiln_status st = KILN_OK;
+    double t_all = tc_now_ms(), slow_ms[3] = {0, 0, 0};
+    int slow[3] = {-1, -1, -1};
     for (int n = 0; n < e->nb_nodes && st == KILN_OK; n++) {
         if (progress) progress(user, n, e->nb_nodes);
+        double t_node = tc_now_ms();
         ke_node *node = &e->nodes[n];
         bool keyed = false;
         node->hint = NULL;
@@ -321,9 +331,27 @@ kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
             node->tactic_len = len;
         }
         if (keyed && len && !node->hint_used) tc_put(cache, key.data, key.size, buf, len);
+        double ms = tc_now_ms() - t_node; /* the three slowest, for the verbose line below */
+        for (int k = 0; k < 3; k++)
+            if (slow[k] < 0 || ms > slow_ms[k]) {
+                for (int j = 2; j > k; j--) slow[j] = slow[j - 1], slow_ms[j] = slow_ms[j - 1];
+                slow[k] = n;
+                slow_ms[k] = ms;
+                break;
+            }
     }
     kiln_free(env, key.data);
     if (st != KILN_OK) return st;
+    if (e->nb_nodes) {
+        char line[600];
+        int at = snprintf(line, sizeof line, "%s kernels: %d layers in %.0f ms; slowest", e->untimed ? "probe" : "engine",
+                          e->nb_nodes, tc_now_ms() - t_all);
+        for (int k = 0; k < 3 && slow[k] >= 0 && at > 0 && (size_t)at < sizeof line; k++)
+            at += snprintf(line + at, sizeof line - at, "%s %s (%s) %.1f ms", k ? "," : ":",
+                           e->nodes[slow[k]].layer->name, kiln_layer_type_name(e->nodes[slow[k]].layer->type),
+                           slow_ms[k]);
+        kiln_log(env, KILN_LOG_VERBOSE, "%s", line);
+    }
     /* views of constants read the constant's data */
     for (int t = 0; t < e->graph.nb_tensors; t++) {
         ke_tensor_plan *p = &e->plan[t];
