@@ -312,6 +312,33 @@ static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Shapes for kiln's implicit-GEMM kernel: 3x3, strided, dilated, asymmetric padding, 1x1,
+ * channel counts that are and are not multiples of its tiles, sizes that leave partial
+ * tiles, SiLU / LeakyReLU / sigmoid epilogues, bias or none, a residual before the act. */
+static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 11, 13));
+    static const int64_t asym[4] = {0, 0, 1, 1};
+    kiln_tensor *c1 = act(net, conv(net, x, 16, 24, 3, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *c2 = act(net, conv(net, c1, 24, 40, 3, 2, asym, 1, true), KILN_ACT_LEAKY_RELU);
+    kiln_tensor *c3 = c2 ? conv(net, c2, 40, 40, 1, 1, NULL, 1, true) : NULL;
+    kiln_tensor *sum = c3 ? out0(kiln_network_add_elementwise(net, c3, c2, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *r3 = act(net, sum, KILN_ACT_SIGMOID);
+    kiln_tensor *c4 = NULL, *c5 = NULL;
+    if (c1) {
+        kiln_conv_desc d = {.out_channels = 136, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {2, 2},
+                            .pad_end = {2, 2}, .dilation = {2, 2}, .groups = 1};
+        int64_t nw = 136 * 24 * 9;
+        c4 = out0(kiln_network_add_convolution(net, c1, &d, wts(rnd(nw, -0.07f, 0.07f), nw), wts(NULL, 0)));
+        c5 = act(net, conv(net, c1, 24, 16, 1, 2, (const int64_t[4]){0, 0, 0, 0}, 1, true), KILN_ACT_SILU);
+    }
+    bool ok = mark(net, r3, "r3") && mark(net, c4, "c4") && mark(net, c5, "c5");
+    CHECK(ok, "igemm network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -485,15 +512,42 @@ static void test_pools_fp16(kiln_builder *b) {
     kiln_engine_destroy(e);
 }
 
+/* kiln's implicit-GEMM kernel wherever it applies (KILN_CONV_IGEMM=only): every
+ * convolution of these networks, within the float16 tolerance of the CPU's float32; a
+ * reloaded plan runs the same kernels without the variable. */
+static void test_igemm_fp16(kiln_builder *b) {
+    setenv("KILN_CONV_IGEMM", "only", 1);
+    make_fn makes[3] = {make_igemm, make_block, make_stems};
+    const char *names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
+    int want[3] = {5, 3, 5}; /* every one-group convolution (stems: padded to 8 channels or transformed) */
+    for (int m = 0; m < 3; m++) {
+        kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
+        if (e) {
+            int n = count_kernels(e, "cuda.kiln_igemm_", "Convolution");
+            CHECK(n >= want[m], "%s: %d convolutions run kiln's implicit GEMM (want %d or more)", names[m], n, want[m]);
+            unsetenv("KILN_CONV_IGEMM");
+            kiln_engine *re = th_reload(e, names[m]);
+            CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", names[m]);
+            kiln_engine_destroy(re);
+            setenv("KILN_CONV_IGEMM", "only", 1);
+        }
+        kiln_engine_destroy(e);
+    }
+    unsetenv("KILN_CONV_IGEMM");
+}
+
 /* cuDNN's backend-API path (KILN_CONV_GRAPH=only: taken wherever it runs): convolutions
- * with bias, residual and ReLU fused, and the stems through space-to-depth; a reloaded
+ * with bias, residual and ReLU fused (other activations after), the stems through
+ * space-to-depth; a reloaded
  * plan runs the same engines. */
 static void test_graph_fp16(kiln_builder *b) {
     setenv("KILN_CONV_GRAPH", "only", 1);
-    make_fn makes[2] = {make_block, make_stems};
-    const char *names[2] = {"fp16 graph block", "fp16 graph stems"};
-    int want[2] = {3, 4}; /* every one-group convolution with ReLU or no activation */
-    for (int m = 0; m < 2; m++) {
+    make_fn makes[3] = {make_block, make_stems, make_igemm};
+    const char *names[3] = {"fp16 graph block", "fp16 graph stems", "fp16 graph activations"};
+    /* every one-group convolution; ReLU fused, the other activations (the stems' sigmoid,
+     * the third network's SiLU, LeakyReLU, sigmoid) in a pass after the graph */
+    int want[3] = {3, 5, 5};
+    for (int m = 0; m < 3; m++) {
         kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
         if (e) {
             int n = count_kernels(e, "cuda.cudnn_graph_eng", "Convolution");
@@ -794,6 +848,7 @@ int main(void) {
 #ifdef KILN_HAVE_CUDA
         test_layers_fp16(b);
         test_pools_fp16(b);
+        test_igemm_fp16(b);
         test_stems_fp16(b);
         test_graph_fp16(b);
         test_layers_fp32(b);

@@ -695,6 +695,10 @@ typedef struct conv_state {
     int cg_index;          /* ... its place in the heuristics' list */
     int64_t cg_engine;     /* ... cuDNN's global engine index (checked when a plan is loaded) */
     size_t cg_ws;          /* ... its workspace bytes */
+    bool cg_act_pass;      /* ... an activation the graph does not fuse runs after it */
+    kcu_igemm ig;          /* CONV_IGEMM: kiln's implicit-GEMM kernel (src/cuda/igemm.cu) */
+    bool ig_ok;            /* ... applies to this layer */
+    int ig_cfg;            /* ... the timed tile shape */
     mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a GEMM */
     bool gemm_nhwc;        /* ... one [N*H*W, C] x [C, K] product, bias in its epilogue */
     char name[64];         /* kernel name for engine inspection */
@@ -704,7 +708,7 @@ typedef struct conv_state {
  * bias + residual + ReLU (or identity) call; a 1x1 stride-1 unpadded convolution as a
  * cuBLASLt GEMM (row-major: W[K, C] x X[C, HW] per image; channels-last: X[N*H*W, C] x
  * W[K, C]^T with the bias, residual and ReLU in cuBLASLt's epilogue). */
-enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH };
+enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH, CONV_IGEMM };
 /* Tactic mode bit: the convolution runs on the space-to-depth transform of its input. */
 #define CONV_S2D 0x10
 
@@ -1164,6 +1168,11 @@ static void conv_name(conv_state *s) {
         snprintf(s->name, sizeof s->name, "cuda.cublaslt_1x1%s", fmt);
     else if (s->mode == CONV_GRAPH)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_graph_eng%lld%s", (long long)s->cg_engine, fmt);
+    else if (s->mode == CONV_IGEMM) {
+        int bm, bn;
+        kcu_igemm_tile(s->ig_cfg, &bm, &bn);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_%dx%d%s", bm, bn, fmt);
+    }
     else if (s->mode == CONV_FUSED)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
     else
@@ -1293,19 +1302,31 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
     tactic hint = *hintp;
     hint.mode &= ~CONV_S2D;
-    /* cuDNN's backend API: float16 channels-last, one group, ReLU or no activation
-     * (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others: A/B runs, tests;
-     * a stored choice wins over the variable) */
+    /* kiln's implicit GEMM: float16 channels-last, one group, channels multiples of 8, on the
+     * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
+    s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
+                        (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
+                        (int)(g.kh * g.kw * cin), s->has_act, s->act};
+    const char *ig_env = getenv("KILN_CONV_IGEMM");
+    s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
+    bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs();
+    if (hint.ok && hint.mode == CONV_IGEMM && !ig_hint) hint.ok = false; /* not here: time as usual */
+    bool ig_time = s->ig_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
+    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    /* cuDNN's backend API: float16 channels-last, one group; ReLU fused, another activation
+     * in a pass after it (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others:
+     * A/B runs, tests; a stored choice wins over the variable) */
     bool graph_wanted = hint.ok && hint.mode == CONV_GRAPH;
     const char *graph_env = getenv("KILN_CONV_GRAPH");
-    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && (!s->has_act || s->act.type == KILN_ACT_RELU) &&
+    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && !ig_hint && !ig_only &&
                     (graph_wanted || (!(graph_env && !strcmp(graph_env, "off")) && !b->untimed));
+    s->cg_act_pass = s->has_act && s->act.type != KILN_ACT_RELU;
     bool graph_ok[KCU_CG_MAX] = {false};
     size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
     int graph_n = 0;
     if (graph_on) {
         kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res, s->has_bias, s->has_act};
+                          has_res, s->has_bias, s->has_act && !s->cg_act_pass};
         if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
         (void)cudaGetLastError();
     }
@@ -1314,7 +1335,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                       kcu_cg_plan(s->cg, (int)hint.algo, b->ws_limit, &graph_ws[0]);
     if (graph_wanted && !graph_hint) hint.ok = false; /* the stored engine is gone: time as usual */
     bool fwd_taken;
-    if (graph_hint) { /* the legacy algorithm is only a fallback here: no timing */
+    if (graph_hint || ig_hint) { /* the legacy algorithm is only a fallback here: no timing */
         kcu_build quick = *b;
         quick.untimed = true;
         fwd_taken = true;
@@ -1345,12 +1366,16 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         s->cg_ws = graph_ws[0];
         kcu_cg_use(s->cg, s->cg_index);
         hint_taken(b);
+    } else if (ig_hint) {
+        s->mode = CONV_IGEMM; /* the stored choice: no timing */
+        s->ig_cfg = (int)hint.algo;
+        hint_taken(b);
     } else if (fwd_taken && (hint.mode == CONV_CUDNN || (hint.mode == CONV_FUSED && fused) ||
                              (hint.mode == CONV_GEMM && gemm && mm_take(b, s->gemm, hint.lt)))) {
         s->mode = hint.mode; /* the stored choice: no timing */
         if (s->mode == CONV_GEMM) mm_ws(s->gemm);
         hint_taken(b);
-    } else if ((fused || gemm || graph_max || s->cg) &&
+    } else if ((fused || gemm || graph_max || s->cg || ig_time) &&
                bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run);
         if (fused) {
@@ -1365,6 +1390,21 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             mm_tune(&bn, l, s->gemm, s, conv_run);
             float t = bench_time(&bn, l, s, conv_run);
             if (!(t < best)) s->mode = keep;
+        }
+        if (ig_time) {
+            int keep = s->mode, won = -1;
+            s->mode = CONV_IGEMM;
+            if (ig_only) best = INFINITY; /* tests: the own kernel wherever it runs */
+            for (int i = 0; i < kcu_igemm_configs(); i++) {
+                s->ig_cfg = i;
+                float t = bench_time(&bn, l, s, conv_run);
+                if (t < best) {
+                    best = t;
+                    won = i;
+                }
+            }
+            if (won >= 0) s->ig_cfg = won;
+            else s->mode = keep;
         }
         if (s->cg) {
             int keep = s->mode, won = -1;
@@ -1403,7 +1443,10 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     } else {
         mm_release(b->env, s->gemm);
         s->gemm = NULL;
-        s->buf_off = align256(s->mode == CONV_FUSED ? s->fused_ws : s->mode == CONV_GRAPH ? s->cg_ws : s->ws);
+        s->buf_off = align256(s->mode == CONV_FUSED   ? s->fused_ws
+                              : s->mode == CONV_GRAPH ? s->cg_ws
+                              : s->mode == CONV_IGEMM ? 0
+                                                      : s->ws);
         *scratch = s->buf_off + pad_bytes;
     }
     conv_name(s);
@@ -1448,7 +1491,16 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, in[0], buf));
         src = buf;
     }
-    if (s->mode == CONV_GRAPH) return kcu_cg_run(l, s->cg, x->dnn, src, s->w, res, s->bias_st, out[0], scr);
+    if (s->mode == CONV_IGEMM) {
+        KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, src, s->w, s->has_bias ? s->bias : NULL, res, out[0]));
+        return KILN_OK;
+    }
+    if (s->mode == CONV_GRAPH) {
+        if ((st = kcu_cg_run(l, s->cg, x->dnn, src, s->w, res, s->bias_st, out[0], scr)) != KILN_OK) return st;
+        if (s->cg_act_pass)
+            KCU_CUDA(l, kcu_epilogue(x->stream, s->st, out[0], NULL, NULL, s->e_outer, s->k, s->e_inner, &s->act));
+        return KILN_OK;
+    }
     if (s->mode == CONV_FUSED) {
         /* no residual: z = y with alpha2 = 0, cuDNN reads none */
         KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
@@ -1466,7 +1518,8 @@ static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const conv_state *s = state;
     const cublasLtMatmulAlgo_t *lt = s->mode == CONV_GEMM && mm_timed(s->gemm) ? &s->gemm->algo[0] : NULL;
     bool graph = s->mode == CONV_GRAPH;
-    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), graph ? (uint32_t)s->cg_index : (uint32_t)s->fwd,
+    uint32_t algo = graph ? (uint32_t)s->cg_index : s->mode == CONV_IGEMM ? (uint32_t)s->ig_cfg : (uint32_t)s->fwd;
+    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), algo,
                         graph ? (uint32_t)s->cg_engine : s->math, lt);
 }
 

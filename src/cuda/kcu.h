@@ -178,6 +178,21 @@ cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *p, int64_t c, 
 cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int64_t hw, int64_t c, const void *x,
                                  void *y);
 
+/* igemm.cu: kiln's implicit-GEMM convolution, float16 channels-last, one group; x is
+ * [n, h, w, c], the weights [k, kh, kw, c], y and the residual [n, oh, ow, k]. kg = kh*kw*c,
+ * m = n*oh*ow; act applies where has_act is set. */
+typedef struct kcu_igemm {
+    int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
+    int m, kg;
+    int has_act;
+    kcu_act act;
+} kcu_igemm;
+int kcu_igemm_configs(void);
+void kcu_igemm_tile(int cfg, int *bm, int *bn);
+int kcu_igemm_applies(const kcu_igemm *p);
+cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
+                          const void *res, void *y);
+
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
 cudaError_t kcu_arg_reduce(cudaStream_t s, int dtype, int is_min, int last, int64_t outer, int64_t len, int64_t inner,
