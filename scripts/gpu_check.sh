@@ -5,7 +5,7 @@
 #   scripts/gpu_check.sh [build-dir]        (default: build-cuda)
 # The whole build directory may be too big to carry to the GPU machine (the device tool
 # takes 64 MiB): pack the test programs, the benchmark and extra-libs.tar.xz into a small
-# copy first, on the build machine, and run that:
+# copy first, on the build machine (the tests go in as one tests.tar.xz), and run that:
 #   scripts/gpu_check.sh --pack build-cuda build-gpu
 # Phases and their logs under $OUT (at most 8 files, for the device tool):
 #   1. every test program with KILN_TEST_DEVICE=cuda (FP32 op tests, test_cuda_backend,
@@ -30,6 +30,9 @@ if [ "${1:-}" = --pack ]; then
     [ -x "$src/bench/bench_cuda" ] && cp "$src/bench/bench_cuda" "$dst/bench/"
     [ -f "$src/extra-libs.tar.xz" ] && cp "$src/extra-libs.tar.xz" "$dst/"
     strip "$dst"/tests/test_* "$dst"/bench/* 2>/dev/null
+    # every test program embeds the same library and kernels: one xz stream with a 64 MiB
+    # dictionary stores them about once (unpacked again below, on the GPU machine)
+    tar -C "$dst" -cf - tests | xz -9 -T1 >"$dst/tests.tar.xz" && rm -rf "$dst/tests"
     du -sh "$dst"
     exit 0
 fi
@@ -37,6 +40,9 @@ BUILD=${1:-build-cuda}
 OUT=${OUT:-$PWD/gpu-check-out}
 JOBS=${GPU_CHECK_JOBS:-4}
 mkdir -p "$OUT"
+if [ ! -d "$BUILD/tests" ] && [ -f "$BUILD/tests.tar.xz" ]; then
+    tar -C "$BUILD" -xJf "$BUILD/tests.tar.xz" || exit 2
+fi
 if [ ! -d "$BUILD/tests" ]; then
     echo "gpu_check: no build directory '$BUILD' (configure with CUDA and build it first)" >&2
     exit 2

@@ -1355,7 +1355,12 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
         }
     }
-    size_t cudnn_ws = s->ws > s->fused_ws ? s->ws : s->fused_ws;
+    size_t cudnn_ws = s->ws > s->fused_ws ? s->ws : s->fused_ws, ig_max = 0;
+    for (int i = 0; ig_time && i < kcu_igemm_configs(); i++) {
+        size_t w = kcu_igemm_workspace(&s->ig, i);
+        if (w > ig_max) ig_max = w;
+    }
+    if (ig_max > cudnn_ws) cudnn_ws = ig_max;
     s->buf_off = align256(cudnn_ws > graph_max ? cudnn_ws : graph_max);
     size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
     s->mode = CONV_CUDNN;
@@ -1445,7 +1450,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         s->gemm = NULL;
         s->buf_off = align256(s->mode == CONV_FUSED   ? s->fused_ws
                               : s->mode == CONV_GRAPH ? s->cg_ws
-                              : s->mode == CONV_IGEMM ? 0
+                              : s->mode == CONV_IGEMM ? kcu_igemm_workspace(&s->ig, s->ig_cfg)
                                                       : s->ws);
         *scratch = s->buf_off + pad_bytes;
     }
@@ -1492,7 +1497,8 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         src = buf;
     }
     if (s->mode == CONV_IGEMM) {
-        KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, src, s->w, s->has_bias ? s->bias : NULL, res, out[0]));
+        KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, src, s->w, s->has_bias ? s->bias : NULL, res, out[0],
+                                  scr));
         return KILN_OK;
     }
     if (s->mode == CONV_GRAPH) {

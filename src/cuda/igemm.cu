@@ -17,9 +17,11 @@
  * beside cuDNN and cuBLASLt and keeps the fastest (src/cuda/dnn.c). */
 #include "cuda/kcu_device.cuh"
 
-#define IG_BK 32
-#define IG_STAGES 3
+#define IG_BK 64
+#define IG_STAGES 4
 #define IG_THREADS 128
+/* dynamic shared memory of a BM x BN tile shape */
+#define IG_SMEM(BM, BN) (IG_STAGES * ((BM) + (BN)) * IG_BK * 2)
 
 __device__ __forceinline__ unsigned ig_smem(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -43,30 +45,45 @@ __device__ __forceinline__ void ig_mma(float *c, const unsigned *a, unsigned b0,
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* Element offset of 16-byte chunk `chunk` (0-3) of tile row `row`. */
-__device__ __forceinline__ int ig_off(int row, int chunk) { return row * IG_BK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+/* Element offset of 16-byte chunk `chunk` (0-7) of tile row `row` (128-byte rows). */
+__device__ __forceinline__ int ig_off(int row, int chunk) { return row * IG_BK + ((chunk ^ (row & 7)) << 3); }
 
-template <int BM, int BN>
+/* Activations the epilogue applies, fixed at compile time: the generic one (a switch over
+ * every kiln activation, inlined per output) made the kernel's code ten times larger. */
+enum { IG_NONE, IG_RELU, IG_SILU, IG_ANY };
+
+template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, float v) {
+    if (ACT == IG_RELU) return v < 0 ? 0.0f : v;
+    if (ACT == IG_SILU) return v / (1.0f + __expf(-v));
+    if (ACT == IG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
+    return v;
+}
+
+template <int BM, int BN, int ACT>
 __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half *__restrict__ x,
                                                       const __half *__restrict__ wt, const float *__restrict__ bias,
-                                                      const __half *__restrict__ res, __half *__restrict__ y) {
+                                                      const __half *__restrict__ res, __half *__restrict__ y,
+                                                      float *__restrict__ part) {
     constexpr int MI = BM / 32, NI = BN / 16; /* m16 and n8 tiles per warp (a warp: BM/2 x BN/2) */
-    constexpr int A_CH = BM * 4 / IG_THREADS, B_CH = BN * 4 / IG_THREADS; /* chunks a thread loads */
-    __shared__ __align__(128) __half sa[IG_STAGES][BM * IG_BK];
-    __shared__ __align__(128) __half sb[IG_STAGES][BN * IG_BK];
+    constexpr int CH = IG_BK / 8;                                         /* 16-byte chunks per row */
+    constexpr int RS = IG_THREADS / CH;                                   /* rows loaded per pass */
+    constexpr int A_CH = BM / RS, B_CH = BN / RS;                         /* chunks a thread loads */
+    extern __shared__ __align__(128) __half ig_shared[];
+    __half(*sa)[BM * IG_BK] = reinterpret_cast<__half(*)[BM * IG_BK]>(ig_shared);
+    __half(*sb)[BN * IG_BK] = reinterpret_cast<__half(*)[BN * IG_BK]>(ig_shared + IG_STAGES * BM * IG_BK);
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 1, wn = warp & 1;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
     const int C = p.c, KG = p.kg, M = p.m;
-    const int kc = tid & 3; /* the chunk column this thread loads, in every row it loads */
+    const int kc = tid % CH; /* the chunk column this thread loads, in every row it loads */
 
     /* the rows this thread loads: image base, top-left input position, validity */
     const __half *a_img[A_CH];
     int a_ih[A_CH], a_iw[A_CH];
     #pragma unroll
     for (int i = 0; i < A_CH; i++) {
-        int m = m0 + (tid >> 2) + i * (IG_THREADS / 4);
+        int m = m0 + tid / CH + i * RS;
         bool ok = m < M;
         int mm = ok ? m : 0;
         int ow = mm % p.ow, t = mm / p.ow, oh = t % p.oh, n = t / p.oh;
@@ -78,12 +95,15 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
     bool b_ok[B_CH];
     #pragma unroll
     for (int i = 0; i < B_CH; i++) {
-        int n = n0 + (tid >> 2) + i * (IG_THREADS / 4);
+        int n = n0 + tid / CH + i * RS;
         b_ok[i] = n < p.k;
         b_row[i] = wt + (int64_t)(b_ok[i] ? n : 0) * KG;
     }
 
-    const int ktiles = (KG + IG_BK - 1) / IG_BK;
+    /* split-K: slice blockIdx.z of gridDim.z takes an even share of the reduction's tiles
+     * and writes float32 partial sums to part[z][m][n]; k_igemm_reduce finishes them */
+    const int kt_all = (KG + IG_BK - 1) / IG_BK, per = (kt_all + gridDim.z - 1) / gridDim.z;
+    const int kt0 = blockIdx.z * per, ktiles = min(kt_all - kt0, per);
     auto load = [&](int stage, int kt) {
         int k = kt * IG_BK + kc * 8;
         bool kin = k < KG;
@@ -91,7 +111,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         int r = tap / p.kw, s = tap - r * p.kw;
         #pragma unroll
         for (int i = 0; i < A_CH; i++) {
-            int row = (tid >> 2) + i * (IG_THREADS / 4);
+            int row = tid / CH + i * RS;
             int ih = a_ih[i] + r * p.dh, iw = a_iw[i] + s * p.dw;
             bool in = kin && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w;
             const __half *src = in ? a_img[i] + ((int64_t)ih * p.w + iw) * C + c : x;
@@ -99,7 +119,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         }
         #pragma unroll
         for (int i = 0; i < B_CH; i++) {
-            int row = (tid >> 2) + i * (IG_THREADS / 4);
+            int row = tid / CH + i * RS;
             bool in = kin && b_ok[i];
             ig_cp16(ig_smem(&sb[stage][ig_off(row, kc)]), in ? b_row[i] + k : wt, in ? 16 : 0);
         }
@@ -115,7 +135,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
 
     #pragma unroll
     for (int s = 0; s < IG_STAGES - 1; s++) {
-        if (s < ktiles) load(s, s);
+        if (s < ktiles) load(s, kt0 + s);
         ig_commit();
     }
     for (int kt = 0; kt < ktiles; kt++) {
@@ -123,7 +143,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         __syncthreads();
         /* the stage read IG_STAGES - 1 steps ago is free: refill it while this one computes */
         int next = kt + IG_STAGES - 1;
-        if (next < ktiles) load(next % IG_STAGES, next);
+        if (next < ktiles) load(next % IG_STAGES, kt0 + next);
         ig_commit();
         const __half *ta = sa[kt % IG_STAGES], *tb = sb[kt % IG_STAGES];
         #pragma unroll
@@ -161,27 +181,71 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             for (int h = 0; h < 2; h++) {
                 int m = m0 + wm * (BM / 2) + i * 16 + g + h * 8;
                 if (m >= M) continue;
-                float v0 = acc[i][j][2 * h] + b0, v1 = acc[i][j][2 * h + 1] + b1;
                 int64_t at = (int64_t)m * p.k + n;
+                if (part) {
+                    *reinterpret_cast<float2 *>(part + (int64_t)blockIdx.z * M * p.k + at) =
+                        make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                    continue;
+                }
+                float v0 = acc[i][j][2 * h] + b0, v1 = acc[i][j][2 * h + 1] + b1;
                 if (res) {
                     float2 r = __half22float2(*reinterpret_cast<const __half2 *>(res + at));
                     v0 += r.x;
                     v1 += r.y;
                 }
-                if (p.has_act) {
-                    v0 = kcu_act_apply(p.act.type, p.act.alpha, p.act.beta, v0);
-                    v1 = kcu_act_apply(p.act.type, p.act.alpha, p.act.beta, v1);
-                }
+                v0 = ig_act<ACT>(p.act, v0);
+                v1 = ig_act<ACT>(p.act, v1);
                 *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(v0, v1);
             }
     }
 }
 
+/* Sums split-K partials, then the epilogue: two channels a thread. */
+template <int ACT>
+__global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict__ part, const float *__restrict__ bias,
+                               const __half *__restrict__ res, __half *__restrict__ y) {
+    const int64_t total = (int64_t)p.m * p.k / 2, slice = (int64_t)p.m * p.k;
+    KCU_LOOP(i, total) {
+        int64_t at = 2 * i;
+        int n = (int)(at % p.k);
+        float v0 = bias ? bias[n] : 0.0f, v1 = bias ? bias[n + 1] : 0.0f;
+        for (int z = 0; z < splits; z++) {
+            float2 q = *reinterpret_cast<const float2 *>(part + z * slice + at);
+            v0 += q.x;
+            v1 += q.y;
+        }
+        if (res) {
+            float2 r = __half22float2(*reinterpret_cast<const __half2 *>(res + at));
+            v0 += r.x;
+            v1 += r.y;
+        }
+        *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(ig_act<ACT>(p.act, v0), ig_act<ACT>(p.act, v1));
+    }
+}
+
 /* Tile shapes, in the order configurations are numbered (stored in plans: append only). */
-static const int ig_tiles[][2] = {{64, 64}, {128, 64}, {64, 128}, {128, 128}};
+static const int ig_tiles[][2] = {{64, 64}, {128, 64}, {64, 128}, {128, 128}, {32, 64}, {64, 32}, {32, 32}};
 #define IG_CONFIGS ((int)(sizeof ig_tiles / sizeof ig_tiles[0]))
 
 extern "C" int kcu_igemm_configs(void) { return IG_CONFIGS; }
+
+/* Split-K slices for a tile shape: enough blocks for two per SM of a 132-SM Hopper where the
+ * output tiles alone leave it idle, each slice keeping 4 or more reduction tiles. A function
+ * of the shape only, so a plan's stored tile shape gives the same split when loaded. */
+static int ig_splits(const kcu_igemm *p, int cfg) {
+    int64_t tiles = (int64_t)((p->m + ig_tiles[cfg][0] - 1) / ig_tiles[cfg][0]) *
+                    ((p->k + ig_tiles[cfg][1] - 1) / ig_tiles[cfg][1]);
+    int kt = (p->kg + IG_BK - 1) / IG_BK;
+    int64_t want = (264 + tiles - 1) / tiles;
+    int64_t most = kt / 4 < 16 ? kt / 4 : 16;
+    if (want > most) want = most;
+    return want > 1 ? (int)want : 1;
+}
+
+extern "C" size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg) {
+    int z = cfg >= 0 && cfg < IG_CONFIGS ? ig_splits(p, cfg) : 1;
+    return z > 1 ? (size_t)z * (size_t)p->m * (size_t)p->k * sizeof(float) : 0;
+}
 
 extern "C" void kcu_igemm_tile(int cfg, int *bm, int *bn) {
     *bm = ig_tiles[cfg][0];
@@ -197,18 +261,58 @@ extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
            (m + 127) / 128 <= INT32_MAX && (p->k + 127) / 128 <= 65535;
 }
 
-extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
-                                     const float *bias, const void *res, void *y) {
-    if (cfg < 0 || cfg >= IG_CONFIGS || !kcu_igemm_applies(p)) return cudaErrorInvalidValue;
-    int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1];
-    dim3 grid((unsigned)((p->m + bm - 1) / bm), (unsigned)((p->k + bn - 1) / bn));
-    const __half *xh = (const __half *)x, *wh = (const __half *)w, *rh = (const __half *)res;
-    __half *yh = (__half *)y;
-    switch (cfg) {
-    case 0: k_igemm<64, 64><<<grid, IG_THREADS, 0, s>>>(*p, xh, wh, bias, rh, yh); break;
-    case 1: k_igemm<128, 64><<<grid, IG_THREADS, 0, s>>>(*p, xh, wh, bias, rh, yh); break;
-    case 2: k_igemm<64, 128><<<grid, IG_THREADS, 0, s>>>(*p, xh, wh, bias, rh, yh); break;
-    default: k_igemm<128, 128><<<grid, IG_THREADS, 0, s>>>(*p, xh, wh, bias, rh, yh); break;
+/* One launch; the first on a device raises the kernel's dynamic shared memory limit (more
+ * than the default 48 KB). That happens while the builder times it, never during a capture. */
+template <int BM, int BN, int ACT>
+static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, const __half *x, const __half *w,
+                             const float *bias, const __half *res, __half *y, float *part) {
+    static bool ready[64];
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    const int smem = IG_SMEM(BM, BN);
+    if (dev < 0 || dev >= 64 || !ready[dev]) {
+        e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        if (dev >= 0 && dev < 64) ready[dev] = true;
+    }
+    k_igemm<BM, BN, ACT><<<grid, IG_THREADS, smem, s>>>(*p, x, w, bias, res, y, grid.z > 1 ? part : NULL);
+    if (grid.z > 1) {
+        if ((e = cudaGetLastError()) != cudaSuccess) return e;
+        k_igemm_reduce<ACT><<<kcu_blocks((int64_t)p->m * p->k / 2), KCU_THREADS, 0, s>>>(*p, (int)grid.z, part, bias,
+                                                                                       res, y);
     }
     return kcu_launched();
+}
+
+extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
+                                     const float *bias, const void *res, void *y, void *workspace) {
+    if (cfg < 0 || cfg >= IG_CONFIGS || !kcu_igemm_applies(p)) return cudaErrorInvalidValue;
+    int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1], z = ig_splits(p, cfg);
+    if (z > 1 && !workspace) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)((p->m + bm - 1) / bm), (unsigned)((p->k + bn - 1) / bn), (unsigned)z);
+    float *part = (float *)workspace;
+    const __half *xh = (const __half *)x, *wh = (const __half *)w, *rh = (const __half *)res;
+    __half *yh = (__half *)y;
+    int act = !p->has_act ? IG_NONE
+              : p->act.type == KILN_ACT_RELU ? IG_RELU
+              : p->act.type == KILN_ACT_SILU ? IG_SILU
+                                             : IG_ANY;
+#define IG_LAUNCH(BM, BN)                                                     \
+    switch (act) {                                                            \
+    case IG_NONE: return ig_launch<BM, BN, IG_NONE>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    case IG_RELU: return ig_launch<BM, BN, IG_RELU>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    case IG_SILU: return ig_launch<BM, BN, IG_SILU>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    default: return ig_launch<BM, BN, IG_ANY>(grid, s, p, xh, wh, bias, rh, yh, part);       \
+    }
+    switch (cfg) {
+    case 0: IG_LAUNCH(64, 64);
+    case 1: IG_LAUNCH(128, 64);
+    case 2: IG_LAUNCH(64, 128);
+    case 3: IG_LAUNCH(128, 128);
+    case 4: IG_LAUNCH(32, 64);
+    case 5: IG_LAUNCH(64, 32);
+    default: IG_LAUNCH(32, 32);
+    }
+#undef IG_LAUNCH
 }

@@ -190,8 +190,10 @@ typedef struct kcu_igemm {
 int kcu_igemm_configs(void);
 void kcu_igemm_tile(int cfg, int *bm, int *bn);
 int kcu_igemm_applies(const kcu_igemm *p);
+/* Scratch bytes a tile shape needs (split-K partial sums; 0 without a split). */
+size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
-                          const void *res, void *y);
+                          const void *res, void *y, void *workspace);
 
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
