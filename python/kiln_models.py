@@ -214,8 +214,10 @@ class Detect(nn.Module):
         # Under torch.compile the grids are made in the graph, never cached: a cached tensor
         # made inside a CUDA-graph replay is overwritten by the next replay (cudagraph trees
         # refuse to read it), and the compiler folds the made grids into constants anyway.
-        compiler = getattr(torch, "compiler", None)  # torch >= 2.1
-        compiling = bool(compiler is not None and compiler.is_compiling())
+        # torch.compiler.is_compiling from torch 2.3, torch._dynamo's before; neither in 1.x
+        probe = (getattr(getattr(torch, "compiler", None), "is_compiling", None)
+                 or getattr(getattr(torch, "_dynamo", None), "is_compiling", None))
+        compiling = bool(probe and probe())
         key = (i, ny, nx, str(device), dtype)
         if compiling or key not in self._grids:
             yv, xv = torch.meshgrid(torch.arange(ny, device=device, dtype=torch.float32),

@@ -32,7 +32,8 @@ if [ "${1:-}" = --pack ]; then
     strip "$dst"/tests/test_* "$dst"/bench/* 2>/dev/null
     # every test program embeds the same library and kernels: one xz stream with a 64 MiB
     # dictionary stores them about once (unpacked again below, on the GPU machine)
-    tar -C "$dst" -cf - tests | xz -9 -T1 >"$dst/tests.tar.xz" && rm -rf "$dst/tests"
+    (set -o pipefail && tar -C "$dst" -cf - tests | xz -9 -T1 >"$dst/tests.tar.xz") && rm -rf "$dst/tests" ||
+        { echo "gpu_check --pack: packing the tests failed" >&2; exit 2; }
     du -sh "$dst"
     exit 0
 fi

@@ -1309,7 +1309,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                         (int)(g.kh * g.kw * cin), s->has_act, s->act};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
-    bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs();
+    bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&
+                   kcu_igemm_workspace(&s->ig, (int)hint.algo) <= b->ws_limit;
     if (hint.ok && hint.mode == CONV_IGEMM && !ig_hint) hint.ok = false; /* not here: time as usual */
     bool ig_time = s->ig_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
     bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
@@ -1358,7 +1359,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     size_t cudnn_ws = s->ws > s->fused_ws ? s->ws : s->fused_ws, ig_max = 0;
     for (int i = 0; ig_time && i < kcu_igemm_configs(); i++) {
         size_t w = kcu_igemm_workspace(&s->ig, i);
-        if (w > ig_max) ig_max = w;
+        if (w > ig_max && w <= b->ws_limit) ig_max = w; /* larger ones are not timed */
     }
     if (ig_max > cudnn_ws) cudnn_ws = ig_max;
     s->buf_off = align256(cudnn_ws > graph_max ? cudnn_ws : graph_max);
@@ -1401,6 +1402,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             s->mode = CONV_IGEMM;
             if (ig_only) best = INFINITY; /* tests: the own kernel wherever it runs */
             for (int i = 0; i < kcu_igemm_configs(); i++) {
+                if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                 s->ig_cfg = i;
                 float t = bench_time(&bn, l, s, conv_run);
                 if (t < best) {

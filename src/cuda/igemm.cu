@@ -5,11 +5,14 @@
  * pixels and A's row m the receptive field of pixel m, read from the input on the fly
  * (never materialized): with C a multiple of 8, each 16-byte chunk of a row lies inside one
  * filter tap (r, s), so a chunk is one cp.async from the input, or zeros where the tap falls
- * in the padding. Tiles of BM x BN outputs per block of 4 warps (2 x 2), BK = 32 along the
- * reduction, a 3-stage cp.async pipeline, ldmatrix into mma.sync m16n8k16 (float16 inputs,
+ * in the padding. Tiles of BM x BN outputs per block of 4 warps (2 x 2), BK = 64 along the
+ * reduction, a 4-stage cp.async pipeline, ldmatrix into mma.sync m16n8k16 (float16 inputs,
  * float32 accumulation), and the epilogue y = act(acc + bias + residual) rounded once to
- * float16. Shared-memory rows are 64 bytes; 16-byte chunks are XOR-swizzled so that the 8
- * rows one ldmatrix reads fall in 8 different bank groups.
+ * float16. Shared-memory rows are 128 bytes; 16-byte chunks are XOR-swizzled so that the 8
+ * rows one ldmatrix reads fall in 8 different bank groups. Where the output tiles alone
+ * leave SMs idle (batch 1, small maps, long reductions) the reduction is split over
+ * blockIdx.z (split-K): float32 partial sums in scratch, then a reduce kernel runs the
+ * epilogue. Needs sm_80 or newer (cp.async, ldmatrix, bf16-era mma).
  *
  * cuDNN runs the convolution and a separate kernel the activations it cannot fuse (SiLU,
  * LeakyReLU, sigmoid...): at batch 1 a YOLOv5s layer is a few microseconds of work and the
@@ -23,6 +26,7 @@
 /* dynamic shared memory of a BM x BN tile shape */
 #define IG_SMEM(BM, BN) (IG_STAGES * ((BM) + (BN)) * IG_BK * 2)
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 __device__ __forceinline__ unsigned ig_smem(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 
 /* cp.async of 16 bytes; src_bytes 0 writes zeros (the padding, rows past the end). */
@@ -45,6 +49,8 @@ __device__ __forceinline__ void ig_mma(float *c, const unsigned *a, unsigned b0,
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+#endif
+
 /* Element offset of 16-byte chunk `chunk` (0-7) of tile row `row` (128-byte rows). */
 __device__ __forceinline__ int ig_off(int row, int chunk) { return row * IG_BK + ((chunk ^ (row & 7)) << 3); }
 
@@ -59,11 +65,18 @@ template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, flo
     return v;
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define IG_UNSUPPORTED_ARCH 1 /* the kernels trap; kcu_igemm_applies refuses such devices */
+#endif
+
 template <int BM, int BN, int ACT>
 __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half *__restrict__ x,
                                                       const __half *__restrict__ wt, const float *__restrict__ bias,
                                                       const __half *__restrict__ res, __half *__restrict__ y,
                                                       float *__restrict__ part) {
+#ifdef IG_UNSUPPORTED_ARCH
+    __trap();
+#else
     constexpr int MI = BM / 32, NI = BN / 16; /* m16 and n8 tiles per warp (a warp: BM/2 x BN/2) */
     constexpr int CH = IG_BK / 8;                                         /* 16-byte chunks per row */
     constexpr int RS = IG_THREADS / CH;                                   /* rows loaded per pass */
@@ -198,6 +211,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
                 *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(v0, v1);
             }
     }
+#endif
 }
 
 /* Sums split-K partials, then the epilogue: two channels a thread. */
@@ -239,7 +253,9 @@ static int ig_splits(const kcu_igemm *p, int cfg) {
     int64_t want = (264 + tiles - 1) / tiles;
     int64_t most = kt / 4 < 16 ? kt / 4 : 16;
     if (want > most) want = most;
-    return want > 1 ? (int)want : 1;
+    if (want <= 1) return 1;
+    int per = (int)((kt + want - 1) / want); /* no empty slices: kt = 70 in 16 would leave two */
+    return (kt + per - 1) / per;
 }
 
 extern "C" size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg) {
@@ -254,28 +270,29 @@ extern "C" void kcu_igemm_tile(int cfg, int *bm, int *bn) {
 
 extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
     if (p->c % 8 || p->k % 8 || p->c <= 0 || p->k <= 0 || p->m <= 0) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 8) {
+        (void)cudaGetLastError();
+        return false;
+    }
     /* 32-bit index arithmetic inside an image and over the reduction */
     int64_t img = (int64_t)p->h * p->w * p->c, kg = (int64_t)p->kh * p->kw * p->c;
     int64_t m = (int64_t)p->n * p->oh * p->ow;
-    return img < INT32_MAX && kg == p->kg && kg < INT32_MAX && m == p->m && m < INT32_MAX &&
-           (m + 127) / 128 <= INT32_MAX && (p->k + 127) / 128 <= 65535;
+    /* m0 + a tile row stays below INT32_MAX; the narrowest tiles (32) set the grid's y */
+    return img < INT32_MAX && kg == p->kg && kg < INT32_MAX && m == p->m && m <= INT32_MAX - 256 &&
+           (p->k + 31) / 32 <= 65535;
 }
 
-/* One launch; the first on a device raises the kernel's dynamic shared memory limit (more
- * than the default 48 KB). That happens while the builder times it, never during a capture. */
+/* One launch. Every launch raises the kernel's dynamic shared memory limit (above the
+ * default 48 KB) for the current device: a host-side attribute, allowed while a stream is
+ * captured, and right after a device reset too. */
 template <int BM, int BN, int ACT>
 static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, const __half *x, const __half *w,
                              const float *bias, const __half *res, __half *y, float *part) {
-    static bool ready[64];
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess) return e;
     const int smem = IG_SMEM(BM, BN);
-    if (dev < 0 || dev >= 64 || !ready[dev]) {
-        e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        if (dev >= 0 && dev < 64) ready[dev] = true;
-    }
+    cudaError_t e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
     k_igemm<BM, BN, ACT><<<grid, IG_THREADS, smem, s>>>(*p, x, w, bias, res, y, grid.z > 1 ? part : NULL);
     if (grid.z > 1) {
         if ((e = cudaGetLastError()) != cudaSuccess) return e;

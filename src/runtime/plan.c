@@ -85,6 +85,7 @@ static void write_graph(kb_writer *w, const kiln_engine *e, kb_writer *weights) 
  * as they pass (the header's CRC field is zero when it passes, as plan_crc reads it). */
 typedef struct plan_sink {
     uint8_t *buf;
+    size_t cap; /* of buf */
     FILE *f;
     size_t pos;
     uint32_t crc;
@@ -93,6 +94,10 @@ typedef struct plan_sink {
 
 static void sink_bytes(plan_sink *s, const void *p, size_t n) {
     if (s->failed || !n) return;
+    if (s->buf && n > s->cap - s->pos) { /* layout and emission disagree: reported by the caller */
+        s->failed = true;
+        return;
+    }
     s->crc = kiln_crc32(s->crc, p, n);
     if (s->buf) memcpy(s->buf + s->pos, p, n);
     else if (fwrite(p, 1, n, s->f) != n) s->failed = true;
@@ -226,10 +231,10 @@ kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *siz
         layout_free(&pl, &e->env);
         return kiln_error(&e->env, KILN_ERR_OUT_OF_MEMORY, "serialize: out of host memory (%zu bytes)", pl.size);
     }
-    plan_sink s = {.buf = buf};
+    plan_sink s = {.buf = buf, .cap = pl.size};
     plan_emit(e, &pl, &s);
     layout_free(&pl, &e->env);
-    if (s.pos != pl.size) { /* the layout and the emission disagree: a bug, not bad input */
+    if (s.failed || s.pos != pl.size) { /* the layout and the emission disagree: a bug, not bad input */
         free(buf);
         return kiln_error(&e->env, KILN_ERR_INTERNAL, "serialize: wrote %zu of %zu bytes", s.pos, pl.size);
     }
