@@ -29,6 +29,8 @@ if [ "${1:-}" = --pack ]; then
     for t in "$src"/tests/test_*; do [ -f "$t" ] && [ -x "$t" ] && cp "$t" "$dst/tests/"; done
     [ -x "$src/bench/bench_cuda" ] && cp "$src/bench/bench_cuda" "$dst/bench/"
     [ -f "$src/extra-libs.tar.xz" ] && cp "$src/extra-libs.tar.xz" "$dst/"
+    # the commit the build comes from, for reports made on the GPU machine
+    git describe --always --dirty --abbrev=10 >"$dst/COMMIT" 2>/dev/null || rm -f "$dst/COMMIT"
     strip "$dst"/tests/test_* "$dst"/bench/* 2>/dev/null
     # every test program embeds the same library and kernels: one xz stream with a 64 MiB
     # dictionary stores them about once (unpacked again below, on the GPU machine)

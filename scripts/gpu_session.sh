@@ -20,6 +20,7 @@ site=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 export LD_LIBRARY_PATH="$B/lib:$site/cudnn/lib:$site/cublas/lib:/usr/local/cuda/lib64:/tmp/kiln-extra-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p /tmp/kiln-extra-libs && tar -C /tmp/kiln-extra-libs -xJf "$B/extra-libs.tar.xz"
 "$B/bin/kiln" --version >/dev/null 2>&1 || "$B/bin/kiln" bench --help | head -3
+[ -f "$B/COMMIT" ] && export KILN_GIT_COMMIT="$(cat "$B/COMMIT") (packed build)"
 h=/tmp/kiln-harness
 rm -rf "$h"
 PYTHONUNBUFFERED=1 timeout $((SECS + 60)) python3 python/bench/run.py --kiln "$B/bin/kiln" --out "$h" \

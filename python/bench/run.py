@@ -139,7 +139,10 @@ def probe_env(args, child_env, say):
         if r is not None:
             env["kiln_bench_help"] = (r.stdout + r.stderr)[:8000]
     r = _quiet_run(["git", "-C", REPO, "describe", "--always", "--dirty", "--abbrev=10"])
-    env["kiln_git"] = r.stdout.strip() if r and r.returncode == 0 else None
+    # a build carried to another machine names the commit it was made from (gpu_check --pack
+    # writes it; gpu_session.sh exports it): that machine's checkout may be stale
+    env["kiln_git"] = (os.environ.get("KILN_GIT_COMMIT")
+                       or (r.stdout.strip() if r and r.returncode == 0 else None))
     return env
 
 
