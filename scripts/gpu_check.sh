@@ -28,6 +28,7 @@ if [ "${1:-}" = --pack ]; then
     rm -rf "$dst" && mkdir -p "$dst/tests" "$dst/bench" || exit 2
     for t in "$src"/tests/test_*; do [ -f "$t" ] && [ -x "$t" ] && cp "$t" "$dst/tests/"; done
     [ -x "$src/bench/bench_cuda" ] && cp "$src/bench/bench_cuda" "$dst/bench/"
+    [ -x "$src/bench/igemm_bench" ] && cp "$src/bench/igemm_bench" "$dst/bench/"
     [ -f "$src/extra-libs.tar.xz" ] && cp "$src/extra-libs.tar.xz" "$dst/"
     # the commit the build comes from, for reports made on the GPU machine
     git describe --always --dirty --abbrev=10 >"$dst/COMMIT" 2>/dev/null || rm -f "$dst/COMMIT"
