@@ -516,55 +516,47 @@ static void test_pools_fp16(kiln_builder *b) {
     kiln_engine_destroy(e);
 }
 
-/* kiln's implicit-GEMM kernel wherever it applies (KILN_CONV_IGEMM=only): every
- * convolution of these networks, within the float16 tolerance of the CPU's float32; a
- * reloaded plan runs the same kernels without the variable. */
-static void test_igemm_fp16(kiln_builder *b) {
-    setenv("KILN_CONV_IGEMM", "only", 1);
-    make_fn makes[3] = {make_igemm, make_block, make_stems};
-    const char *names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
-    int want[3] = {7, 3, 5}; /* every one-group convolution (stems: padded to 8 channels or transformed) */
+/* Three networks built with one convolution path forced (VAR=only: taken wherever it
+ * runs): each within the float16 tolerance of the CPU's float32, `want` convolutions on
+ * kernels named KERNEL* (exactly, or at least with at_least), and a reloaded plan running
+ * the same kernels without the variable (the plan's stored choice decides). */
+static void forced_path_cases(kiln_builder *b, const char *var, const char *kernel, const char *path,
+                              const make_fn *makes, const char *const *names, const int *want, bool at_least) {
+    setenv(var, "only", 1);
     for (int m = 0; m < 3; m++) {
         kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
         if (e) {
-            int n = count_kernels(e, "cuda.kiln_igemm_", "Convolution");
-            CHECK(n >= want[m], "%s: %d convolutions run kiln's implicit GEMM (want %d or more)", names[m], n, want[m]);
-            unsetenv("KILN_CONV_IGEMM");
+            int n = count_kernels(e, kernel, "Convolution");
+            CHECK(at_least ? n >= want[m] : n == want[m], "%s: %d convolutions run %s (want %s%d)", names[m], n, path,
+                  at_least ? "at least " : "", want[m]);
+            unsetenv(var);
             kiln_engine *re = th_reload(e, names[m]);
             CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", names[m]);
             kiln_engine_destroy(re);
-            setenv("KILN_CONV_IGEMM", "only", 1);
+            setenv(var, "only", 1);
         }
         kiln_engine_destroy(e);
     }
-    unsetenv("KILN_CONV_IGEMM");
+    unsetenv(var);
 }
 
-/* cuDNN's backend-API path (KILN_CONV_GRAPH=only: taken wherever it runs): convolutions
- * with bias, residual and ReLU fused (other activations after), the stems through
- * space-to-depth; a reloaded
- * plan runs the same engines. */
+/* kiln's implicit-GEMM kernel wherever it applies: every one-group convolution (stems:
+ * padded to 8 channels or transformed), split-K included (make_igemm's c6). */
+static void test_igemm_fp16(kiln_builder *b) {
+    const make_fn makes[3] = {make_igemm, make_block, make_stems};
+    const char *const names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
+    const int want[3] = {7, 3, 5};
+    forced_path_cases(b, "KILN_CONV_IGEMM", "cuda.kiln_igemm_", "kiln's implicit GEMM", makes, names, want, true);
+}
+
+/* cuDNN's backend-API path: every one-group convolution; bias, residual and ReLU fused, the
+ * other activations (the stems' sigmoid, make_igemm's SiLU, LeakyReLU, sigmoid) in a pass
+ * after the graph; the stems through space-to-depth. */
 static void test_graph_fp16(kiln_builder *b) {
-    setenv("KILN_CONV_GRAPH", "only", 1);
-    make_fn makes[3] = {make_block, make_stems, make_igemm};
-    const char *names[3] = {"fp16 graph block", "fp16 graph stems", "fp16 graph activations"};
-    /* every one-group convolution; ReLU fused, the other activations (the stems' sigmoid,
-     * the third network's SiLU, LeakyReLU, sigmoid) in a pass after the graph */
-    int want[3] = {3, 5, 7};
-    for (int m = 0; m < 3; m++) {
-        kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
-        if (e) {
-            int n = count_kernels(e, "cuda.cudnn_graph_eng", "Convolution");
-            CHECK(n == want[m], "%s: %d of %d convolutions run cuDNN's graph API", names[m], n, want[m]);
-            unsetenv("KILN_CONV_GRAPH");
-            kiln_engine *re = th_reload(e, names[m]);
-            CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", names[m]);
-            kiln_engine_destroy(re);
-            setenv("KILN_CONV_GRAPH", "only", 1);
-        }
-        kiln_engine_destroy(e);
-    }
-    unsetenv("KILN_CONV_GRAPH");
+    const make_fn makes[3] = {make_block, make_stems, make_igemm};
+    const char *const names[3] = {"fp16 graph block", "fp16 graph stems", "fp16 graph activations"};
+    const int want[3] = {3, 5, 7};
+    forced_path_cases(b, "KILN_CONV_GRAPH", "cuda.cudnn_graph_eng", "cuDNN's graph API", makes, names, want, false);
 }
 
 static void test_layers_fp16(kiln_builder *b) {

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 import kiln_models  # noqa: E402
+from peers.torch_peers import capture_graph  # noqa: E402  (the harness's capture)
 
 
 def main():
@@ -43,16 +44,7 @@ def main():
             model(x)
         torch.cuda.synchronize()
         return
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            model(x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        model(x)
-    torch.cuda.synchronize()
+    graph, _ = capture_graph(torch, model, x)
     for _ in range(50):
         graph.replay()
     torch.cuda.synchronize()

@@ -23,6 +23,22 @@ def torch_unavailable(env):
     return None
 
 
+def capture_graph(torch, model, x, warmup=3):
+    """Warm-up runs on a side stream (cuDNN algorithm search, lazy allocations), then the
+    forward captured once into a CUDA graph. Returns (graph, output tensor the replays fill)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            model(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(x)
+    torch.cuda.synchronize()
+    return graph, out
+
+
 def set_tf32(torch, enabled):
     """TF32 for cuDNN convolutions and cuBLAS matmuls. torch >= 2.9 has per-backend
     fp32_precision settings and warns about the old flags; older versions only have those."""
@@ -142,17 +158,7 @@ class TorchFP16Graph(PythonPeer):
         move_cached_tensors(model, device, torch.float16)
         static_x = x.to(device).half().contiguous(memory_format=torch.channels_last)
         t0 = time.perf_counter()
-        # Warm-up on a side stream before capture (cuDNN algorithm search, lazy allocations).
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                model(static_x)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = model(static_x)
-        torch.cuda.synchronize()
+        graph, static_out = capture_graph(torch, model, static_x)
         build_s = time.perf_counter() - t0
 
         def run():
