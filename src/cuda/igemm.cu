@@ -268,20 +268,25 @@ extern "C" void kcu_igemm_tile(int cfg, int *bm, int *bn) {
     *bn = ig_tiles[cfg][1];
 }
 
-extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
+/* The shapes the kernel indexes in 32 bits and can launch (checked by every run). */
+static bool ig_shape_ok(const kcu_igemm *p) {
     if (p->c % 8 || p->k % 8 || p->c <= 0 || p->k <= 0 || p->m <= 0) return false;
+    int64_t img = (int64_t)p->h * p->w * p->c, kg = (int64_t)p->kh * p->kw * p->c;
+    int64_t m = (int64_t)p->n * p->oh * p->ow;
+    /* m0 + a tile row stays below INT32_MAX; the narrowest tiles (32) set the grid's y */
+    return img < INT32_MAX && kg == p->kg && kg < INT32_MAX && m == p->m && m <= INT32_MAX - 256 &&
+           (p->k + 31) / 32 <= 65535;
+}
+
+/* At prepare: the shape, and a device of compute capability 8.0 or newer (cp.async). */
+extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 8) {
         (void)cudaGetLastError();
         return false;
     }
-    /* 32-bit index arithmetic inside an image and over the reduction */
-    int64_t img = (int64_t)p->h * p->w * p->c, kg = (int64_t)p->kh * p->kw * p->c;
-    int64_t m = (int64_t)p->n * p->oh * p->ow;
-    /* m0 + a tile row stays below INT32_MAX; the narrowest tiles (32) set the grid's y */
-    return img < INT32_MAX && kg == p->kg && kg < INT32_MAX && m == p->m && m <= INT32_MAX - 256 &&
-           (p->k + 31) / 32 <= 65535;
+    return ig_shape_ok(p);
 }
 
 /* One launch. Every launch raises the kernel's dynamic shared memory limit (above the
@@ -304,7 +309,7 @@ static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, cons
 
 extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
                                      const float *bias, const void *res, void *y, void *workspace) {
-    if (cfg < 0 || cfg >= IG_CONFIGS || !kcu_igemm_applies(p)) return cudaErrorInvalidValue;
+    if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(p)) return cudaErrorInvalidValue;
     int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1], z = ig_splits(p, cfg);
     if (z > 1 && !workspace) return cudaErrorInvalidValue;
     dim3 grid((unsigned)((p->m + bm - 1) / bm), (unsigned)((p->k + bn - 1) / bn), (unsigned)z);
