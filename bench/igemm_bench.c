@@ -40,6 +40,12 @@ int main(void) {
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     int status = 0;
+    unsigned *counters = NULL; /* split-K tile counters: zeroed once, left zero by the kernel */
+    if (cudaMalloc((void **)&counters, KCU_COUNTERS * sizeof(unsigned)) ||
+        cudaMemset(counters, 0, KCU_COUNTERS * sizeof(unsigned))) {
+        fprintf(stderr, "igemm_bench: out of device memory\n");
+        return 1;
+    }
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int *q = shapes[si];
         kcu_igemm p;
@@ -67,10 +73,10 @@ int main(void) {
             size_t need = kcu_igemm_workspace(&p, cfg), split = need / ((size_t)p.m * p.k * 4);
             if (need > wsb) continue;
             cudaError_t err = cudaSuccess;
-            for (int i = 0; i < 20 && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws);
+            for (int i = 0; i < 20 && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws, counters);
             const int iters = 200;
             cudaEventRecord(e0, 0);
-            for (int i = 0; i < iters && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws);
+            for (int i = 0; i < iters && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws, counters);
             cudaEventRecord(e1, 0);
             if (err == cudaSuccess) err = cudaEventSynchronize(e1);
             float ms = 0;
@@ -86,5 +92,6 @@ int main(void) {
         cudaFree(bias);
         cudaFree(ws);
     }
+    cudaFree(counters);
     return status;
 }

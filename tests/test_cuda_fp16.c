@@ -314,7 +314,8 @@ static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
 
 /* Shapes for kiln's implicit-GEMM kernel: 3x3, strided, dilated, asymmetric padding, 1x1,
  * channel counts that are and are not multiples of its tiles, sizes that leave partial
- * tiles, SiLU / LeakyReLU / sigmoid epilogues, bias or none, a residual before the act. */
+ * tiles, SiLU / LeakyReLU / sigmoid epilogues, bias or none, a residual before the act, and
+ * YOLOv5's bottleneck: a residual added after the SiLU (split-K and 1x1). */
 static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
     th_seed(seed);
     kiln_network *net = NULL;
@@ -338,7 +339,13 @@ static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
      * the output tiles leave the GPU idle, so the kernel splits the reduction (split-K) */
     kiln_tensor *c6a = c1 ? conv(net, c1, 24, 64, 1, 2, (const int64_t[4]){0, 0, 0, 0}, 1, true) : NULL;
     kiln_tensor *c6 = act(net, c6a ? conv(net, c6a, 64, 64, 3, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
-    bool ok = mark(net, r3, "r3") && mark(net, c4, "c4") && mark(net, c5, "c5") && mark(net, c6, "c6");
+    /* y = SiLU(conv(x)) + x: the add is fused into the convolution, after its activation */
+    kiln_tensor *c7a = act(net, c6 ? conv(net, c6, 64, 64, 3, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
+    kiln_tensor *c7 = c7a ? out0(kiln_network_add_elementwise(net, c7a, c6, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *c8a = act(net, c1 ? conv(net, c1, 24, 24, 1, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
+    kiln_tensor *c8 = c8a ? out0(kiln_network_add_elementwise(net, c1, c8a, KILN_ELT_ADD)) : NULL;
+    bool ok = mark(net, r3, "r3") && mark(net, c4, "c4") && mark(net, c5, "c5") && mark(net, c6, "c6") &&
+              mark(net, c7, "c7") && mark(net, c8, "c8");
     CHECK(ok, "igemm network: %s", kiln_last_error());
     return net;
 }
@@ -424,6 +431,16 @@ static int count_kernels(const kiln_engine *e, const char *part, const char *typ
         kiln_layer_info li;
         if (kiln_engine_layer_info(e, i, &li) != KILN_OK) continue;
         if (strstr(li.kernel, part) && (!type || !strcmp(li.type, type))) n++;
+    }
+    return n;
+}
+
+/* Layers whose fused epilogue is `fused` ("SiLU+Add"). */
+static int count_fused(const kiln_engine *e, const char *fused) {
+    int n = 0;
+    for (int i = 0; i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) == KILN_OK && !strcmp(li.fused, fused)) n++;
     }
     return n;
 }
@@ -545,7 +562,7 @@ static void forced_path_cases(kiln_builder *b, const char *var, const char *kern
 static void test_igemm_fp16(kiln_builder *b) {
     const make_fn makes[3] = {make_igemm, make_block, make_stems};
     const char *const names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
-    const int want[3] = {7, 3, 5};
+    const int want[3] = {9, 3, 5};
     forced_path_cases(b, "KILN_CONV_IGEMM", "cuda.kiln_igemm_", "kiln's implicit GEMM", makes, names, want, true);
 }
 
@@ -555,7 +572,7 @@ static void test_igemm_fp16(kiln_builder *b) {
 static void test_graph_fp16(kiln_builder *b) {
     const make_fn makes[3] = {make_block, make_stems, make_igemm};
     const char *const names[3] = {"fp16 graph block", "fp16 graph stems", "fp16 graph activations"};
-    const int want[3] = {3, 5, 7};
+    const int want[3] = {3, 5, 9};
     forced_path_cases(b, "KILN_CONV_GRAPH", "cuda.cudnn_graph_eng", "cuDNN's graph API", makes, names, want, false);
 }
 
@@ -569,6 +586,13 @@ static void test_layers_fp16(kiln_builder *b) {
         CHECK(count_kernels(e, "_f16", "Gemm") == 1, "fp16 block: the fully connected layer runs float16");
         CHECK(count_kernels(e, "cuda.reformat", "Reformat") >= 2, "fp16 block: reformats at the network's edges");
         CHECK(count_kernels(e, "", "Elementwise") == 0, "fp16 block: the residual add is fused into a convolution");
+    }
+    kiln_engine_destroy(e);
+
+    e = compare_case("fp16 igemm shapes, any path", b, make_igemm, true, FP16_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "", "Elementwise") == 0, "fp16 igemm shapes: every residual add is fused");
+        CHECK(count_fused(e, "SiLU+Add") == 2, "fp16 igemm shapes: two residuals added after the SiLU");
     }
     kiln_engine_destroy(e);
 
@@ -695,6 +719,12 @@ static void test_layers_fp32(kiln_builder *b) {
         CHECK(count_kernels(e, "_f16", NULL) == 0 && count_kernels(e, "reformat", NULL) == 0,
               "fp32 block: no float16 kernel, no reformat");
         CHECK(count_kernels(e, "", "Elementwise") == 0, "fp32 block: the residual add is fused into a convolution");
+    }
+    kiln_engine_destroy(e);
+    e = compare_case("fp32 igemm shapes", b, make_igemm, false, FP32_TOL);
+    if (e) {
+        CHECK(count_kernels(e, "", "Elementwise") == 0 && count_fused(e, "SiLU+Add") == 2,
+              "fp32 igemm shapes: residual adds fused, two after the SiLU");
     }
     kiln_engine_destroy(e);
     kiln_engine_destroy(compare_case("fp32 pointwise", b, make_pointwise, false, FP32_TOL));

@@ -110,6 +110,96 @@ static void case_no_fold_when_shared(void) {
     kiln_builder_destroy(b);
 }
 
+/* conv -> SiLU -> add(residual) (YOLOv5's bottleneck) becomes one layer, the residual added
+ * after the activation, with the same result on every CPU convolution path: 1x1 (packed
+ * GEMM), 3x3 (Winograd or packed), depthwise (direct, then the epilogue). `shared`: the
+ * activation's output is read twice, so nothing may be fused into the convolution's add. */
+static void case_residual_after_act(int k, int groups, int shared) {
+    const int n = 2, c = 8, hw = 7, p = k / 2, cg = c / groups;
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){n, c, hw, hw}));
+    kiln_tensor *r = kiln_network_add_input(net, "r", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){n, c, hw, hw}));
+    int64_t nw = (int64_t)c * cg * k * k;
+    float *w = th_rand_array(nw, -1, 1), *bias = th_rand_array(c, -1, 1);
+    kiln_conv_desc d = {.out_channels = c, .kernel = {k, k}, .pad_begin = {p, p}, .pad_end = {p, p}, .groups = groups};
+    kiln_layer *cv = kiln_network_add_convolution(net, x, &d, (kiln_weights){KILN_FLOAT32, w, nw},
+                                                  (kiln_weights){KILN_FLOAT32, bias, c});
+    kiln_layer *act = kiln_network_add_activation(net, kiln_layer_output(cv, 0), KILN_ACT_SILU, 0, 0);
+    kiln_layer *add = kiln_network_add_elementwise(net, kiln_layer_output(act, 0), r, KILN_ELT_ADD);
+    CHECK(cv && act && add, "layers: %s", kiln_last_error());
+    CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(add, 0)));
+    if (shared) CHECK_OK(kiln_network_mark_output(net, kiln_layer_output(act, 0)));
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    int want = shared ? 2 : 1;
+    CHECK(e && kiln_engine_num_layers(e) == want, "k%d g%d shared %d: %d layers run, want %d", k, groups, shared,
+          e ? kiln_engine_num_layers(e) : -1, want);
+    kiln_layer_info li;
+    if (e && kiln_engine_layer_info(e, 0, &li) == KILN_OK)
+        CHECK(!strcmp(li.type, "Convolution") && !strcmp(li.fused, shared ? "SiLU" : "SiLU+Add") &&
+                  li.nb_inputs == (shared ? 1 : 2),
+              "fused layer %s '%s' %d inputs", li.type, li.fused, li.nb_inputs);
+    int64_t vol = (int64_t)n * c * hw * hw;
+    float *in = th_rand_array(vol, -2, 2), *res = th_rand_array(vol, -1, 1), *out = malloc((size_t)vol * sizeof *out);
+    float *mid = malloc((size_t)vol * sizeof *mid);
+    double *ref = malloc((size_t)vol * sizeof *ref), *refmid = malloc((size_t)vol * sizeof *refmid);
+    memset(out, 0xFF, (size_t)vol * sizeof *out);
+    kiln_context *ctx;
+    CHECK_OK(kiln_context_create(e, &ctx));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, "r", res));
+    CHECK_OK(kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_layer_output(add, 0)), out));
+    if (shared) CHECK_OK(kiln_context_set_tensor_address(ctx, kiln_tensor_name(kiln_layer_output(act, 0)), mid));
+    CHECK_OK(kiln_context_execute(ctx));
+    for (int in_ = 0; in_ < n; in_++)
+        for (int co = 0; co < c; co++)
+            for (int oy = 0; oy < hw; oy++)
+                for (int ox = 0; ox < hw; ox++) {
+                    double acc = bias[co];
+                    int g0 = co / (c / groups) * cg;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy + ky - p, ix = ox + kx - p;
+                                if (iy < 0 || ix < 0 || iy >= hw || ix >= hw) continue;
+                                acc += (double)in[((in_ * c + g0 + ci) * hw + iy) * hw + ix] *
+                                       w[((co * cg + ci) * k + ky) * k + kx];
+                            }
+                    int64_t at = ((int64_t)(in_ * c + co) * hw + oy) * hw + ox;
+                    refmid[at] = acc / (1.0 + exp(-acc));
+                    ref[at] = refmid[at] + res[at];
+                }
+    th_check_close("conv+SiLU+residual", out, ref, vol, 1e-5);
+    if (shared) th_check_close("conv+SiLU (also an output)", mid, refmid, vol, 1e-5);
+    if (!shared && e) { /* the plan keeps where the residual goes (layer flag 16) */
+        kiln_engine *re = th_reload(e, "conv+SiLU+residual");
+        kiln_context *rc = NULL;
+        float *again = malloc((size_t)vol * sizeof *again);
+        if (re && kiln_engine_layer_info(re, 0, &li) == KILN_OK)
+            CHECK(!strcmp(li.fused, "SiLU+Add") && li.nb_inputs == 2, "reloaded: '%s', %d inputs", li.fused, li.nb_inputs);
+        if (re && kiln_context_create(re, &rc) == KILN_OK) {
+            CHECK_OK(kiln_context_set_tensor_address(rc, "x", in));
+            CHECK_OK(kiln_context_set_tensor_address(rc, "r", res));
+            CHECK_OK(kiln_context_set_tensor_address(rc, kiln_tensor_name(kiln_layer_output(add, 0)), again));
+            CHECK_OK(kiln_context_execute(rc));
+            CHECK(!memcmp(again, out, (size_t)vol * sizeof *out), "reloaded plan: the same outputs");
+        }
+        kiln_context_destroy(rc);
+        kiln_engine_destroy(re);
+        free(again);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(w), free(bias), free(in), free(res), free(out), free(mid), free(ref), free(refmid);
+}
+
 /* conv -> add(residual) -> relu becomes one layer on the CPU, with the same result */
 static void case_residual(void) {
     const int n = 1, c = 4, hw = 6;
@@ -431,6 +521,10 @@ static void case_formats(void) {
 
 int main(void) {
     case_residual();
+    case_residual_after_act(1, 1, 0);
+    case_residual_after_act(3, 1, 0);
+    case_residual_after_act(3, 8, 0);
+    case_residual_after_act(3, 1, 1);
     for (int order = 0; order < 2; order++) case_silu(order, 0);
     case_silu(0, 1);
     case_formats();

@@ -386,18 +386,36 @@ typedef struct epi_job {
     const float *r;
 } epi_job;
 
+static void add_range(float *y, const float *r, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += r[i];
+}
+
 static void epi_chunk(void *arg, int64_t b, int64_t e) {
     const epi_job *j = arg;
     float *y = j->y + b;
-    if (j->r) {
-        const float *r = j->r + b;
-        for (int64_t i = 0; i < e - b; i++) y[i] += r[i];
-    }
+    bool after = j->l->res_after_act;
+    if (j->r && !after) add_range(y, j->r + b, e - b);
     if (j->l->has_post_act) kcpu_act_range(&j->l->post_act, y, y, e - b);
+    if (j->r && after) add_range(y, j->r + b, e - b);
 }
 
 void kcpu_epilogue(const kiln_layer *l, float *y, const float *residual, kcpu_exec *x) {
     if (!residual && !l->has_post_act) return;
     epi_job j = {l, y, residual};
     kcpu_parallel_for(x, kiln_dims_volume(&l->outputs[0]->dims), 1 << 14, epi_chunk, &j);
+}
+
+typedef struct add_job {
+    float *y;
+    const float *r;
+} add_job;
+
+static void add_chunk(void *arg, int64_t b, int64_t e) {
+    const add_job *j = arg;
+    add_range(j->y + b, j->r + b, e - b);
+}
+
+void kcpu_add_residual(float *y, const float *residual, int64_t n, kcpu_exec *x) {
+    add_job j = {y, residual};
+    kcpu_parallel_for(x, n, 1 << 14, add_chunk, &j);
 }

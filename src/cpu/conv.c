@@ -659,22 +659,25 @@ static void dw_planes(void *arg, int64_t p0, int64_t p1) {
 static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
                             kcpu_exec *x) {
     const conv_state *s = state;
+    const float *res = l->nb_inputs > 1 ? in[1] : NULL;
+    /* a residual after the activation: the kernels fuse the activation, then one add pass */
+    const float *fused_res = l->res_after_act ? NULL : res;
     if (s->mode == CONV_WINOGRAD) {
-        kcpu_wino_run(s->wino, l, in[0], l->nb_inputs > 1 ? in[1] : NULL, out[0], x);
-        return KILN_OK;
-    }
-    if (s->packed) {
-        conv_packed(s, l, in[0], l->nb_inputs > 1 ? in[1] : NULL, out[0], x);
-        return KILN_OK;
-    }
-    if (s->mode == CONV_DEPTHWISE) {
-        dw_job j = {s, in[0], out[0]};
-        const conv_geom *g = &s->geo;
-        kcpu_parallel_for(x, g->n * g->k, grain_for(g->oh * g->ow * g->kh * g->kw), dw_planes, &j);
+        kcpu_wino_run(s->wino, l, in[0], fused_res, out[0], x);
+    } else if (s->packed) {
+        conv_packed(s, l, in[0], fused_res, out[0], x);
     } else {
-        conv_gemm(s, in[0], out[0], x);
+        if (s->mode == CONV_DEPTHWISE) {
+            dw_job j = {s, in[0], out[0]};
+            const conv_geom *g = &s->geo;
+            kcpu_parallel_for(x, g->n * g->k, grain_for(g->oh * g->ow * g->kh * g->kw), dw_planes, &j);
+        } else {
+            conv_gemm(s, in[0], out[0], x);
+        }
+        kcpu_epilogue(l, out[0], res, x); /* knows where the residual goes */
+        return KILN_OK;
     }
-    kcpu_epilogue(l, out[0], l->nb_inputs > 1 ? in[1] : NULL, x);
+    if (l->res_after_act && res) kcpu_add_residual(out[0], res, kiln_dims_volume(&l->outputs[0]->dims), x);
     return KILN_OK;
 }
 

@@ -77,8 +77,11 @@ KCPU_KERNEL(reformat);
 /* Applies an activation to n floats (out may be in). */
 void kcpu_act_range(const kg_act_params *p, const float *in, float *out, int64_t n);
 /* The epilogue of a layer with a fused residual and/or activation (kiln_layer
- * has_post_act, a convolution's inputs[1]): y = act(y + residual), in parallel. */
+ * has_post_act, a convolution's inputs[1]): y = act(y + residual), or act(y) + residual when
+ * l->res_after_act, in parallel. */
 void kcpu_epilogue(const kiln_layer *l, float *y, const float *residual, kcpu_exec *x);
+/* y[i] += residual[i] over n values (a residual added after a fused activation). */
+void kcpu_add_residual(float *y, const float *residual, int64_t n, kcpu_exec *x);
 
 /* Whether this backend's kernel for `producer` applies a fused activation `act`
  * (kiln_layer.has_post_act). */

@@ -54,6 +54,7 @@ static void bench_close(bench *bn) {
     if (bn->out) cudaFree(bn->out);
     if (bn->x.scratch) cudaFree(bn->x.scratch);
     if (bn->x.err) cudaFree(bn->x.err);
+    if (bn->x.counters) cudaFree(bn->x.counters);
     memset(bn, 0, sizeof *bn);
     (void)cudaGetLastError();
 }
@@ -79,7 +80,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
               cudaEventCreate(&bn->ev[0]) == cudaSuccess && cudaEventCreate(&bn->ev[1]) == cudaSuccess &&
               cudnnCreate(&bn->x.dnn) == CUDNN_STATUS_SUCCESS && cublasLtCreate(&bn->x.lt) == CUBLAS_STATUS_SUCCESS &&
               cudnnSetStream(bn->x.dnn, bn->x.stream) == CUDNN_STATUS_SUCCESS &&
-              bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err));
+              bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err)) &&
+              bench_alloc((void **)&bn->x.counters, KCU_COUNTERS * sizeof(unsigned));
     for (int i = 0; ok && i < l->nb_inputs && i < 4; i++)
         if (l->inputs[i]) ok = bench_alloc(&bn->in[i], kg_tensor_bytes(l->inputs[i]));
     if (ok) ok = bench_alloc(&bn->out, kg_tensor_bytes(l->outputs[0]));
@@ -669,6 +671,7 @@ typedef struct conv_state {
     int st;          /* storage type of input, output and residual: float32, or float16 */
     bool nhwc;       /* channels-last input and output; weights stored K, kh, kw, C/g */
     bool has_res;    /* inputs[1] is a residual added before the activation */
+    bool res_after;  /* ... after it (l->res_after_act): fused by kiln's kernel, a pass after the libraries' */
     const void *w;   /* weights in the storage type */
     const float *bias;   /* float32 bias: the layer's, zeros when it has none */
     const void *bias_st; /* the bias in the storage type (cuDNN's fused call, a GEMM epilogue) */
@@ -1128,7 +1131,7 @@ static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s,
     m->tf32 = b->tf32 && m->dt == CUDA_R_32F;
     int64_t hw = g->h * g->w;
     m->alpha = 1.0f;
-    m->beta = s->has_res ? 1.0f : 0.0f;
+    m->beta = s->has_res && !s->res_after ? 1.0f : 0.0f;
     kiln_status st;
     if (s->nhwc) {
         m->m = g->n * hw;
@@ -1249,6 +1252,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     s->st = sto;
     s->nhwc = nhwc;
     s->has_res = has_res;
+    s->res_after = has_res && l->res_after_act && l->has_post_act;
     size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
@@ -1306,7 +1310,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
      * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                         (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
-                        (int)(g.kh * g.kw * cin), s->has_act, s->act};
+                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
     bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&
@@ -1327,7 +1331,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     int graph_n = 0;
     if (graph_on) {
         kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res, s->has_bias, s->has_act && !s->cg_act_pass};
+                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass};
         if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
         (void)cudaGetLastError();
     }
@@ -1468,7 +1472,16 @@ static kiln_status conv_epilogue(const kiln_layer *l, const conv_state *s, const
     if (s->st == KILN_FLOAT32 && !res && !s->nhwc)
         KCU_CUDA(l, kcu_bias_act(x->stream, y, bias, s->n, s->k, s->inner, act));
     else
-        KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, bias, s->e_outer, s->k, s->e_inner, act));
+        KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, bias, s->e_outer, s->k, s->e_inner, act, s->res_after));
+    return KILN_OK;
+}
+
+/* After a library call that applied everything but `act` (NULL: nothing left) and the
+ * residual `res` (NULL: none left, or it came before the activation): one pass. */
+static kiln_status conv_finish(const kiln_layer *l, const conv_state *s, const kcu_exec *x, void *y, const void *res,
+                               const kcu_act *act) {
+    if (!act && !res) return KILN_OK;
+    KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, NULL, s->e_outer, s->k, s->e_inner, act, 1));
     return KILN_OK;
 }
 
@@ -1478,16 +1491,19 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     const float one = 1.0f, zero = 0.0f;
     const void *src = in[0];
     const void *res = s->has_res ? in[1] : NULL;
+    /* the residual the libraries add (before the activation), and the one left for after */
+    const void *res_in = s->res_after ? NULL : res, *res_post = s->res_after ? res : NULL;
     char *scr = x->scratch;
     kiln_status st;
     if (s->mode == CONV_GEMM) {
         const mm_state *m = s->gemm;
         if (s->gemm_nhwc) {
-            if ((st = mm_call(l, m, x, src, s->w, res, out[0])) != KILN_OK) return st;
+            if ((st = mm_call(l, m, x, src, s->w, res_in, out[0])) != KILN_OK) return st;
+            if (res_post) return conv_finish(l, s, x, out[0], res_post, m->act_pass ? &m->act : NULL);
             return m->act_pass ? mm_act(l, m, x, out[0], m->act) : KILN_OK;
         }
-        if ((st = mm_call(l, m, x, s->w, src, res, out[0])) != KILN_OK) return st;
-        return conv_epilogue(l, s, x, out[0], NULL);
+        if ((st = mm_call(l, m, x, s->w, src, res_in, out[0])) != KILN_OK) return st;
+        return conv_epilogue(l, s, x, out[0], res_post);
     }
     if (s->s2d) {
         void *buf = scr + s->buf_off;
@@ -1500,22 +1516,20 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     }
     if (s->mode == CONV_IGEMM) {
         KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, src, s->w, s->has_bias ? s->bias : NULL, res, out[0],
-                                  scr));
+                                  scr, x->counters));
         return KILN_OK;
     }
     if (s->mode == CONV_GRAPH) {
-        if ((st = kcu_cg_run(l, s->cg, x->dnn, src, s->w, res, s->bias_st, out[0], scr)) != KILN_OK) return st;
-        if (s->cg_act_pass)
-            KCU_CUDA(l, kcu_epilogue(x->stream, s->st, out[0], NULL, NULL, s->e_outer, s->k, s->e_inner, &s->act));
-        return KILN_OK;
+        if ((st = kcu_cg_run(l, s->cg, x->dnn, src, s->w, res_in, s->bias_st, out[0], scr)) != KILN_OK) return st;
+        return conv_finish(l, s, x, out[0], res_post, s->cg_act_pass ? &s->act : NULL);
     }
     if (s->mode == CONV_FUSED) {
         /* no residual: z = y with alpha2 = 0, cuDNN reads none */
         KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
-                                                         s->fused_ws ? scr : NULL, s->fused_ws, res ? &one : &zero,
-                                                         s->yd, res ? res : out[0], s->bd, s->bias_st, s->ad, s->yd,
-                                                         out[0]));
-        return KILN_OK;
+                                                         s->fused_ws ? scr : NULL, s->fused_ws, res_in ? &one : &zero,
+                                                         s->yd, res_in ? res_in : out[0], s->bd, s->bias_st, s->ad,
+                                                         s->yd, out[0]));
+        return conv_finish(l, s, x, out[0], res_post, NULL);
     }
     KCU_DNN(l, cudnnConvolutionForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fwd, s->ws ? scr : NULL, s->ws,
                                        &zero, s->yd, out[0]));

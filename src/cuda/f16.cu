@@ -113,16 +113,17 @@ extern "C" cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, cons
     return kcu_launched();
 }
 
-/* ---- convolution epilogue: y = act(y + bias[channel] + residual) ---- */
+/* ---- convolution epilogue: y = act(y + bias[channel] + residual), or the residual after ---- */
 
 template <typename T, bool ACT>
 __global__ void k_epilogue(int64_t total, T *y, const T *__restrict__ r, const float *__restrict__ bias,
-                           int64_t channels, int64_t inner, kcu_act a) {
+                           int64_t channels, int64_t inner, kcu_act a, bool after) {
     KCU_LOOP(i, total) {
         float v = kcu_ld(y, i);
         if (bias) v += bias[(i / inner) % channels];
-        if (r) v += kcu_ld(r, i);
+        if (r && !after) v += kcu_ld(r, i);
         if (ACT) v = kcu_act_apply(a.type, a.alpha, a.beta, v);
+        if (r && after) v += kcu_ld(r, i);
         kcu_st(y, i, v);
     }
 }
@@ -130,15 +131,14 @@ __global__ void k_epilogue(int64_t total, T *y, const T *__restrict__ r, const f
 /* Channels-last float16 with channels % 8 == 0: eight neighbours share a channel run. */
 template <bool ACT>
 __global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ r, const float *__restrict__ bias,
-                              int64_t channels, kcu_act a) {
+                              int64_t channels, kcu_act a, bool after) {
     KCU_LOOP(i, n8) {
         float f[8], g[8];
         kcu_ld8(y + 8 * i, f);
-        if (r) {
-            kcu_ld8(r + 8 * i, g);
+        if (r) kcu_ld8(r + 8 * i, g);
+        if (r && !after)
 #pragma unroll
             for (int k = 0; k < 8; k++) f[k] += g[k];
-        }
         if (bias) {
             int64_t c0 = (8 * i) % channels;
 #pragma unroll
@@ -147,36 +147,40 @@ __global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ 
         if (ACT)
 #pragma unroll
             for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);
+        if (r && after)
+#pragma unroll
+            for (int k = 0; k < 8; k++) f[k] += g[k];
         kcu_st8(y + 8 * i, f);
     }
 }
 
 template <typename T, bool ACT>
 static void launch_epilogue(cudaStream_t s, int64_t total, T *y, const T *r, const float *bias, int64_t channels,
-                            int64_t inner, kcu_act a) {
-    k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a);
+                            int64_t inner, kcu_act a, bool after) {
+    k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
 }
 
 template <bool ACT>
 static void launch_epilogue_h(cudaStream_t s, int64_t total, __half *y, const __half *r, const float *bias,
-                            int64_t channels, int64_t inner, kcu_act a) {
+                              int64_t channels, int64_t inner, kcu_act a, bool after) {
     if (inner == 1 && channels % 8 == 0 && ((uintptr_t)y | (uintptr_t)r) % 16 == 0)
-        k_epilogue_h8<ACT><<<kcu_blocks(total / 8), KCU_THREADS, 0, s>>>(total / 8, y, r, bias, channels, a);
+        k_epilogue_h8<ACT><<<kcu_blocks(total / 8), KCU_THREADS, 0, s>>>(total / 8, y, r, bias, channels, a, after);
     else
-        k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a);
+        k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
 }
 
 extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,
-                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act) {
+                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act, int res_after) {
     int64_t total = outer * channels * inner;
     if (total <= 0 || (!residual && !bias && !act)) return cudaSuccess;
     kcu_act a = act ? *act : kcu_act{0, 0.0f, 0.0f};
+    bool after = res_after != 0;
     if (st == KILN_FLOAT16) {
-        if (act) launch_epilogue_h<true>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a);
-        else launch_epilogue_h<false>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a);
+        if (act) launch_epilogue_h<true>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a, after);
+        else launch_epilogue_h<false>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a, after);
     } else if (st == KILN_FLOAT32) {
-        if (act) launch_epilogue<float, true>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a);
-        else launch_epilogue<float, false>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a);
+        if (act) launch_epilogue<float, true>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a, after);
+        else launch_epilogue<float, false>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a, after);
     } else {
         return cudaErrorInvalidValue;
     }

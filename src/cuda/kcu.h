@@ -143,10 +143,10 @@ cudaError_t kcu_unary_f16(cudaStream_t s, int op, int64_t n, const void *x, void
 cudaError_t kcu_reformat(cudaStream_t s, int from, int to, int64_t n, int64_t c, int64_t hw, int src_nhwc,
                          int dst_nhwc, const void *x, void *y);
 cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, const void *x, void *y, kcu_act act);
-/* y = act(y + bias[channel] + residual) over [outer, channels, inner]; residual, bias and
- * act may each be NULL. */
+/* y = act(y + bias[channel] + residual) over [outer, channels, inner], or with res_after
+ * act(y + bias[channel]) + residual; residual, bias and act may each be NULL. */
 cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias, int64_t outer,
-                         int64_t channels, int64_t inner, const kcu_act *act);
+                         int64_t channels, int64_t inner, const kcu_act *act, int res_after);
 /* float16 broadcast op: op is a float kiln_elementwise_op (arithmetic) or KCU_OP_PRELU. */
 cudaError_t kcu_binary_f16(cudaStream_t s, const kcu_bcast *p, int op, void *y, const void *a, const void *b,
                            const kcu_act *act);
@@ -180,20 +180,28 @@ cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int
 
 /* igemm.cu: kiln's implicit-GEMM convolution, float16 channels-last, one group; x is
  * [n, h, w, c], the weights [k, kh, kw, c], y and the residual [n, oh, ow, k]. kg = kh*kw*c,
- * m = n*oh*ow; act applies where has_act is set. */
+ * m = n*oh*ow; act applies where has_act is set, the residual before it, or after it with
+ * res_after. */
 typedef struct kcu_igemm {
     int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
     int m, kg;
     int has_act;
+    int res_after;
     kcu_act act;
 } kcu_igemm;
+/* Per-context device counters a kernel may use to coordinate its blocks (split-K: the last
+ * slice of a tile to finish sums the others). Zeroed when the context is created; every
+ * kernel leaves the ones it used at zero. Runs of one context are ordered on its stream,
+ * so its kernels share them. */
+#define KCU_COUNTERS 4096
 int kcu_igemm_configs(void);
 void kcu_igemm_tile(int cfg, int *bm, int *bn);
 int kcu_igemm_applies(const kcu_igemm *p);
 /* Scratch bytes a tile shape needs (split-K partial sums; 0 without a split). */
 size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
+/* counters: KCU_COUNTERS zeroed unsigned ints (used, and left zero, by a split run). */
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
-                          const void *res, void *y, void *workspace);
+                          const void *res, void *y, void *workspace, unsigned *counters);
 
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);

@@ -134,7 +134,8 @@ struct kiln_layer {
     kg_act_params post_act;
     bool removed; /* folded away: produces nothing, runs nothing */
     /* convolution: inputs[1] (when nb_inputs == 2) is a residual added after the bias and
-     * before post_act; set by the residual-fusion pass */
+     * before post_act, or after post_act when res_after_act; set by the residual passes */
+    bool res_after_act;
     bool weights_rewritten; /* a pass changed w[] (folding): not refittable */
     bool pin_fp32;          /* the config pins it to float32: the format pass leaves it logical */
     bool tf32_ok;           /* float32 only for range (FP16 build): TF32 math allowed; plan flag 8 */

@@ -165,6 +165,43 @@ kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count)
     return KILN_OK;
 }
 
+kiln_status kopt_fuse_residual_after_act(kiln_graph *g, const kopt_options *o, int *count) {
+    *count = 0;
+    if (!o || !o->can_fuse_residual) return KILN_OK;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *conv = g->layers[i];
+        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || !conv->has_post_act || conv->nb_inputs != 1 ||
+            !o->can_fuse_residual(conv))
+            continue;
+        kiln_layer *add = only_reader(g, conv->outputs[0]);
+        if (!add || add->type != KILN_LAYER_ELEMENTWISE || add->p.elt != KILN_ELT_ADD || add->has_post_act ||
+            add->nb_inputs != 2 || add->pin_fp32 != conv->pin_fp32)
+            continue;
+        int mine = add->inputs[0] == conv->outputs[0] ? 0 : 1;
+        kiln_tensor *res = add->inputs[1 - mine];
+        if (res == conv->outputs[0] || !kiln_dims_equal(&res->dims, &conv->outputs[0]->dims) ||
+            res->dtype != conv->outputs[0]->dtype)
+            continue;
+        kiln_tensor **ins = kiln_alloc(&g->env, 2 * sizeof *ins);
+        if (!ins) return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory fusing '%s'", add->name);
+        ins[0] = conv->inputs[0];
+        ins[1] = res;
+        kiln_free(&g->env, conv->inputs);
+        conv->inputs = ins;
+        conv->nb_inputs = 2;
+        conv->res_after_act = true;
+        /* as in kopt_fuse_residual: the convolution runs where the add ran */
+        int at = add->id;
+        absorb(conv, add);
+        g->layers[i] = add;
+        g->layers[at] = conv;
+        add->id = i;
+        conv->id = at;
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
 /* ---- element-wise ops with a constant operand as scales, and chains of scales ---- */
 
 /* The float32 values of a constant tensor (a live CONSTANT layer's output), or NULL. */
@@ -313,7 +350,7 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
 }
 
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
-    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0, scales = 0, merged = 0;
+    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0, scales = 0, merged = 0, after = 0;
     bool keep = o && o->keep_weights;
     kiln_status st = keep ? KILN_OK : kopt_elementwise_to_scale(g, &scales);
     if (st == KILN_OK && !keep) st = kopt_merge_scales(g, &merged);
@@ -321,11 +358,13 @@ kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
     if (st == KILN_OK) st = kopt_fuse_silu(g, &silu);
     if (st == KILN_OK) st = kopt_fuse_residual(g, o, &residual);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
+    if (st == KILN_OK) st = kopt_fuse_residual_after_act(g, o, &after);
     if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE,
                  "optimise: %d element-wise ops with a constant made scales, %d scales merged, %d scales folded into "
-                 "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused, %d reformats",
-                 scales, merged, folded, silu, residual, fused, reformats);
+                 "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused, %d residual adds "
+                 "fused after an activation, %d reformats",
+                 scales, merged, folded, silu, residual, fused, after, reformats);
     return st;
 }

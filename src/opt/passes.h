@@ -49,6 +49,11 @@ kiln_status kopt_fuse_silu(kiln_graph *g, int *count);
  * and whose other operand has the output's shape into the convolution as a residual
  * input (inputs[1]), when the backend supports it. */
 kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count);
+/* Folds an element-wise ADD that is the only reader of a convolution with a fused
+ * activation (y = act(conv(x)) + r, YOLOv5's bottleneck) into the convolution as a
+ * residual added after the activation (inputs[1], res_after_act), when the backend
+ * supports residuals. Runs after kopt_fuse_activation. */
+kiln_status kopt_fuse_residual_after_act(kiln_graph *g, const kopt_options *o, int *count);
 /* Gives every float tensor the storage type and layout its reader and writer want and
  * inserts KILN_LAYER_REFORMAT layers where they disagree; network inputs and outputs
  * keep their logical dtype, row-major. */

@@ -84,6 +84,15 @@ static const char *act_name(kiln_activation_type t) {
     return (unsigned)t < KILN_ACT_COUNT ? names[t] : "?";
 }
 
+/* The same, followed by the residual add (a convolution with res_after_act). */
+static const char *act_add_name(kiln_activation_type t) {
+    static const char *names[KILN_ACT_COUNT] = {
+        "Relu+Add",         "LeakyRelu+Add", "Sigmoid+Add", "Tanh+Add",      "Clip+Add",     "SiLU+Add",
+        "HardSigmoid+Add",  "HardSwish+Add", "GeluErf+Add", "GeluTanh+Add",  "Elu+Add",      "Selu+Add",
+        "Softplus+Add",     "Softsign+Add",  "ThresholdedRelu+Add", "Mish+Add"};
+    return (unsigned)t < KILN_ACT_COUNT ? names[t] : "?";
+}
+
 kiln_status kiln_engine_layer_info(const kiln_engine *e, int index, kiln_layer_info *info) {
     if (!e || !info) return kiln_error(e ? &e->env : NULL, KILN_ERR_INVALID_ARGUMENT, "layer info: %s is NULL", e ? "info" : "engine");
     int k = -1;
@@ -93,7 +102,9 @@ kiln_status kiln_engine_layer_info(const kiln_engine *e, int index, kiln_layer_i
         info->name = l->name;
         info->type = kiln_layer_type_name(l->type);
         info->kernel = e->backend->kernel_name ? e->backend->kernel_name(&e->nodes[n]) : info->type;
-        info->fused = l->has_post_act ? act_name(l->post_act.type) : "";
+        info->fused = !l->has_post_act ? ""
+                      : l->res_after_act ? act_add_name(l->post_act.type)
+                                         : act_name(l->post_act.type);
         info->precision = kg_storage(l->outputs[0]); /* what the kernel writes (float16 under FP16) */
         info->nb_inputs = l->nb_inputs;
         info->nb_outputs = l->nb_outputs;

@@ -14,7 +14,7 @@
 #include "runtime/config.h"
 
 #define PLAN_MAGIC "KILNPLAN"
-#define PLAN_VERSION 2u /* 2: the TACTICS section */
+#define PLAN_VERSION 3u /* 2: the TACTICS section; 3: layer flag 16 (residual after the activation) */
 #define PLAN_HEADER 64u
 #define MAX_NAME 4096
 
@@ -64,7 +64,8 @@ static void write_graph(kb_writer *w, const kiln_engine *e, kb_writer *weights) 
         for (int k = 0; k < l->nb_outputs; k++) kbw_u32(w, (uint32_t)l->outputs[k]->id);
         kbw_u32(w, (uint32_t)sizeof l->p);
         kbw_bytes(w, &l->p, sizeof l->p);
-        kbw_u8(w, (uint8_t)((l->has_post_act ? 1 : 0) | (l->weights_rewritten ? 2 : 0) | (node->skip ? 4 : 0) | (l->tf32_ok ? 8 : 0)));
+        kbw_u8(w, (uint8_t)((l->has_post_act ? 1 : 0) | (l->weights_rewritten ? 2 : 0) | (node->skip ? 4 : 0) | (l->tf32_ok ? 8 : 0) |
+                            (l->res_after_act ? 16 : 0)));
         kbw_u32(w, (uint32_t)l->post_act.type);
         kbw_f32(w, l->post_act.alpha);
         kbw_f32(w, l->post_act.beta);
@@ -385,6 +386,10 @@ static kiln_status read_graph(kiln_engine *e, kb_reader *r, kb_reader *wr) {
         l->weights_rewritten = (flags >> 1) & 1;
         e->nodes[i].skip = (flags >> 2) & 1;
         l->tf32_ok = (flags >> 3) & 1;
+        l->res_after_act = (flags >> 4) & 1;
+        if (flags & ~31u) return BAD("layer '%s' has unknown flags 0x%02x", name, flags);
+        if (l->res_after_act && (l->type != KILN_LAYER_CONVOLUTION || l->nb_inputs != 2 || !(flags & 1)))
+            return BAD("layer '%s' adds a residual after an activation it does not have", name);
         l->post_act.type = (kiln_activation_type)kbr_u32(r);
         l->post_act.alpha = kbr_f32(r);
         l->post_act.beta = kbr_f32(r);

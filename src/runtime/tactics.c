@@ -253,7 +253,7 @@ static void signature(kb_writer *w, const kiln_engine *e, const kiln_layer *l) {
     kbw_str(w, e->fingerprint);
     kbw_u32(w, e->flags);
     kbw_u32(w, (uint32_t)l->type);
-    kbw_u8(w, l->tf32_ok ? 1 : 0);
+    kbw_u8(w, (uint8_t)((l->tf32_ok ? 1 : 0) | (l->res_after_act ? 2 : 0)));
     kbw_bytes(w, &l->p, sizeof l->p);
     kbw_u32(w, l->has_post_act ? (uint32_t)l->post_act.type : UINT32_MAX);
     kbw_f32(w, l->has_post_act ? l->post_act.alpha : 0.0f);
