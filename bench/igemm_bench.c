@@ -40,12 +40,6 @@ int main(void) {
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     int status = 0;
-    unsigned *counters = NULL; /* split-K tile counters: zeroed once, left zero by the kernel */
-    if (cudaMalloc((void **)&counters, KCU_COUNTERS * sizeof(unsigned)) ||
-        cudaMemset(counters, 0, KCU_COUNTERS * sizeof(unsigned))) {
-        fprintf(stderr, "igemm_bench: out of device memory\n");
-        return 1;
-    }
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int *q = shapes[si];
         kcu_igemm p;
@@ -68,22 +62,22 @@ int main(void) {
         printf("n%d %dx%dx%d -> %d, %dx%d/%d: M %d, K %d, %.2f GFLOP, %.1f MB\n", p.n, p.h, p.w, p.c, p.k, p.kh, p.kw,
                p.sh, p.m, p.kg, flop / 1e9, bytes / 1e6);
         for (int cfg = 0; cfg < kcu_igemm_configs(); cfg++) {
-            int bm, bn;
-            kcu_igemm_tile(cfg, &bm, &bn);
-            size_t need = kcu_igemm_workspace(&p, cfg), split = need / ((size_t)p.m * p.k * 4);
+            int bm, bn, split;
+            kcu_igemm_tile(&p, cfg, &bm, &bn, &split);
+            size_t need = kcu_igemm_workspace(&p, cfg);
             if (need > wsb) continue;
             cudaError_t err = cudaSuccess;
-            for (int i = 0; i < 20 && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws, counters);
+            for (int i = 0; i < 20 && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws);
             const int iters = 200;
             cudaEventRecord(e0, 0);
-            for (int i = 0; i < iters && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws, counters);
+            for (int i = 0; i < iters && err == cudaSuccess; i++) err = kcu_igemm_run(0, cfg, &p, x, w, bias, NULL, y, ws);
             cudaEventRecord(e1, 0);
             if (err == cudaSuccess) err = cudaEventSynchronize(e1);
             float ms = 0;
             cudaEventElapsedTime(&ms, e0, e1);
             double us = ms * 1e3 / iters;
             if (err != cudaSuccess) status = 1;
-            printf("  %3dx%-3d split %2zu %8.2f us  %6.1f TFLOP/s  %6.0f GB/s  %s\n", bm, bn, split ? split : 1, us,
+            printf("  %3dx%-3d split %2d %8.2f us  %6.1f TFLOP/s  %6.0f GB/s  %s\n", bm, bn, split, us,
                    flop / us / 1e6, bytes / us / 1e3, cudaGetErrorString(err));
         }
         cudaFree(x);
@@ -92,6 +86,5 @@ int main(void) {
         cudaFree(bias);
         cudaFree(ws);
     }
-    cudaFree(counters);
     return status;
 }

@@ -564,6 +564,12 @@ static void test_igemm_fp16(kiln_builder *b) {
     const char *const names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
     const int want[3] = {9, 3, 5};
     forced_path_cases(b, "KILN_CONV_IGEMM", "cuda.kiln_igemm_", "kiln's implicit GEMM", makes, names, want, true);
+    /* make_igemm's c6 splits on every tile shape: the split-K names say so */
+    setenv("KILN_CONV_IGEMM", "only", 1);
+    kiln_engine *e = compare_case("fp16 igemm split-K", b, make_igemm, true, FP16_TOL);
+    if (e) CHECK(count_kernels(e, "_splitk", "Convolution") >= 1, "fp16 igemm: a split-K layer");
+    kiln_engine_destroy(e);
+    unsetenv("KILN_CONV_IGEMM");
 }
 
 /* cuDNN's backend-API path: every one-group convolution; bias, residual and ReLU fused, the

@@ -463,7 +463,6 @@ static void cu_ctx_destroy(const kiln_engine *e, kb_ctx *c, void *arena) {
         if (c->fault) cudaFreeHost(c->fault);
         if (c->amax) cudaFree(c->amax);
         if (c->x.err) cudaFree(c->x.err);
-        if (c->x.counters) cudaFree(c->x.counters);
         kiln_free(&e->env, c);
     }
     (void)cudaGetLastError();
@@ -524,14 +523,10 @@ static kiln_status cu_ctx_create(const kiln_engine *e, kb_ctx **out, void **aren
     ce = cudaMalloc((void **)&c->x.err, sizeof *c->x.err);
     if (ce != cudaSuccess) c->x.err = NULL;
     CTX_CALL(ce == cudaSuccess, "cudaMalloc (fault record)", cudaGetErrorString(ce));
-    ce = cudaMalloc((void **)&c->x.counters, KCU_COUNTERS * sizeof(unsigned));
-    if (ce != cudaSuccess) c->x.counters = NULL;
-    CTX_CALL(ce == cudaSuccess, "cudaMalloc (kernel counters)", cudaGetErrorString(ce));
     /* on the context's stream, not the legacy one (which another thread's capture forbids) */
     ce = cudaMemsetAsync(c->x.err, 0, sizeof *c->x.err, c->own);
-    if (ce == cudaSuccess) ce = cudaMemsetAsync(c->x.counters, 0, KCU_COUNTERS * sizeof(unsigned), c->own);
     if (ce == cudaSuccess) ce = cudaStreamSynchronize(c->own);
-    CTX_CALL(ce == cudaSuccess, "cudaMemset (fault record, counters)", cudaGetErrorString(ce));
+    CTX_CALL(ce == cudaSuccess, "cudaMemset (fault record)", cudaGetErrorString(ce));
     c->nb_ptrs = e->graph.nb_tensors;
     c->seen = kiln_calloc(env, (size_t)(c->nb_ptrs ? c->nb_ptrs : 1), sizeof(void *));
     c->graph_ptrs = kiln_calloc(env, (size_t)(c->nb_ptrs ? c->nb_ptrs : 1), sizeof(void *));

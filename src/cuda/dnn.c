@@ -54,7 +54,6 @@ static void bench_close(bench *bn) {
     if (bn->out) cudaFree(bn->out);
     if (bn->x.scratch) cudaFree(bn->x.scratch);
     if (bn->x.err) cudaFree(bn->x.err);
-    if (bn->x.counters) cudaFree(bn->x.counters);
     memset(bn, 0, sizeof *bn);
     (void)cudaGetLastError();
 }
@@ -80,8 +79,7 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
               cudaEventCreate(&bn->ev[0]) == cudaSuccess && cudaEventCreate(&bn->ev[1]) == cudaSuccess &&
               cudnnCreate(&bn->x.dnn) == CUDNN_STATUS_SUCCESS && cublasLtCreate(&bn->x.lt) == CUBLAS_STATUS_SUCCESS &&
               cudnnSetStream(bn->x.dnn, bn->x.stream) == CUDNN_STATUS_SUCCESS &&
-              bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err)) &&
-              bench_alloc((void **)&bn->x.counters, KCU_COUNTERS * sizeof(unsigned));
+              bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err));
     for (int i = 0; ok && i < l->nb_inputs && i < 4; i++)
         if (l->inputs[i]) ok = bench_alloc(&bn->in[i], kg_tensor_bytes(l->inputs[i]));
     if (ok) ok = bench_alloc(&bn->out, kg_tensor_bytes(l->outputs[0]));
@@ -1172,9 +1170,11 @@ static void conv_name(conv_state *s) {
     else if (s->mode == CONV_GRAPH)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_graph_eng%lld%s", (long long)s->cg_engine, fmt);
     else if (s->mode == CONV_IGEMM) {
-        int bm, bn;
-        kcu_igemm_tile(s->ig_cfg, &bm, &bn);
-        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_%dx%d%s", bm, bn, fmt);
+        int bm, bn, z;
+        kcu_igemm_tile(&s->ig, s->ig_cfg, &bm, &bn, &z);
+        char split[24] = "";
+        if (z > 1) snprintf(split, sizeof split, "_splitk%d", z);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_%dx%d%s%s", bm, bn, split, fmt);
     }
     else if (s->mode == CONV_FUSED)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
@@ -1516,7 +1516,7 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
     }
     if (s->mode == CONV_IGEMM) {
         KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, src, s->w, s->has_bias ? s->bias : NULL, res, out[0],
-                                  scr, x->counters));
+                                  scr));
         return KILN_OK;
     }
     if (s->mode == CONV_GRAPH) {

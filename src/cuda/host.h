@@ -35,7 +35,6 @@ typedef struct kcu_exec {
     cudnnHandle_t dnn;
     cublasLtHandle_t lt;
     void *scratch; /* the engine's scratch_bytes, 256-byte aligned */
-    unsigned *counters; /* KCU_COUNTERS zeroed counters, left zero by every kernel (kcu.h) */
     kcu_err *err;  /* device view of the context's fault record */
     int node;      /* index of the node being run (for faults) */
 } kcu_exec;

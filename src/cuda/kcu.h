@@ -189,19 +189,14 @@ typedef struct kcu_igemm {
     int res_after;
     kcu_act act;
 } kcu_igemm;
-/* Per-context device counters a kernel may use to coordinate its blocks (split-K: the last
- * slice of a tile to finish sums the others). Zeroed when the context is created; every
- * kernel leaves the ones it used at zero. Runs of one context are ordered on its stream,
- * so its kernels share them. */
-#define KCU_COUNTERS 4096
 int kcu_igemm_configs(void);
-void kcu_igemm_tile(int cfg, int *bm, int *bn);
+/* A configuration's tile shape and split-K slices for this shape. */
+void kcu_igemm_tile(const kcu_igemm *p, int cfg, int *bm, int *bn, int *splits);
 int kcu_igemm_applies(const kcu_igemm *p);
 /* Scratch bytes a tile shape needs (split-K partial sums; 0 without a split). */
 size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
-/* counters: KCU_COUNTERS zeroed unsigned ints (used, and left zero, by a split run). */
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
-                          const void *res, void *y, void *workspace, unsigned *counters);
+                          const void *res, void *y, void *workspace);
 
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
