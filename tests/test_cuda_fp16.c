@@ -238,6 +238,29 @@ static kiln_network *make_matmul(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Constants read by float16 point-wise layers (YOLOv5's anchor grids): stored as float16
+ * at build, no reformat at run time; one beyond float16's range stays float32. */
+static kiln_network *make_consts(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *a = kiln_network_add_input(net, "a", KILN_FLOAT32, kiln_dims_make(3, (int64_t[]){2, 6, 16}));
+    kiln_tensor *w = out0(kiln_network_add_constant(net, kiln_dims_make(2, (int64_t[]){16, 16}), wts(rnd(256, -0.3f, 0.3f), 256)));
+    kiln_tensor *m = w ? out0(kiln_network_add_matmul(net, a, w)) : NULL;
+    kiln_tensor *g = out0(kiln_network_add_constant(net, kiln_dims_make(3, (int64_t[]){2, 6, 16}), wts(rnd(192, -4, 4), 192)));
+    kiln_tensor *k = out0(kiln_network_add_constant(net, kiln_dims_make(3, (int64_t[]){1, 6, 16}), wts(rnd(96, 0.5f, 2), 96)));
+    kiln_tensor *s1 = m && g ? out0(kiln_network_add_elementwise(net, m, g, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *s2 = s1 && k ? out0(kiln_network_add_elementwise(net, s1, k, KILN_ELT_MUL)) : NULL;
+    float *big = (float *)rnd(96, -1, 1); /* the test's own pool array */
+    big[7] = 1e6f;
+    kiln_tensor *h = out0(kiln_network_add_constant(net, kiln_dims_make(3, (int64_t[]){1, 6, 16}), wts(big, 96)));
+    kiln_tensor *s3 = s2 && h ? out0(kiln_network_add_elementwise(net, s2, h, KILN_ELT_MUL)) : NULL;
+    kiln_tensor *s4 = s3 ? out0(kiln_network_add_elementwise(net, s3, h, KILN_ELT_DIV)) : NULL;
+    bool ok = mark(net, s2, "s2") && mark(net, s4, "s4");
+    CHECK(ok, "constants network: %s", kiln_last_error());
+    return net;
+}
+
 /* Values beyond float16's range in the middle: a convolution with huge weights (outputs in
  * the tens of thousands), then one that scales them back down. */
 static kiln_network *make_overflow(kiln_builder *b, unsigned seed) {
@@ -599,6 +622,16 @@ static void test_layers_fp16(kiln_builder *b) {
     if (e) {
         CHECK(count_kernels(e, "", "Elementwise") == 0, "fp16 igemm shapes: every residual add is fused");
         CHECK(count_fused(e, "SiLU+Add") == 2, "fp16 igemm shapes: two residuals added after the SiLU");
+    }
+    kiln_engine_destroy(e);
+
+    e = compare_case("fp16 constants", b, make_consts, true, FP16_TOL);
+    if (e) {
+        /* a's reformat in, s2's out, s4's out, and the big constant's (its readers stay
+         * float16 only if the range check lets them: then the reformat stays) */
+        int ref = count_kernels(e, "", "Reformat");
+        CHECK(ref <= 4, "fp16 constants: %d reformats run (the grids' are folded into the constants)", ref);
+        CHECK(count_kernels(e, "_f16", "Elementwise") >= 2, "fp16 constants: the point-wise layers run float16");
     }
     kiln_engine_destroy(e);
 

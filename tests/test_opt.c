@@ -413,6 +413,56 @@ static void case_elementwise_scales(void) {
         free(rc);
 }
 
+/* YOLOv5's box decode: (x * 2) ^ 2, then + c per channel: the Pow becomes the scale's power
+ * and merges into the Mul's scale (one layer); the add after it is a scale of its own (a
+ * powered scale ends a chain); 2 ^ x (not a power of x) stays element-wise. */
+static void case_pow_scales(void) {
+    enum { N = 2, C = 3, HW = 4, VOL = N * C * HW * HW };
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){N, C, HW, HW}));
+    float two = 2.0f, two2 = 2.0f, two3 = 2.0f, *c = th_rand_array(C, -1, 1);
+    kiln_tensor *t = out0(kiln_network_add_elementwise(net, x, constant(net, 0, NULL, &two), KILN_ELT_MUL));
+    t = t ? out0(kiln_network_add_elementwise(net, t, constant(net, 0, NULL, &two2), KILN_ELT_POW)) : NULL;
+    kiln_tensor *y = t ? out0(kiln_network_add_elementwise(net, t, constant(net, 4, (int64_t[]){1, C, 1, 1}, c), KILN_ELT_ADD))
+                       : NULL;
+    kiln_tensor *z = out0(kiln_network_add_elementwise(net, constant(net, 0, NULL, &two3), x, KILN_ELT_POW));
+    bool ok = y && z && kiln_tensor_set_name(y, "y") == KILN_OK && kiln_tensor_set_name(z, "z") == KILN_OK &&
+              kiln_network_mark_output(net, y) == KILN_OK && kiln_network_mark_output(net, z) == KILN_OK;
+    CHECK(ok, "pow network: %s", kiln_last_error());
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    kiln_engine *e = NULL;
+    if (ok) CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(count_type(e, "Scale") == 2 && count_type(e, "Elementwise") == 1,
+          "pow scales: %d scales (want 2), %d element-wise (want 1)", count_type(e, "Scale"), count_type(e, "Elementwise"));
+    float *in = th_rand_array(VOL, -2, 2), *oy = malloc(VOL * sizeof *oy), *oz = malloc(VOL * sizeof *oz);
+    double *ry = malloc(VOL * sizeof *ry), *rz = malloc(VOL * sizeof *rz);
+    kiln_context *ctx = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &ctx));
+    if (ctx && th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "y", oy));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "z", oz));
+        CHECK_OK(kiln_context_execute(ctx));
+        for (int i = 0; i < VOL; i++) {
+            ry[i] = 4.0 * in[i] * in[i] + c[i / (HW * HW) % C];
+            rz[i] = pow(2.0, in[i]);
+        }
+        th_check_close("pow scales: (2x)^2 + c", oy, ry, VOL, 1e-5);
+        th_check_close("pow scales: 2^x", oz, rz, VOL, 1e-5);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(c), free(in), free(oy), free(oz), free(ry), free(rz);
+}
+
 /* A constant read by two element-wise layers stays a constant: both stay element-wise, and a
  * refit of it reaches both (a scale holding a copy would go stale). */
 static void case_shared_constant(void) {
@@ -525,6 +575,7 @@ int main(void) {
     case_residual_after_act(3, 1, 0);
     case_residual_after_act(3, 8, 0);
     case_residual_after_act(3, 1, 1);
+    case_pow_scales();
     for (int order = 0; order < 2; order++) case_silu(order, 0);
     case_silu(0, 1);
     case_formats();

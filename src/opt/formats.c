@@ -3,6 +3,7 @@
  * Each layer, in execution order, says what it wants; its outputs get that, and any input
  * that arrived otherwise goes through a REFORMAT layer inserted just before it (one per
  * tensor and target, shared by all readers). Network inputs and outputs stay logical. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,6 +58,57 @@ static kiln_tensor *reformat_of(fmt_ctx *c, kiln_tensor *t, int storage, int for
     c->before[(size_t)for_layer * KILN_MAX_DIMS + (size_t)k] = r;
     c->count++;
     return r->outputs[0];
+}
+
+/* A float32 constant whose every reader is a reformat to float16 row-major becomes a
+ * float16 constant (the backend converts its values once, at build) and those reformats go:
+ * they would convert the same values on every run. Not where a value would overflow
+ * float16, nor in a refittable engine (new values could). */
+static int fold_constant_reformats(kiln_graph *g, const kopt_options *o) {
+    int folded = 0;
+    if (o->keep_weights) return 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *c = g->layers[i];
+        if (c->removed || c->type != KILN_LAYER_CONSTANT || c->nb_outputs != 1) continue;
+        kiln_tensor *t = c->outputs[0];
+        const kiln_weights *w = &c->w[0];
+        if (t->is_output || t->dtype != KILN_FLOAT32 || kg_storage(t) != KILN_FLOAT32 || t->format != KG_FORMAT_LINEAR ||
+            w->dtype != KILN_FLOAT32 || w->count != kiln_dims_volume(&t->dims))
+            continue;
+        int readers = 0;
+        bool ok = true;
+        for (int k = 0; ok && k < g->nb_layers; k++) {
+            const kiln_layer *r = g->layers[k];
+            if (r->removed) continue;
+            for (int j = 0; ok && j < r->nb_inputs; j++) {
+                if (r->inputs[j] != t) continue;
+                readers++;
+                ok = r->type == KILN_LAYER_REFORMAT && kg_storage(r->outputs[0]) == KILN_FLOAT16 &&
+                     r->outputs[0]->format == KG_FORMAT_LINEAR && !r->outputs[0]->is_output;
+            }
+        }
+        const float *v = w->values;
+        for (int64_t k = 0; ok && k < w->count; k++) ok = !(fabsf(v[k]) > 65504.0f) || isinf(v[k]);
+        if (!ok || !readers) continue;
+        t->storage = KILN_FLOAT16;
+        for (int k = 0; k < g->nb_layers; k++) {
+            kiln_layer *r = g->layers[k];
+            if (r->removed || r->type != KILN_LAYER_REFORMAT || r->inputs[0] != t) continue;
+            kiln_tensor *gone = r->outputs[0];
+            for (int m = 0; m < g->nb_layers; m++) {
+                kiln_layer *u = g->layers[m];
+                if (u->removed) continue;
+                for (int j = 0; j < u->nb_inputs; j++)
+                    if (u->inputs[j] == gone) u->inputs[j] = t;
+            }
+            gone->producer = NULL;
+            r->removed = true;
+            r->nb_inputs = 0;
+            r->nb_outputs = 0;
+            folded++;
+        }
+    }
+    return folded;
 }
 
 kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inserted) {
@@ -164,7 +216,7 @@ kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inser
     }
     memcpy(g->layers, order, (size_t)total * sizeof *order);
     for (int i = 0; i < total; i++) g->layers[i]->id = i;
-    *inserted = c.count;
+    *inserted = c.count - fold_constant_reformats(g, o);
     goto done;
 oom:
     st = kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory assigning tensor formats");

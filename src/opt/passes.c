@@ -256,7 +256,7 @@ kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count) {
     for (int i = 0; i < g->nb_layers; i++) {
         kiln_layer *l = g->layers[i];
         if (l->removed || l->type != KILN_LAYER_ELEMENTWISE || l->has_post_act || l->nb_inputs != 2 ||
-            l->p.elt > KILN_ELT_DIV)
+            (l->p.elt > KILN_ELT_DIV && l->p.elt != KILN_ELT_POW))
             continue;
         int ci = constant_values(l->inputs[1]) ? 1 : constant_values(l->inputs[0]) ? 0 : -1;
         /* the constant's values move into the scale: only when nothing else reads them (a
@@ -272,9 +272,27 @@ kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count) {
             for (int64_t k = 0; ok && k < per; k++) ok = c[k] != 0.0f && isfinite(c[k]) && isfinite(1.0f / c[k]);
             if (!ok) continue;
         }
+        if (op == KILN_ELT_POW) { /* x ^ c: a scale's power (c ^ x is not one) */
+            bool ok = ci == 1;
+            for (int64_t k = 0; ok && k < per; k++) ok = isfinite(c[k]);
+            if (!ok) continue;
+        }
+        float *pw = NULL;
+        if (op == KILN_ELT_POW) {
+            pw = kiln_alloc(&g->env, (size_t)per * sizeof(float));
+            if (!pw) return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory rewriting '%s'", l->name);
+            memcpy(pw, c, (size_t)per * sizeof(float));
+        }
         float *shift = NULL, *scale = NULL;
         kiln_status st = set_scale_weights(g, l, per, &shift, &scale);
-        if (st != KILN_OK) return st;
+        if (st != KILN_OK) {
+            kiln_free(&g->env, pw);
+            return st;
+        }
+        if (pw) {
+            l->w[2] = (kiln_weights){KILN_FLOAT32, pw, per};
+            l->w_owned[2] = true;
+        }
         for (int64_t k = 0; k < per; k++) {
             switch (op) {
             case KILN_ELT_ADD: shift[k] = c[k]; break;
@@ -283,6 +301,7 @@ kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count) {
                 else scale[k] = -1.0f, shift[k] = c[k];
                 break;
             case KILN_ELT_MUL: scale[k] = c[k]; break;
+            case KILN_ELT_POW: break; /* the power alone */
             default: scale[k] = 1.0f / c[k]; break; /* x / c as x * (1/c) */
             }
         }
@@ -311,6 +330,14 @@ static bool affine_scale(const kiln_layer *l) {
            !l->has_post_act && (!l->w[0].count || weight_f32(&l->w[0])) && (!l->w[1].count || weight_f32(&l->w[1]));
 }
 
+/* The same with a float32 power: it can end a merged chain, (x a + b) ^ p. */
+static bool powered_scale(const kiln_layer *l) {
+    if (l->removed || l->type != KILN_LAYER_SCALE || !l->w[2].count || !weight_f32(&l->w[2])) return false;
+    kiln_layer probe = *l;
+    probe.w[2].count = 0;
+    return affine_scale(&probe);
+}
+
 kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
     *count = 0;
     for (int i = 0; i < g->nb_layers; i++) {
@@ -318,22 +345,30 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
         if (!affine_scale(a)) continue;
         for (;;) {
             kiln_layer *b = only_reader(g, a->outputs[0]);
-            if (!b || !affine_scale(b) || b->pin_fp32 != a->pin_fp32) break;
+            bool powered = b && powered_scale(b);
+            if (!b || !(affine_scale(b) || powered) || b->pin_fp32 != a->pin_fp32) break;
             bool channel = a->p.scale.mode == KILN_SCALE_CHANNEL || b->p.scale.mode == KILN_SCALE_CHANNEL;
             int64_t n = channel ? a->outputs[0]->dims.d[1] : 1;
             float *t = kiln_alloc(&g->env, (size_t)n * sizeof(float)), *s = kiln_alloc(&g->env, (size_t)n * sizeof(float));
-            if (!t || !s) {
+            float *p = powered ? kiln_alloc(&g->env, (size_t)n * sizeof(float)) : NULL;
+            if (!t || !s || (powered && !p)) {
                 kiln_free(&g->env, t);
                 kiln_free(&g->env, s);
+                kiln_free(&g->env, p);
                 return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory merging '%s' into '%s'", b->name,
                                   a->name);
             }
-            /* (x a1 + b1) a2 + b2 = x (a1 a2) + (b1 a2 + b2) */
+            /* ((x a1 + b1) a2 + b2) ^ p = (x (a1 a2) + (b1 a2 + b2)) ^ p */
             for (int64_t k = 0; k < n; k++) {
                 float a1 = scale_at(&a->w[1], k, 1.0f), b1 = scale_at(&a->w[0], k, 0.0f);
                 float a2 = scale_at(&b->w[1], k, 1.0f), b2 = scale_at(&b->w[0], k, 0.0f);
                 s[k] = a1 * a2;
                 t[k] = b1 * a2 + b2;
+                if (p) p[k] = scale_at(&b->w[2], k, 1.0f);
+            }
+            if (p) { /* a scale with a power ends the chain */
+                a->w[2] = (kiln_weights){KILN_FLOAT32, p, n};
+                a->w_owned[2] = true;
             }
             for (int k = 0; k < 2; k++)
                 if (a->w_owned[k]) kiln_free(&g->env, (void *)a->w[k].values);
@@ -344,6 +379,7 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
             a->weights_rewritten = true;
             absorb(a, b);
             (*count)++;
+            if (powered) break;
         }
     }
     return KILN_OK;

@@ -29,12 +29,14 @@ int kopt_consumers(const kiln_graph *g, const kiln_tensor *t);
  * convolution's output into the convolution's weights and bias. Returns the number of
  * layers folded through *count. */
 kiln_status kopt_fold_scale_into_conv(kiln_graph *g, int *count);
-/* Rewrites an element-wise ADD, SUB, MUL or DIV of a float32 tensor and a constant that is
- * one value or one per channel (axis 1) as a SCALE layer (x / c becomes x * (1/c), c - x
- * becomes x * -1 + c), so the scale passes below can merge and fold it. */
+/* Rewrites an element-wise ADD, SUB, MUL, DIV or POW of a float32 tensor and a constant
+ * that is one value or one per channel (axis 1) as a SCALE layer (x / c becomes x * (1/c),
+ * c - x becomes x * -1 + c, x ^ c a scale with power c), so the scale passes below can
+ * merge and fold it. */
 kiln_status kopt_elementwise_to_scale(kiln_graph *g, int *count);
-/* Merges a chain of uniform/per-channel scales without power, each the only reader of the
- * one before, into its first layer: (x a1 + b1) a2 + b2 = x a1 a2 + (b1 a2 + b2). */
+/* Merges a chain of uniform/per-channel scales, each the only reader of the one before, into
+ * its first layer: (x a1 + b1) a2 + b2 = x a1 a2 + (b1 a2 + b2); a scale with a power ends
+ * the chain ((x a1 + b1) a2 + b2) ^ p. */
 kiln_status kopt_merge_scales(kiln_graph *g, int *count);
 /* Moves an activation that is the only reader of a convolution or gemm output into that
  * layer (l->has_post_act) when the backend supports it. */
