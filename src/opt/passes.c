@@ -131,16 +131,21 @@ kiln_status kopt_fuse_silu(kiln_graph *g, int *count) {
     return KILN_OK;
 }
 
-kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count) {
+/* Both residual passes: a convolution without (after == false) or with a fused activation
+ * takes the add that is the only reader of its output as a second input, added before or
+ * after that activation. */
+static kiln_status fuse_residuals(kiln_graph *g, const kopt_options *o, bool after, int *count) {
     *count = 0;
     if (!o || !o->can_fuse_residual) return KILN_OK;
     for (int i = 0; i < g->nb_layers; i++) {
         kiln_layer *conv = g->layers[i];
-        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || conv->has_post_act || conv->nb_inputs != 1 ||
-            !o->can_fuse_residual(conv))
+        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || conv->has_post_act != after ||
+            conv->nb_inputs != 1 || !o->can_fuse_residual(conv))
             continue;
         kiln_layer *add = only_reader(g, conv->outputs[0]);
-        if (!add || add->type != KILN_LAYER_ELEMENTWISE || add->p.elt != KILN_ELT_ADD) continue;
+        if (!add || add->type != KILN_LAYER_ELEMENTWISE || add->p.elt != KILN_ELT_ADD || add->has_post_act ||
+            add->nb_inputs != 2 || add->pin_fp32 != conv->pin_fp32)
+            continue;
         int mine = add->inputs[0] == conv->outputs[0] ? 0 : 1;
         kiln_tensor *res = add->inputs[1 - mine];
         if (res == conv->outputs[0] || !kiln_dims_equal(&res->dims, &conv->outputs[0]->dims) ||
@@ -154,6 +159,7 @@ kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count)
         kiln_free(&g->env, conv->inputs);
         conv->inputs = ins;
         conv->nb_inputs = 2;
+        conv->res_after_act = after;
         int at = add->id;
         absorb(conv, add);
         g->layers[i] = add;
@@ -165,41 +171,12 @@ kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count)
     return KILN_OK;
 }
 
+kiln_status kopt_fuse_residual(kiln_graph *g, const kopt_options *o, int *count) {
+    return fuse_residuals(g, o, false, count);
+}
+
 kiln_status kopt_fuse_residual_after_act(kiln_graph *g, const kopt_options *o, int *count) {
-    *count = 0;
-    if (!o || !o->can_fuse_residual) return KILN_OK;
-    for (int i = 0; i < g->nb_layers; i++) {
-        kiln_layer *conv = g->layers[i];
-        if (conv->removed || conv->type != KILN_LAYER_CONVOLUTION || !conv->has_post_act || conv->nb_inputs != 1 ||
-            !o->can_fuse_residual(conv))
-            continue;
-        kiln_layer *add = only_reader(g, conv->outputs[0]);
-        if (!add || add->type != KILN_LAYER_ELEMENTWISE || add->p.elt != KILN_ELT_ADD || add->has_post_act ||
-            add->nb_inputs != 2 || add->pin_fp32 != conv->pin_fp32)
-            continue;
-        int mine = add->inputs[0] == conv->outputs[0] ? 0 : 1;
-        kiln_tensor *res = add->inputs[1 - mine];
-        if (res == conv->outputs[0] || !kiln_dims_equal(&res->dims, &conv->outputs[0]->dims) ||
-            res->dtype != conv->outputs[0]->dtype)
-            continue;
-        kiln_tensor **ins = kiln_alloc(&g->env, 2 * sizeof *ins);
-        if (!ins) return kiln_error(&g->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory fusing '%s'", add->name);
-        ins[0] = conv->inputs[0];
-        ins[1] = res;
-        kiln_free(&g->env, conv->inputs);
-        conv->inputs = ins;
-        conv->nb_inputs = 2;
-        conv->res_after_act = true;
-        /* as in kopt_fuse_residual: the convolution runs where the add ran */
-        int at = add->id;
-        absorb(conv, add);
-        g->layers[i] = add;
-        g->layers[at] = conv;
-        add->id = i;
-        conv->id = at;
-        (*count)++;
-    }
-    return KILN_OK;
+    return fuse_residuals(g, o, true, count);
 }
 
 /* ---- element-wise ops with a constant operand as scales, and chains of scales ---- */
