@@ -8,8 +8,9 @@
  * in the padding. Tiles of BM x BN outputs per block of 4 warps (2 x 2), BK = 64 along the
  * reduction, a 4-stage cp.async pipeline, ldmatrix into mma.sync m16n8k16 (float16 inputs,
  * float32 accumulation), and the epilogue y = act(acc + bias + residual) (or the residual
- * after the activation) rounded once to float16. Shared-memory rows are 128 bytes; 16-byte chunks are XOR-swizzled so that the 8
- * rows one ldmatrix reads fall in 8 different bank groups. Where the output tiles alone
+ * after the activation) rounded once to float16. Shared-memory rows are 128 bytes; 16-byte
+ * chunks are XOR-swizzled so that the 8 rows one ldmatrix reads fall in 8 different bank
+ * groups. Where the output tiles alone
  * leave SMs idle (batch 1, small maps, long reductions) the reduction is split over
  * blockIdx.z (split-K): float32 partial sums in scratch, then a reduce kernel runs the
  * epilogue (reducing in the kernel instead, by the last slice of each output tile to finish,
@@ -65,6 +66,11 @@ template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, flo
     if (ACT == IG_SILU) return v / (1.0f + __expf(-v));
     if (ACT == IG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
     return v;
+}
+
+/* v (the sum with its bias) with residual r added before or after the activation. */
+template <int ACT> __device__ __forceinline__ float ig_out(const kcu_igemm &p, float v, float r) {
+    return p.res_after ? ig_act<ACT>(p.act, v) + r : ig_act<ACT>(p.act, v + r);
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -204,9 +210,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
                 }
                 float v0 = acc[i][j][2 * h] + b0, v1 = acc[i][j][2 * h + 1] + b1;
                 float2 r = res ? __half22float2(*reinterpret_cast<const __half2 *>(res + at)) : make_float2(0.0f, 0.0f);
-                v0 = ig_act<ACT>(p.act, v0 + (p.res_after ? 0.0f : r.x)) + (p.res_after ? r.x : 0.0f);
-                v1 = ig_act<ACT>(p.act, v1 + (p.res_after ? 0.0f : r.y)) + (p.res_after ? r.y : 0.0f);
-                *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(v0, v1);
+                *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(ig_out<ACT>(p, v0, r.x), ig_out<ACT>(p, v1, r.y));
             }
     }
 #endif
@@ -227,9 +231,7 @@ __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict_
             v1 += q.y;
         }
         float2 r = res ? __half22float2(*reinterpret_cast<const __half2 *>(res + at)) : make_float2(0.0f, 0.0f);
-        v0 = ig_act<ACT>(p.act, v0 + (p.res_after ? 0.0f : r.x)) + (p.res_after ? r.x : 0.0f);
-        v1 = ig_act<ACT>(p.act, v1 + (p.res_after ? 0.0f : r.y)) + (p.res_after ? r.y : 0.0f);
-        *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(v0, v1);
+        *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(ig_out<ACT>(p, v0, r.x), ig_out<ACT>(p, v1, r.y));
     }
 }
 
