@@ -373,6 +373,24 @@ static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Output channel counts that are not multiples of 8 (YOLOv5's 255-channel heads): kiln's
+ * implicit GEMM stores those one element at a time, its split-K reduction too. */
+static kiln_network *make_igemm_odd(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 9, 10));
+    kiln_tensor *c1 = conv(net, x, 16, 13, 3, 1, NULL, 1, true);                              /* bias only */
+    kiln_tensor *c2a = act(net, conv(net, x, 16, 13, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *c2 = c1 && c2a ? out0(kiln_network_add_elementwise(net, c2a, c1, KILN_ELT_ADD)) : NULL;
+    /* 2 x 3 x 3 outputs, 3x3 over 64 channels: a split reduction, 21 channels */
+    kiln_tensor *c3a = conv(net, x, 16, 64, 3, 3, (const int64_t[4]){0, 0, 0, 0}, 1, true);
+    kiln_tensor *c3 = act(net, c3a ? conv(net, c3a, 64, 21, 3, 1, NULL, 1, true) : NULL, KILN_ACT_SIGMOID);
+    bool ok = mark(net, c2, "c2") && mark(net, c3, "c3");
+    CHECK(ok, "igemm odd network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -591,6 +609,14 @@ static void test_igemm_fp16(kiln_builder *b) {
     setenv("KILN_CONV_IGEMM", "only", 1);
     kiln_engine *e = compare_case("fp16 igemm split-K", b, make_igemm, true, FP16_TOL);
     if (e) CHECK(count_kernels(e, "_splitk", "Convolution") >= 1, "fp16 igemm: a split-K layer");
+    kiln_engine_destroy(e);
+    e = compare_case("fp16 igemm odd channels", b, make_igemm_odd, true, FP16_TOL);
+    if (e) {
+        int n = count_kernels(e, "cuda.kiln_igemm_", "Convolution");
+        CHECK(n == 4, "fp16 igemm odd channels: %d of 4 convolutions run kiln's implicit GEMM", n);
+        CHECK(count_kernels(e, "_splitk", "Convolution") >= 1, "fp16 igemm odd channels: a split-K layer");
+        CHECK(count_kernels(e, "", "Elementwise") == 0, "fp16 igemm odd channels: the residual add is fused");
+    }
     kiln_engine_destroy(e);
     unsetenv("KILN_CONV_IGEMM");
 }

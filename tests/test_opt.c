@@ -463,6 +463,85 @@ static void case_pow_scales(void) {
     free(c), free(in), free(oy), free(oz), free(ry), free(rz);
 }
 
+/* YOLOv5's head: a 1x1 convolution, a reshape splitting its channels, a transpose moving
+ * them last, then a sigmoid: the sigmoid moves into the convolution. `shared`: the
+ * transpose's output is a network output too, so it must keep the values before the
+ * sigmoid and nothing moves. */
+static void case_hoist_activation(int shared) {
+    enum { N = 2, A = 3, P = 2, C = A * P, H = 3, W = 4, CI = 5, VOL = N * C * H * W };
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){N, CI, H, W}));
+    float *w = th_rand_array(C * CI, -1, 1), *bias = th_rand_array(C, -1, 1);
+    kiln_conv_desc d = {.out_channels = C, .kernel = {1, 1}, .groups = 1};
+    kiln_layer *cv = kiln_network_add_convolution(net, x, &d, (kiln_weights){KILN_FLOAT32, w, C * CI},
+                                                  (kiln_weights){KILN_FLOAT32, bias, C});
+    kiln_dims five = kiln_dims_make(5, (int64_t[]){N, A, P, H, W});
+    kiln_layer *rs = cv ? kiln_network_add_reshape(net, kiln_layer_output(cv, 0), five, 0) : NULL;
+    kiln_layer *tr = rs ? kiln_network_add_transpose(net, kiln_layer_output(rs, 0), 5, (int64_t[]){0, 1, 3, 4, 2}) : NULL;
+    kiln_layer *sg = tr ? kiln_network_add_activation(net, kiln_layer_output(tr, 0), KILN_ACT_SIGMOID, 0, 0) : NULL;
+    CHECK(sg, "hoist network: %s", kiln_last_error());
+    if (!sg) {
+        kiln_network_destroy(net);
+        kiln_builder_destroy(b);
+        free(w), free(bias);
+        return;
+    }
+    kiln_tensor *y = kiln_layer_output(sg, 0), *t = kiln_layer_output(tr, 0);
+    CHECK_OK(kiln_tensor_set_name(y, "y"));
+    CHECK_OK(kiln_network_mark_output(net, y));
+    if (shared) {
+        CHECK_OK(kiln_tensor_set_name(t, "t"));
+        CHECK_OK(kiln_network_mark_output(net, t));
+    }
+    kiln_config *cfg;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    kiln_engine *e = NULL;
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    CHECK(count_type(e, "Activation") == (shared ? 1 : 0), "hoist shared %d: %d activations left", shared,
+          count_type(e, "Activation"));
+    for (int i = 0; e && i < kiln_engine_num_layers(e); i++) {
+        kiln_layer_info li;
+        if (kiln_engine_layer_info(e, i, &li) == KILN_OK && !strcmp(li.type, "Convolution"))
+            CHECK(!strcmp(li.fused, shared ? "" : "Sigmoid"),
+                  "hoist shared %d: the convolution fuses '%s'", shared, li.fused);
+    }
+    float *in = th_rand_array(N * CI * H * W, -2, 2), *oy = malloc(VOL * sizeof *oy), *ot = malloc(VOL * sizeof *ot);
+    double *ry = malloc(VOL * sizeof *ry), *rt = malloc(VOL * sizeof *rt);
+    kiln_context *ctx = NULL;
+    if (e) CHECK_OK(kiln_context_create(e, &ctx));
+    if (ctx && th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+    if (ctx) {
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "x", in));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, "y", oy));
+        if (shared) CHECK_OK(kiln_context_set_tensor_address(ctx, "t", ot));
+        CHECK_OK(kiln_context_execute(ctx));
+        /* y[n, a, h, w, p] = sigmoid(conv[n, a * P + p, h, w]) */
+        for (int n = 0; n < N; n++)
+            for (int a = 0; a < A; a++)
+                for (int h = 0; h < H; h++)
+                    for (int ww = 0; ww < W; ww++)
+                        for (int p = 0; p < P; p++) {
+                            int co = a * P + p;
+                            double acc = bias[co];
+                            for (int ci = 0; ci < CI; ci++) acc += (double)w[co * CI + ci] * in[((n * CI + ci) * H + h) * W + ww];
+                            int at = (((n * A + a) * H + h) * W + ww) * P + p;
+                            rt[at] = acc;
+                            ry[at] = 1.0 / (1.0 + exp(-acc));
+                        }
+        th_check_close("hoisted sigmoid", oy, ry, VOL, th_test_device() == KILN_DEVICE_CUDA ? 1e-4 : 1e-5);
+        if (shared) th_check_close("transpose before the sigmoid", ot, rt, VOL, 1e-4);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    free(w), free(bias), free(in), free(oy), free(ot), free(ry), free(rt);
+}
+
 /* A constant read by two element-wise layers stays a constant: both stay element-wise, and a
  * refit of it reaches both (a scale holding a copy would go stale). */
 static void case_shared_constant(void) {
@@ -576,6 +655,8 @@ int main(void) {
     case_residual_after_act(3, 8, 0);
     case_residual_after_act(3, 1, 1);
     case_pow_scales();
+    case_hoist_activation(0);
+    case_hoist_activation(1);
     for (int order = 0; order < 2; order++) case_silu(order, 0);
     case_silu(0, 1);
     case_formats();

@@ -1310,7 +1310,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
      * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                         (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
-                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act};
+                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
     bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&

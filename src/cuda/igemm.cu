@@ -90,8 +90,9 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
     constexpr int RS = IG_THREADS / CH;                                   /* rows loaded per pass */
     constexpr int A_CH = BM / RS, B_CH = BN / RS;                         /* chunks a thread loads */
     extern __shared__ __align__(128) __half ig_shared[];
-    __half(*sa)[BM * IG_BK] = reinterpret_cast<__half(*)[BM * IG_BK]>(ig_shared);
-    __half(*sb)[BN * IG_BK] = reinterpret_cast<__half(*)[BN * IG_BK]>(ig_shared + IG_STAGES * BM * IG_BK);
+    /* stage s: its A tile, then its B tile (a short reduction allocates only the stages it uses) */
+    auto sa = [&](int st) { return ig_shared + st * (BM + BN) * IG_BK; };
+    auto sb = [&](int st) { return ig_shared + st * (BM + BN) * IG_BK + BM * IG_BK; };
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 1, wn = warp & 1;
@@ -136,13 +137,13 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             int ih = a_ih[i] + r * p.dh, iw = a_iw[i] + s * p.dw;
             bool in = kin && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w;
             const __half *src = in ? a_img[i] + ((int64_t)ih * p.w + iw) * C + c : x;
-            ig_cp16(ig_smem(&sa[stage][ig_off(row, kc)]), src, in ? 16 : 0);
+            ig_cp16(ig_smem(sa(stage) + ig_off(row, kc)), src, in ? 16 : 0);
         }
         #pragma unroll
         for (int i = 0; i < B_CH; i++) {
             int row = tid / CH + i * RS;
             bool in = kin && b_ok[i];
-            ig_cp16(ig_smem(&sb[stage][ig_off(row, kc)]), in ? b_row[i] + k : wt, in ? 16 : 0);
+            ig_cp16(ig_smem(sb(stage) + ig_off(row, kc)), in ? b_row[i] + k : wt, in ? 16 : 0);
         }
     };
 
@@ -166,7 +167,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         int next = kt + IG_STAGES - 1;
         if (next < ktiles) load(next % IG_STAGES, kt0 + next);
         ig_commit();
-        const __half *ta = sa[kt % IG_STAGES], *tb = sb[kt % IG_STAGES];
+        const __half *ta = sa(kt % IG_STAGES), *tb = sb(kt % IG_STAGES);
         #pragma unroll
         for (int kk = 0; kk < IG_BK / 16; kk++) {
             unsigned af[MI][4], bf[NI][2];
@@ -188,55 +189,136 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         }
     }
     ig_wait<0>();
+    __syncthreads(); /* every warp is done with the pipeline's shared memory */
 
-    /* epilogue: lane (g, t) holds rows g and g + 8, columns 2t and 2t + 1 of each tile */
+    /* epilogue, in two steps. First the float32 sums go to shared memory (rows of BN + 8
+     * floats: the 8 rows one instruction writes fall in different banks); lane (g, t) holds
+     * rows g and g + 8, columns 2t and 2t + 1 of each m16 x n8 tile. */
+    constexpr int LD = BN + 8;
+    float *st = reinterpret_cast<float *>(ig_shared);
     const int g = lane >> 2, t4 = lane & 3;
     #pragma unroll
-    for (int j = 0; j < NI; j++) {
-        int n = n0 + wn * (BN / 2) + j * 8 + t4 * 2;
-        if (n >= p.k) continue; /* K is a multiple of 8: n < K means n + 1 < K too */
-        float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;
+    for (int i = 0; i < MI; i++)
         #pragma unroll
-        for (int i = 0; i < MI; i++)
+        for (int j = 0; j < NI; j++)
             #pragma unroll
             for (int h = 0; h < 2; h++) {
-                int m = m0 + wm * (BM / 2) + i * 16 + g + h * 8;
-                if (m >= M) continue;
-                int64_t at = (int64_t)m * p.k + n;
-                if (part) {
-                    *reinterpret_cast<float2 *>(part + (int64_t)blockIdx.z * M * p.k + at) =
-                        make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                int row = wm * (BM / 2) + i * 16 + g + h * 8, col = wn * (BN / 2) + j * 8 + t4 * 2;
+                *reinterpret_cast<float2 *>(st + row * LD + col) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+            }
+    __syncthreads();
+    /* Then each thread takes runs of 8 channels of one output row: bias, residual and
+     * activation, and one 16-byte store (32 bytes of partial sums under split-K), so a
+     * warp writes whole rows; a channel count not a multiple of 8 goes one element at a time. */
+    float *pz = part ? part + (int64_t)blockIdx.z * M * p.k : nullptr;
+    const bool vec = p.vec;
+    for (int q = tid; q < BM * BN / 8; q += IG_THREADS) {
+        int row = q / (BN / 8), col = (q % (BN / 8)) * 8;
+        int m = m0 + row, n = n0 + col;
+        if (m >= M || n >= p.k) continue;
+        const float *sv = st + row * LD + col;
+        int64_t at = (int64_t)m * p.k + n;
+        if (vec) {
+            float v[8];
+            *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(sv);
+            *reinterpret_cast<float4 *>(v + 4) = *reinterpret_cast<const float4 *>(sv + 4);
+            if (pz) {
+                *reinterpret_cast<float4 *>(pz + at) = *reinterpret_cast<const float4 *>(v);
+                *reinterpret_cast<float4 *>(pz + at + 4) = *reinterpret_cast<const float4 *>(v + 4);
+                continue;
+            }
+            if (bias) {
+                float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
+                v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
+                v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
+            }
+            float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            if (res) {
+                uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
+                const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float2 f = __half22float2(rh[e]);
+                    r[2 * e] = f.x;
+                    r[2 * e + 1] = f.y;
+                }
+            }
+            uint4 out;
+            __half2 *oh = reinterpret_cast<__half2 *>(&out);
+            #pragma unroll
+            for (int e = 0; e < 4; e++)
+                oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
+            *reinterpret_cast<uint4 *>(y + at) = out;
+        } else {
+            for (int e = 0; e < 8 && n + e < p.k; e++) {
+                float v = sv[e];
+                if (pz) {
+                    pz[at + e] = v;
                     continue;
                 }
-                float v0 = acc[i][j][2 * h] + b0, v1 = acc[i][j][2 * h + 1] + b1;
-                float2 r = res ? __half22float2(*reinterpret_cast<const __half2 *>(res + at)) : make_float2(0.0f, 0.0f);
-                *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(ig_out<ACT>(p, v0, r.x), ig_out<ACT>(p, v1, r.y));
+                if (bias) v += bias[n + e];
+                float r = res ? __half2float(res[at + e]) : 0.0f;
+                y[at + e] = __float2half_rn(ig_out<ACT>(p, v, r));
             }
+        }
     }
 #endif
 }
 
-/* Sums split-K partials, then the epilogue: two channels a thread. */
+/* Sums split-K partials, then the epilogue: eight channels a thread (one where p.vec is
+ * off: a channel count not a multiple of 8, or unaligned tensors). */
 template <int ACT>
 __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict__ part, const float *__restrict__ bias,
                                const __half *__restrict__ res, __half *__restrict__ y) {
-    const int64_t total = (int64_t)p.m * p.k / 2, slice = (int64_t)p.m * p.k;
-    KCU_LOOP(i, total) {
-        int64_t at = 2 * i;
-        int n = (int)(at % p.k);
-        float v0 = bias ? bias[n] : 0.0f, v1 = bias ? bias[n + 1] : 0.0f;
-        for (int z = 0; z < splits; z++) {
-            float2 q = *reinterpret_cast<const float2 *>(part + z * slice + at);
-            v0 += q.x;
-            v1 += q.y;
+    const int64_t slice = (int64_t)p.m * p.k;
+    if (!p.vec) {
+        KCU_LOOP(at, slice) {
+            int n = (int)(at % p.k);
+            float v = bias ? bias[n] : 0.0f;
+            for (int z = 0; z < splits; z++) v += part[z * slice + at];
+            float r = res ? __half2float(res[at]) : 0.0f;
+            y[at] = __float2half_rn(ig_out<ACT>(p, v, r));
         }
-        float2 r = res ? __half22float2(*reinterpret_cast<const __half2 *>(res + at)) : make_float2(0.0f, 0.0f);
-        *reinterpret_cast<__half2 *>(y + at) = __floats2half2_rn(ig_out<ACT>(p, v0, r.x), ig_out<ACT>(p, v1, r.y));
+        return;
+    }
+    KCU_LOOP(i, slice / 8) {
+        int64_t at = 8 * i;
+        int n = (int)(at % p.k);
+        float v[8];
+        if (bias) {
+            *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(bias + n);
+            *reinterpret_cast<float4 *>(v + 4) = *reinterpret_cast<const float4 *>(bias + n + 4);
+        } else {
+            for (int e = 0; e < 8; e++) v[e] = 0.0f;
+        }
+        for (int z = 0; z < splits; z++) {
+            float4 a = *reinterpret_cast<const float4 *>(part + z * slice + at);
+            float4 b = *reinterpret_cast<const float4 *>(part + z * slice + at + 4);
+            v[0] += a.x, v[1] += a.y, v[2] += a.z, v[3] += a.w;
+            v[4] += b.x, v[5] += b.y, v[6] += b.z, v[7] += b.w;
+        }
+        float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (res) {
+            uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
+            const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float2 f = __half22float2(rh[e]);
+                r[2 * e] = f.x;
+                r[2 * e + 1] = f.y;
+            }
+        }
+        uint4 out;
+        __half2 *oh = reinterpret_cast<__half2 *>(&out);
+        #pragma unroll
+        for (int e = 0; e < 4; e++)
+            oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
+        *reinterpret_cast<uint4 *>(y + at) = out;
     }
 }
 
 /* Tile shapes, in the order configurations are numbered (stored in plans: append only). */
-static const int ig_tiles[][2] = {{64, 64}, {128, 64}, {64, 128}, {128, 128}, {32, 64}, {64, 32}, {32, 32}};
+static const int ig_tiles[][2] = {{64, 64}, {128, 64}, {64, 128}, {128, 128}, {32, 64}, {64, 32}, {32, 32}, {128, 32}};
 #define IG_CONFIGS ((int)(sizeof ig_tiles / sizeof ig_tiles[0]))
 
 extern "C" int kcu_igemm_configs(void) { return IG_CONFIGS; }
@@ -269,7 +351,7 @@ extern "C" void kcu_igemm_tile(const kcu_igemm *p, int cfg, int *bm, int *bn, in
 
 /* The shapes the kernel indexes in 32 bits and can launch (checked by every run). */
 static bool ig_shape_ok(const kcu_igemm *p) {
-    if (p->c % 8 || p->k % 8 || p->c <= 0 || p->k <= 0 || p->m <= 0) return false;
+    if (p->c % 8 || p->c <= 0 || p->k <= 0 || p->m <= 0) return false;
     int64_t img = (int64_t)p->h * p->w * p->c, kg = (int64_t)p->kh * p->kw * p->c;
     int64_t m = (int64_t)p->n * p->oh * p->ow;
     /* m0 + a tile row stays below INT32_MAX; the narrowest tiles (32) set the grid's y */
@@ -290,25 +372,34 @@ extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
 
 /* One launch. Every launch raises the kernel's dynamic shared memory limit (above the
  * default 48 KB) for the current device: a host-side attribute, allowed while a stream is
- * captured, and right after a device reset too. */
+ * captured, and right after a device reset too. A slice of fewer than IG_STAGES reduction
+ * tiles touches only that many stages: the launch asks for those (more blocks fit an SM),
+ * or for the epilogue's float32 tile where that is larger. */
 template <int BM, int BN, int ACT>
 static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, const __half *x, const __half *w,
                              const float *bias, const __half *res, __half *y, float *part) {
-    const int smem = IG_SMEM(BM, BN);
-    cudaError_t e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    int kt = (p->kg + IG_BK - 1) / IG_BK, per = (kt + (int)grid.z - 1) / (int)grid.z;
+    int stages = per < IG_STAGES ? per : IG_STAGES;
+    int smem = stages * (BM + BN) * IG_BK * 2, tile = BM * (BN + 8) * 4;
+    if (smem < tile) smem = tile;
+    cudaError_t e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, IG_SMEM(BM, BN));
     if (e != cudaSuccess) return e;
     k_igemm<BM, BN, ACT><<<grid, IG_THREADS, smem, s>>>(*p, x, w, bias, res, y, grid.z > 1 ? part : NULL);
     if (grid.z > 1) {
         if ((e = cudaGetLastError()) != cudaSuccess) return e;
-        k_igemm_reduce<ACT><<<kcu_blocks((int64_t)p->m * p->k / 2), KCU_THREADS, 0, s>>>(*p, (int)grid.z, part, bias,
-                                                                                       res, y);
+        int64_t n = (int64_t)p->m * p->k / (p->vec ? 8 : 1);
+        k_igemm_reduce<ACT><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(*p, (int)grid.z, part, bias, res, y);
     }
     return kcu_launched();
 }
 
-extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
+extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *shape, const void *x, const void *w,
                                      const float *bias, const void *res, void *y, void *workspace) {
-    if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(p)) return cudaErrorInvalidValue;
+    if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(shape)) return cudaErrorInvalidValue;
+    /* 16-byte stores and loads of 8 channels where the rows allow (bias buffers are aligned) */
+    kcu_igemm q = *shape;
+    q.vec = q.k % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)workspace) % 16 == 0;
+    const kcu_igemm *p = &q;
     int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1], z = ig_splits(p, cfg);
     if (z > 1 && !workspace) return cudaErrorInvalidValue;
     dim3 grid((unsigned)((p->m + bm - 1) / bm), (unsigned)((p->k + bn - 1) / bn), (unsigned)z);
@@ -333,7 +424,8 @@ extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p
     case 3: IG_LAUNCH(128, 128);
     case 4: IG_LAUNCH(32, 64);
     case 5: IG_LAUNCH(64, 32);
-    default: IG_LAUNCH(32, 32);
+    case 6: IG_LAUNCH(32, 32);
+    default: IG_LAUNCH(128, 32);
     }
 #undef IG_LAUNCH
 }

@@ -96,6 +96,7 @@ typedef struct kcu_resize {
     int64_t out[KCU_RS_RANK];
     int64_t off[KCU_RS_RANK], woff[KCU_RS_RANK];
     int interp[KCU_RS_RANK];
+    int64_t inner; /* nearest: the last axis in memory, when unchanged (0: resized) */
     const int64_t *idx;
     const float *wt;
 } kcu_resize;
@@ -188,6 +189,7 @@ typedef struct kcu_igemm {
     int has_act;
     int res_after;
     kcu_act act;
+    int vec; /* set by kcu_igemm_run: 8 channels a memory access */
 } kcu_igemm;
 int kcu_igemm_configs(void);
 /* A configuration's tile shape and split-K slices for this shape. */

@@ -675,6 +675,7 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
             tw[wo + x] = wt;
         }
         r->interp[k] = linear && !identity;
+        if (k == rank - 1) r->inner = !linear && identity ? m : 0;
         io += 2 * m;
         wo += m;
         stride *= n;

@@ -107,6 +107,36 @@ kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *coun
     return KILN_OK;
 }
 
+kiln_status kopt_hoist_activation(kiln_graph *g, const kopt_options *o, int *count) {
+    *count = 0;
+    if (!o || !o->can_fuse_act) return KILN_OK;
+    for (int i = 0; i < g->nb_layers; i++) {
+        kiln_layer *act = g->layers[i];
+        if (act->removed || act->type != KILN_LAYER_ACTIVATION || act->nb_inputs != 1) continue;
+        /* walk up the chain of data movement to the layer that computed the values */
+        kiln_layer *last = act->inputs[0]->producer, *m = last, *p = NULL;
+        while (m && !m->removed && (m->type == KILN_LAYER_SHUFFLE || m->type == KILN_LAYER_TRANSPOSE) &&
+               m->nb_inputs == 1 && m->nb_outputs == 1 && only_reader(g, m->outputs[0]) &&
+               m->outputs[0]->dtype == act->outputs[0]->dtype) {
+            kiln_layer *up = m->inputs[0]->producer;
+            if (up && !up->removed && only_reader(g, up->outputs[0]) == m &&
+                (up->type == KILN_LAYER_CONVOLUTION || up->type == KILN_LAYER_GEMM)) {
+                p = up;
+                break;
+            }
+            m = up;
+        }
+        if (!p || p == last || p->has_post_act || p->nb_outputs != 1 || p->pin_fp32 != act->pin_fp32 ||
+            !o->can_fuse_act(p->type, act->p.act.type))
+            continue;
+        p->has_post_act = true;
+        p->post_act = act->p.act;
+        absorb(last, act);
+        (*count)++;
+    }
+    return KILN_OK;
+}
+
 kiln_status kopt_fuse_silu(kiln_graph *g, int *count) {
     *count = 0;
     for (int i = 0; i < g->nb_layers; i++) {
@@ -363,7 +393,7 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count) {
 }
 
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
-    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0, scales = 0, merged = 0, after = 0;
+    int folded = 0, residual = 0, fused = 0, reformats = 0, silu = 0, scales = 0, merged = 0, after = 0, hoisted = 0;
     bool keep = o && o->keep_weights;
     kiln_status st = keep ? KILN_OK : kopt_elementwise_to_scale(g, &scales);
     if (st == KILN_OK && !keep) st = kopt_merge_scales(g, &merged);
@@ -371,13 +401,14 @@ kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
     if (st == KILN_OK) st = kopt_fuse_silu(g, &silu);
     if (st == KILN_OK) st = kopt_fuse_residual(g, o, &residual);
     if (st == KILN_OK) st = kopt_fuse_activation(g, o, &fused);
+    if (st == KILN_OK) st = kopt_hoist_activation(g, o, &hoisted);
     if (st == KILN_OK) st = kopt_fuse_residual_after_act(g, o, &after);
     if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE,
                  "optimise: %d element-wise ops with a constant made scales, %d scales merged, %d scales folded into "
-                 "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused, %d residual adds "
-                 "fused after an activation, %d reformats",
-                 scales, merged, folded, silu, residual, fused, after, reformats);
+                 "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused (%d of them read "
+                 "through reshapes or transposes), %d residual adds fused after an activation, %d reformats",
+                 scales, merged, folded, silu, residual, fused + hoisted, hoisted, after, reformats);
     return st;
 }

@@ -41,6 +41,11 @@ kiln_status kopt_merge_scales(kiln_graph *g, int *count);
 /* Moves an activation that is the only reader of a convolution or gemm output into that
  * layer (l->has_post_act) when the backend supports it. */
 kiln_status kopt_fuse_activation(kiln_graph *g, const kopt_options *o, int *count);
+/* An activation read after reshapes and transposes of a convolution or gemm output (each
+ * tensor of the chain read only by the next layer; YOLOv5's detection head: conv, reshape,
+ * transpose, sigmoid) moves into that layer, as the activation commutes with moving data:
+ * the last layer of the chain then writes the activation's output tensor. */
+kiln_status kopt_hoist_activation(kiln_graph *g, const kopt_options *o, int *count);
 
 /* Rewrites x * sigmoid(x) (a Sigmoid activation read only by an element-wise MUL with x,
  * as exported from PyTorch's SiLU by older opsets and by YOLOv5) into one SiLU activation,
