@@ -2,7 +2,8 @@
  * shapes of YOLOv5s and ResNet-50, every tile shape, with CUDA events over back-to-back
  * launches (launch gaps included): the kernel's own speed, apart from the builder's choices.
  * Built with the CUDA backend (bench/CMakeLists.txt); run on a GPU machine:
- *   build-cuda/bench/igemm_bench */
+ *   build-cuda/bench/igemm_bench [N,H,W,C,K,KERNEL,STRIDE,PAD ...]
+ * (shapes on the command line replace the built-in ones). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +26,25 @@ static int fill(void *d, size_t n, unsigned seed) {
     return ok;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     /* batch, h, w, c, k, kernel, stride, pad */
-    static const int shapes[][8] = {{1, 160, 160, 64, 32, 1, 1, 0},  {1, 160, 160, 32, 32, 3, 1, 1},
+    static int shapes[64][8] = {{1, 160, 160, 64, 32, 1, 1, 0},  {1, 160, 160, 32, 32, 3, 1, 1},
                                     {1, 160, 160, 64, 128, 3, 2, 1}, {1, 20, 20, 512, 256, 1, 1, 0},
                                     {1, 40, 40, 256, 256, 3, 1, 1},  {1, 20, 20, 256, 256, 3, 1, 1},
                                     {32, 56, 56, 64, 256, 1, 1, 0},  {32, 28, 28, 128, 128, 3, 1, 1}};
+    size_t nshapes = 8;
+    if (argc > 1) {
+        nshapes = 0;
+        for (int a = 1; a < argc && nshapes < 64; a++) {
+            int *q = shapes[nshapes];
+            if (sscanf(argv[a], "%d,%d,%d,%d,%d,%d,%d,%d", &q[0], &q[1], &q[2], &q[3], &q[4], &q[5], &q[6], &q[7]) != 8 ||
+                q[0] < 1 || q[1] < 1 || q[2] < 1 || q[3] < 1 || q[4] < 1 || q[5] < 1 || q[6] < 1 || q[7] < 0) {
+                fprintf(stderr, "igemm_bench: '%s' is not N,H,W,C,K,KERNEL,STRIDE,PAD\n", argv[a]);
+                return 2;
+            }
+            nshapes++;
+        }
+    }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
         fprintf(stderr, "igemm_bench: no CUDA device\n");
@@ -40,7 +54,7 @@ int main(void) {
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     int status = 0;
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    for (size_t si = 0; si < nshapes; si++) {
         const int *q = shapes[si];
         kcu_igemm p;
         memset(&p, 0, sizeof p);

@@ -128,30 +128,38 @@ __global__ void k_epilogue(int64_t total, T *y, const T *__restrict__ r, const f
     }
 }
 
-/* Channels-last float16 with channels % 8 == 0: eight neighbours share a channel run. */
-template <bool ACT>
+/* Channels-last float16 with channels % 8 == 0: eight neighbours share a channel run. One
+ * run a thread, no loop (a memory-bound pass: many loads in flight); SiLU, the common
+ * case after a library convolution, with the fast exponential (float16 output). ACT: 0
+ * none, 1 SiLU, 2 any activation. */
+template <int ACT>
 __global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ r, const float *__restrict__ bias,
                               int64_t channels, kcu_act a, bool after) {
-    KCU_LOOP(i, n8) {
-        float f[8], g[8];
-        kcu_ld8(y + 8 * i, f);
-        if (r) kcu_ld8(r + 8 * i, g);
-        if (r && !after)
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n8) return;
+    float f[8], g[8];
+    kcu_ld8(y + 8 * i, f);
+    if (r) kcu_ld8(r + 8 * i, g);
+    if (r && !after)
 #pragma unroll
-            for (int k = 0; k < 8; k++) f[k] += g[k];
-        if (bias) {
-            int64_t c0 = (8 * i) % channels;
-#pragma unroll
-            for (int k = 0; k < 8; k++) f[k] += bias[c0 + k];
-        }
-        if (ACT)
-#pragma unroll
-            for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);
-        if (r && after)
-#pragma unroll
-            for (int k = 0; k < 8; k++) f[k] += g[k];
-        kcu_st8(y + 8 * i, f);
+        for (int k = 0; k < 8; k++) f[k] += g[k];
+    if (bias) {
+        int64_t c8 = channels / 8;
+        int64_t c0 = 8 * (n8 <= UINT32_MAX && c8 <= UINT32_MAX ? (int64_t)((uint32_t)i % (uint32_t)c8) : i % c8);
+        float4 b0 = *reinterpret_cast<const float4 *>(bias + c0), b1 = *reinterpret_cast<const float4 *>(bias + c0 + 4);
+        f[0] += b0.x, f[1] += b0.y, f[2] += b0.z, f[3] += b0.w;
+        f[4] += b1.x, f[5] += b1.y, f[6] += b1.z, f[7] += b1.w;
     }
+    if (ACT == 1)
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] = __fdividef(f[k], 1.0f + __expf(-f[k]));
+    if (ACT == 2)
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);
+    if (r && after)
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] += g[k];
+    kcu_st8(y + 8 * i, f);
 }
 
 template <typename T, bool ACT>
@@ -160,13 +168,21 @@ static void launch_epilogue(cudaStream_t s, int64_t total, T *y, const T *r, con
     k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
 }
 
+/* Bias buffers are 256-byte aligned (kcu_state_upload): 8 channels load as two float4. */
 template <bool ACT>
 static void launch_epilogue_h(cudaStream_t s, int64_t total, __half *y, const __half *r, const float *bias,
                               int64_t channels, int64_t inner, kcu_act a, bool after) {
-    if (inner == 1 && channels % 8 == 0 && ((uintptr_t)y | (uintptr_t)r) % 16 == 0)
-        k_epilogue_h8<ACT><<<kcu_blocks(total / 8), KCU_THREADS, 0, s>>>(total / 8, y, r, bias, channels, a, after);
-    else
+    int64_t n8 = total / 8, blocks = (n8 + KCU_THREADS - 1) / KCU_THREADS;
+    if (inner == 1 && channels % 8 == 0 && ((uintptr_t)y | (uintptr_t)r | (uintptr_t)bias) % 16 == 0 &&
+        blocks <= INT32_MAX) {
+        int kind = !ACT ? 0 : a.type == KILN_ACT_SILU ? 1 : 2;
+        unsigned g = (unsigned)(blocks ? blocks : 1);
+        if (kind == 0) k_epilogue_h8<0><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
+        else if (kind == 1) k_epilogue_h8<1><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
+        else k_epilogue_h8<2><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
+    } else {
         k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
+    }
 }
 
 extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,

@@ -209,58 +209,61 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
     __syncthreads();
     /* Then each thread takes runs of 8 channels of one output row: bias, residual and
      * activation, and one 16-byte store (32 bytes of partial sums under split-K), so a
-     * warp writes whole rows; a channel count not a multiple of 8 goes one element at a time. */
+     * warp writes whole rows. A channel count not a multiple of 8 (or unaligned tensors):
+     * one element a thread, consecutive threads on consecutive channels. */
     float *pz = part ? part + (int64_t)blockIdx.z * M * p.k : nullptr;
-    const bool vec = p.vec;
+    if (!p.vec) {
+        for (int q = tid; q < BM * BN; q += IG_THREADS) {
+            int row = q / BN, col = q % BN, m = m0 + row, n = n0 + col;
+            if (m >= M || n >= p.k) continue;
+            int64_t at = (int64_t)m * p.k + n;
+            float v = st[row * LD + col];
+            if (pz) {
+                pz[at] = v;
+                continue;
+            }
+            if (bias) v += bias[n];
+            float r = res ? __half2float(res[at]) : 0.0f;
+            y[at] = __float2half_rn(ig_out<ACT>(p, v, r));
+        }
+        return;
+    }
     for (int q = tid; q < BM * BN / 8; q += IG_THREADS) {
         int row = q / (BN / 8), col = (q % (BN / 8)) * 8;
         int m = m0 + row, n = n0 + col;
         if (m >= M || n >= p.k) continue;
         const float *sv = st + row * LD + col;
         int64_t at = (int64_t)m * p.k + n;
-        if (vec) {
-            float v[8];
-            *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(sv);
-            *reinterpret_cast<float4 *>(v + 4) = *reinterpret_cast<const float4 *>(sv + 4);
-            if (pz) {
-                *reinterpret_cast<float4 *>(pz + at) = *reinterpret_cast<const float4 *>(v);
-                *reinterpret_cast<float4 *>(pz + at + 4) = *reinterpret_cast<const float4 *>(v + 4);
-                continue;
-            }
-            if (bias) {
-                float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
-                v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
-                v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
-            }
-            float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            if (res) {
-                uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
-                const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
-                #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 f = __half22float2(rh[e]);
-                    r[2 * e] = f.x;
-                    r[2 * e + 1] = f.y;
-                }
-            }
-            uint4 out;
-            __half2 *oh = reinterpret_cast<__half2 *>(&out);
+        float v[8];
+        *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(sv);
+        *reinterpret_cast<float4 *>(v + 4) = *reinterpret_cast<const float4 *>(sv + 4);
+        if (pz) {
+            *reinterpret_cast<float4 *>(pz + at) = *reinterpret_cast<const float4 *>(v);
+            *reinterpret_cast<float4 *>(pz + at + 4) = *reinterpret_cast<const float4 *>(v + 4);
+            continue;
+        }
+        if (bias) {
+            float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
+            v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
+            v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
+        }
+        float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (res) {
+            uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
+            const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
             #pragma unroll
-            for (int e = 0; e < 4; e++)
-                oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
-            *reinterpret_cast<uint4 *>(y + at) = out;
-        } else {
-            for (int e = 0; e < 8 && n + e < p.k; e++) {
-                float v = sv[e];
-                if (pz) {
-                    pz[at + e] = v;
-                    continue;
-                }
-                if (bias) v += bias[n + e];
-                float r = res ? __half2float(res[at + e]) : 0.0f;
-                y[at + e] = __float2half_rn(ig_out<ACT>(p, v, r));
+            for (int e = 0; e < 4; e++) {
+                float2 f = __half22float2(rh[e]);
+                r[2 * e] = f.x;
+                r[2 * e + 1] = f.y;
             }
         }
+        uint4 out;
+        __half2 *oh = reinterpret_cast<__half2 *>(&out);
+        #pragma unroll
+        for (int e = 0; e < 4; e++)
+            oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
+        *reinterpret_cast<uint4 *>(y + at) = out;
     }
 #endif
 }
