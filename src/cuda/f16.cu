@@ -152,7 +152,7 @@ __global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ 
     }
     if (ACT == 1)
 #pragma unroll
-        for (int k = 0; k < 8; k++) f[k] = __fdividef(f[k], 1.0f + __expf(-f[k]));
+        for (int k = 0; k < 8; k++) f[k] = kcu_silu_fast(f[k]);
     if (ACT == 2)
 #pragma unroll
         for (int k = 0; k < 8; k++) f[k] = kcu_act_apply(a.type, a.alpha, a.beta, f[k]);

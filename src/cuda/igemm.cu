@@ -63,7 +63,7 @@ enum { IG_NONE, IG_RELU, IG_SILU, IG_ANY };
 
 template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, float v) {
     if (ACT == IG_RELU) return v < 0 ? 0.0f : v;
-    if (ACT == IG_SILU) return v / (1.0f + __expf(-v));
+    if (ACT == IG_SILU) return kcu_silu_fast(v);
     if (ACT == IG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
     return v;
 }
@@ -71,6 +71,31 @@ template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, flo
 /* v (the sum with its bias) with residual r added before or after the activation. */
 template <int ACT> __device__ __forceinline__ float ig_out(const kcu_igemm &p, float v, float r) {
     return p.res_after ? ig_act<ACT>(p.act, v) + r : ig_act<ACT>(p.act, v + r);
+}
+
+/* The epilogue of 8 channels n.. of output row `at` (v: the sums): bias, the residual,
+ * the activation, one 16-byte store. Bias buffers are 256-byte aligned, rows 16-byte. */
+template <int ACT>
+__device__ __forceinline__ void ig_finish8(const kcu_igemm &p, float *v, const float *bias, int n,
+                                           const __half *res, int64_t at, __half *y) {
+    if (bias) {
+        float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
+        v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
+        v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
+    }
+    float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (res) kcu_ld8(res + at, r);
+    #pragma unroll
+    for (int e = 0; e < 8; e++) v[e] = ig_out<ACT>(p, v[e], r[e]);
+    kcu_st8(y + at, v);
+}
+
+/* The same for one element. */
+template <int ACT>
+__device__ __forceinline__ void ig_finish1(const kcu_igemm &p, float v, const float *bias, int n, const __half *res,
+                                           int64_t at, __half *y) {
+    if (bias) v += bias[n];
+    y[at] = __float2half_rn(ig_out<ACT>(p, v, res ? __half2float(res[at]) : 0.0f));
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -218,13 +243,8 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             if (m >= M || n >= p.k) continue;
             int64_t at = (int64_t)m * p.k + n;
             float v = st[row * LD + col];
-            if (pz) {
-                pz[at] = v;
-                continue;
-            }
-            if (bias) v += bias[n];
-            float r = res ? __half2float(res[at]) : 0.0f;
-            y[at] = __float2half_rn(ig_out<ACT>(p, v, r));
+            if (pz) pz[at] = v;
+            else ig_finish1<ACT>(p, v, bias, n, res, at, y);
         }
         return;
     }
@@ -240,30 +260,9 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         if (pz) {
             *reinterpret_cast<float4 *>(pz + at) = *reinterpret_cast<const float4 *>(v);
             *reinterpret_cast<float4 *>(pz + at + 4) = *reinterpret_cast<const float4 *>(v + 4);
-            continue;
+        } else {
+            ig_finish8<ACT>(p, v, bias, n, res, at, y);
         }
-        if (bias) {
-            float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
-            v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
-            v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
-        }
-        float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (res) {
-            uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
-            const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
-            #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float2 f = __half22float2(rh[e]);
-                r[2 * e] = f.x;
-                r[2 * e + 1] = f.y;
-            }
-        }
-        uint4 out;
-        __half2 *oh = reinterpret_cast<__half2 *>(&out);
-        #pragma unroll
-        for (int e = 0; e < 4; e++)
-            oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
-        *reinterpret_cast<uint4 *>(y + at) = out;
     }
 #endif
 }
@@ -276,47 +275,22 @@ __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict_
     const int64_t slice = (int64_t)p.m * p.k;
     if (!p.vec) {
         KCU_LOOP(at, slice) {
-            int n = (int)(at % p.k);
-            float v = bias ? bias[n] : 0.0f;
+            float v = 0.0f;
             for (int z = 0; z < splits; z++) v += part[z * slice + at];
-            float r = res ? __half2float(res[at]) : 0.0f;
-            y[at] = __float2half_rn(ig_out<ACT>(p, v, r));
+            ig_finish1<ACT>(p, v, bias, (int)(at % p.k), res, at, y);
         }
         return;
     }
     KCU_LOOP(i, slice / 8) {
         int64_t at = 8 * i;
-        int n = (int)(at % p.k);
-        float v[8];
-        if (bias) {
-            *reinterpret_cast<float4 *>(v) = *reinterpret_cast<const float4 *>(bias + n);
-            *reinterpret_cast<float4 *>(v + 4) = *reinterpret_cast<const float4 *>(bias + n + 4);
-        } else {
-            for (int e = 0; e < 8; e++) v[e] = 0.0f;
-        }
+        float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int z = 0; z < splits; z++) {
             float4 a = *reinterpret_cast<const float4 *>(part + z * slice + at);
             float4 b = *reinterpret_cast<const float4 *>(part + z * slice + at + 4);
             v[0] += a.x, v[1] += a.y, v[2] += a.z, v[3] += a.w;
             v[4] += b.x, v[5] += b.y, v[6] += b.z, v[7] += b.w;
         }
-        float r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (res) {
-            uint4 rv = *reinterpret_cast<const uint4 *>(res + at);
-            const __half2 *rh = reinterpret_cast<const __half2 *>(&rv);
-            #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float2 f = __half22float2(rh[e]);
-                r[2 * e] = f.x;
-                r[2 * e + 1] = f.y;
-            }
-        }
-        uint4 out;
-        __half2 *oh = reinterpret_cast<__half2 *>(&out);
-        #pragma unroll
-        for (int e = 0; e < 4; e++)
-            oh[e] = __floats2half2_rn(ig_out<ACT>(p, v[2 * e], r[2 * e]), ig_out<ACT>(p, v[2 * e + 1], r[2 * e + 1]));
-        *reinterpret_cast<uint4 *>(y + at) = out;
+        ig_finish8<ACT>(p, v, bias, (int)(at % p.k), res, at, y);
     }
 }
 

@@ -39,6 +39,9 @@ __device__ inline void kcu_fault(kcu_err *err, int code, int node, long long a, 
 }
 
 __device__ inline float kcu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* SiLU with the fast exponential and division, for kernels that round to float16 (their
+ * error is far below float16's); large negative x gives 0. */
+__device__ inline float kcu_silu_fast(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 /* The activation formulas of src/cpu/activation.c, with the device's libm. */
 __device__ inline float kcu_act_apply(int type, float alpha, float beta, float x) {

@@ -126,7 +126,7 @@ kiln_status kopt_hoist_activation(kiln_graph *g, const kopt_options *o, int *cou
             }
             m = up;
         }
-        if (!p || p == last || p->has_post_act || p->nb_outputs != 1 || p->pin_fp32 != act->pin_fp32 ||
+        if (!p || p->has_post_act || p->nb_outputs != 1 || p->pin_fp32 != act->pin_fp32 ||
             !o->can_fuse_act(p->type, act->p.act.type))
             continue;
         p->has_post_act = true;
