@@ -391,6 +391,69 @@ static kiln_network *make_igemm_odd(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Concats along channels-last channels, as YOLOv5 and DeepLabV3+ have them: a bottleneck
+ * with its residual after the SiLU beside a 1x1 branch (C3), a convolution and three max
+ * pools that read each other (SPPF), nearest and linear upsamplings beside a convolution,
+ * a strided convolution beside a tensor the upsamplings also read; each concat's inputs can
+ * be written into channel slices of its output. And two that cannot: a 4-channel piece
+ * leaves the next one 8 bytes into a pixel (not 16-byte aligned); a tensor a convolution
+ * also reads (convolutions read dense inputs). Those concats copy. */
+static kiln_network *make_concat_slices(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 12, 12));
+    kiln_tensor *x2 = kiln_network_add_input(net, "x2", KILN_FLOAT32, d4(2, 16, 24, 24));
+    /* C3 */
+    kiln_tensor *a = act(net, conv(net, x, 16, 16, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *ma = act(net, a ? conv(net, a, 16, 16, 3, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
+    kiln_tensor *m = ma ? out0(kiln_network_add_elementwise(net, ma, a, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *cv2 = act(net, conv(net, x, 16, 8, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *p1[2] = {m, cv2};
+    kiln_tensor *cat1 = m && cv2 ? out0(kiln_network_add_concat(net, p1, 2, 1)) : NULL;
+    kiln_tensor *y1 = cat1 ? conv(net, cat1, 24, 16, 1, 1, NULL, 1, true) : NULL;
+    /* SPPF */
+    kiln_tensor *sp = act(net, conv(net, x, 16, 16, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_pool_desc mp = {.type = KILN_POOL_MAX, .kernel = {5, 5}, .stride = {1, 1}, .pad_begin = {2, 2}, .pad_end = {2, 2}};
+    kiln_tensor *q1 = sp ? out0(kiln_network_add_pooling(net, sp, &mp)) : NULL;
+    kiln_tensor *q2 = q1 ? out0(kiln_network_add_pooling(net, q1, &mp)) : NULL;
+    kiln_tensor *q3 = q2 ? out0(kiln_network_add_pooling(net, q2, &mp)) : NULL;
+    kiln_tensor *p2[4] = {sp, q1, q2, q3};
+    kiln_tensor *cat2 = q3 ? out0(kiln_network_add_concat(net, p2, 4, 1)) : NULL;
+    kiln_tensor *y2 = cat2 ? conv(net, cat2, 64, 16, 1, 1, NULL, 1, true) : NULL;
+    /* head: upsamplings beside convolutions */
+    kiln_tensor *t = act(net, conv(net, x, 16, 8, 1, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_resize_desc rn = {.mode = KILN_RESIZE_NEAREST, .coord = KILN_COORD_ASYMMETRIC, .nb_scales = 4,
+                           .scales = {1, 1, 2, 2}};
+    kiln_resize_desc rl = {.mode = KILN_RESIZE_LINEAR, .coord = KILN_COORD_HALF_PIXEL, .nb_scales = 4,
+                           .scales = {1, 1, 2, 2}};
+    kiln_tensor *un = t ? out0(kiln_network_add_resize(net, t, &rn)) : NULL;
+    kiln_tensor *ul = t ? out0(kiln_network_add_resize(net, t, &rl)) : NULL;
+    kiln_tensor *q = act(net, conv(net, x2, 16, 16, 3, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *p3[3] = {un, q, ul};
+    kiln_tensor *cat3 = un && q && ul ? out0(kiln_network_add_concat(net, p3, 3, 1)) : NULL;
+    kiln_tensor *y3 = cat3 ? conv(net, cat3, 32, 8, 3, 1, NULL, 1, true) : NULL;
+    kiln_tensor *d = act(net, conv(net, x2, 16, 8, 3, 2, (const int64_t[4]){1, 1, 1, 1}, 1, true), KILN_ACT_SILU);
+    kiln_tensor *p4[2] = {d, t};
+    kiln_tensor *cat4 = d && t ? out0(kiln_network_add_concat(net, p4, 2, 1)) : NULL;
+    kiln_tensor *y4 = cat4 ? conv(net, cat4, 16, 8, 1, 1, NULL, 1, true) : NULL;
+    /* misaligned: copies */
+    kiln_tensor *n4 = conv(net, x, 16, 4, 1, 1, NULL, 1, true), *n12 = conv(net, x, 16, 12, 3, 1, NULL, 1, true);
+    kiln_tensor *p5[2] = {n4, n12};
+    kiln_tensor *cat5 = n4 && n12 ? out0(kiln_network_add_concat(net, p5, 2, 1)) : NULL;
+    kiln_tensor *y5 = cat5 ? conv(net, cat5, 16, 8, 1, 1, NULL, 1, true) : NULL;
+    /* read by a convolution too: copies */
+    kiln_tensor *r1 = act(net, conv(net, x, 16, 8, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *r2 = r1 ? conv(net, r1, 8, 8, 3, 1, NULL, 1, true) : NULL;
+    kiln_tensor *p6[2] = {r1, r2};
+    kiln_tensor *cat6 = r1 && r2 ? out0(kiln_network_add_concat(net, p6, 2, 1)) : NULL;
+    kiln_tensor *y6 = cat6 ? conv(net, cat6, 16, 8, 1, 1, NULL, 1, true) : NULL;
+    bool ok = mark(net, y1, "y1") && mark(net, y2, "y2") && mark(net, y3, "y3") && mark(net, y4, "y4") &&
+              mark(net, y5, "y5") && mark(net, y6, "y6");
+    CHECK(ok, "concat slices network: %s", kiln_last_error());
+    return net;
+}
+
 /* ---- building and running ---- */
 
 typedef struct io_set {
@@ -619,6 +682,45 @@ static void test_igemm_fp16(kiln_builder *b) {
     }
     kiln_engine_destroy(e);
     unsetenv("KILN_CONV_IGEMM");
+}
+
+/* Concat inputs written into channel slices of the concat's output: on every convolution
+ * path (the implicit GEMM writes the slice, cuDNN's paths through their pass after a dense
+ * copy, the GEMM with its pitched output), pooling and resize reading and writing slices;
+ * against the CPU, four of the six concats not running, and a reloaded plan the same. */
+static void test_concat_slices_fp16(kiln_builder *b) {
+    static const char *const vars[] = {NULL, "KILN_CONV_IGEMM", "KILN_CONV_GRAPH", "KILN_CONV_IGEMM"};
+    static const char *const vals[] = {NULL, "only", "only", "off"};
+    for (int v = 0; v < 4; v++) {
+        char what[80];
+        snprintf(what, sizeof what, "fp16 concat slices (%s=%s)", vars[v] ? vars[v] : "timed", vals[v] ? vals[v] : "");
+        if (vars[v]) setenv(vars[v], vals[v], 1);
+        if (v == 3) setenv("KILN_CONV_GRAPH", "off", 1); /* the legacy cuDNN calls and the GEMM */
+        kiln_engine *e = compare_case(what, b, make_concat_slices, true, FP16_TOL);
+        if (e) {
+            int cats = count_kernels(e, "", "Concat");
+            CHECK(cats == 2, "%s: %d concats run (want 2: the misaligned one, the one a convolution reads)", what, cats);
+            if (v == 1) CHECK(count_kernels(e, "cuda.kiln_igemm_", "Convolution") >= 10, "%s: the implicit GEMM", what);
+            if (v == 2) CHECK(count_kernels(e, "cuda.cudnn_graph_eng", "Convolution") >= 10, "%s: the graph API", what);
+            kiln_engine *re = th_reload(e, what);
+            CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
+            if (re) { /* and computes the same */
+                io_set r1, r2;
+                th_seed(99);
+                io_make(e, &r1);
+                io_make(re, &r2);
+                CHECK_OK(run_host(e, &r1, NULL));
+                CHECK_OK(run_host(re, &r2, &r1));
+                compare(what, &r2, &r1, 1e-5);
+                io_free(&r1);
+                io_free(&r2);
+            }
+            kiln_engine_destroy(re);
+        }
+        kiln_engine_destroy(e);
+        if (vars[v]) unsetenv(vars[v]);
+        unsetenv("KILN_CONV_GRAPH");
+    }
 }
 
 /* cuDNN's backend-API path: every one-group convolution; bias, residual and ReLU fused, the
@@ -946,6 +1048,7 @@ int main(void) {
         test_layers_fp16(b);
         test_pools_fp16(b);
         test_igemm_fp16(b);
+        test_concat_slices_fp16(b);
         test_stems_fp16(b);
         test_graph_fp16(b);
         test_layers_fp32(b);

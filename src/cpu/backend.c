@@ -158,4 +158,5 @@ const kb_backend kb_cpu_backend = {
     NULL, /* kernels chosen by rule: no choice to store or cache */
     NULL, NULL, /* kiln_host_alloc: plain aligned memory */
     NULL,       /* no FP16 range check runs on the CPU */
+    NULL,       /* row-major tensors: concats along channels copy (or need no copy) */
 };

@@ -72,8 +72,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
     if (b->untimed) return false;
     size_t total = scratch;
     for (int i = 0; i < l->nb_inputs && i < 4; i++)
-        if (l->inputs[i]) total += kg_tensor_bytes(l->inputs[i]);
-    total += kg_tensor_bytes(l->outputs[0]);
+        if (l->inputs[i]) total += kcu_span(l->inputs[i]);
+    total += kcu_span(l->outputs[0]);
     if (total > 2 * b->ws_limit) return false; /* too big to time; the heuristics will do */
     bool ok = cudaStreamCreateWithFlags(&bn->x.stream, cudaStreamNonBlocking) == cudaSuccess &&
               cudaEventCreate(&bn->ev[0]) == cudaSuccess && cudaEventCreate(&bn->ev[1]) == cudaSuccess &&
@@ -81,8 +81,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
               cudnnSetStream(bn->x.dnn, bn->x.stream) == CUDNN_STATUS_SUCCESS &&
               bench_alloc(&bn->x.scratch, scratch) && bench_alloc((void **)&bn->x.err, sizeof(kcu_err));
     for (int i = 0; ok && i < l->nb_inputs && i < 4; i++)
-        if (l->inputs[i]) ok = bench_alloc(&bn->in[i], kg_tensor_bytes(l->inputs[i]));
-    if (ok) ok = bench_alloc(&bn->out, kg_tensor_bytes(l->outputs[0]));
+        if (l->inputs[i]) ok = bench_alloc(&bn->in[i], kcu_span(l->inputs[i]));
+    if (ok) ok = bench_alloc(&bn->out, kcu_span(l->outputs[0]));
     if (!ok) bench_close(bn);
     bn->ok = ok;
     (void)cudaGetLastError();
@@ -196,6 +196,7 @@ typedef struct mm_state {
     cublasLtMatmulAlgo_t cand[MM_CANDIDATES];
     size_t cand_ws[MM_CANDIDATES];
     int64_t m, n, k;
+    int64_t ldo;       /* the output's row length (0: n; more: a channel slice of a concat) */
     float alpha, beta; /* of the cuBLASLt call: beta 1 over a C fill */
     int cmode;
     int64_t cs_m, cs_n;
@@ -326,7 +327,7 @@ static kiln_status mm_setup(const kiln_layer *l, const kcu_build *b, mm_state *s
         layout(l, &s->lp, s->dt, (uint64_t)(tb ? s->k : s->n), (uint64_t)(tb ? s->n : s->k), ldb, count, sb);
     if (st == KILN_OK)
         st = layout(l, &s->lq, s->dt, (uint64_t)(ta ? s->m : s->k), (uint64_t)(ta ? s->k : s->m), lda, count, sa);
-    if (st == KILN_OK) st = layout(l, &s->lo, s->dt, (uint64_t)s->n, (uint64_t)s->m, s->n, count, sc);
+    if (st == KILN_OK) st = layout(l, &s->lo, s->dt, (uint64_t)s->n, (uint64_t)s->m, s->ldo ? s->ldo : s->n, count, sc);
     if (st != KILN_OK) return st;
     int64_t es = (int64_t)s->es;
     s->aligned_ok = (sa * es) % 16 == 0 && (sb * es) % 16 == 0 && (sc * es) % 16 == 0;
@@ -702,6 +703,10 @@ typedef struct conv_state {
     int ig_cfg;            /* ... the timed tile shape */
     mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a GEMM */
     bool gemm_nhwc;        /* ... one [N*H*W, C] x [C, K] product, bias in its epilogue */
+    int64_t yp;            /* output pitch (a channel slice of a concat; 0: dense): the
+                            * library paths write a dense copy into scratch after pad_bytes,
+                            * and the pass after them writes the slice */
+    size_t pad_bytes;      /* scratch bytes of the padded or transformed input, after buf_off */
     char name[64];         /* kernel name for engine inspection */
 } conv_state;
 
@@ -1135,13 +1140,15 @@ static bool prepare_gemm(const kiln_layer *l, const kcu_build *b, conv_state *s,
         m->m = g->n * hw;
         m->k = g->c;
         m->n = g->k;
+        m->ldo = s->yp; /* a pitched output: its C (a residual) would need its own layout: not offered */
         m->outputs = m->m * m->n;
         m->no_fill = true;
         if (s->has_act) {
             m->act_pass = true; /* mm_setup moves a ReLU into the epilogue */
             m->act = s->act;
         }
-        st = mm_setup(l, b, m, false, true, g->c, g->c, 1, 0, 0, 0, s->bias_st);
+        st = s->yp && m->beta != 0.0f ? KILN_ERR_UNSUPPORTED
+                                       : mm_setup(l, b, m, false, true, g->c, g->c, 1, 0, 0, 0, s->bias_st);
     } else {
         m->m = g->k;
         m->k = g->c;
@@ -1253,6 +1260,10 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     s->nhwc = nhwc;
     s->has_res = has_res;
     s->res_after = has_res && l->res_after_act && l->has_post_act;
+    s->yp = l->outputs[0]->pitch; /* only where kcu_pitch_ok said so: float16 channels-last */
+    if (s->yp && (!nhwc || s->yp < g.k))
+        return kg_layer_error(l, KILN_ERR_INTERNAL, "output pitch %lld on a tensor of %lld channels%s", (long long)s->yp,
+                              (long long)g.k, nhwc ? "" : " in row-major layout");
     size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
@@ -1310,7 +1321,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
      * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                         (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
-                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0};
+                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0, (int)s->yp};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
     bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&
@@ -1350,6 +1361,9 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         if (!fwd_taken && (st = pick_forward(l, b, s)) != KILN_OK) return st;
     }
     size_t pad_bytes = s->pad_input || use_s2d ? (size_t)(g.n * cin * ih * iw) * es : 0;
+    s->pad_bytes = pad_bytes;
+    /* a pitched output: the libraries write a dense copy after the input buffer */
+    size_t copy_bytes = s->yp ? (size_t)(g.n * g.k * g.oh * g.ow) * es : 0;
     bool fused = prepare_fused(l, s);
     bool gemm = !use_s2d && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
@@ -1367,7 +1381,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     }
     if (ig_max > cudnn_ws) cudnn_ws = ig_max;
     s->buf_off = align256(cudnn_ws > graph_max ? cudnn_ws : graph_max);
-    size_t need_cudnn = s->buf_off + pad_bytes, need_gemm = gemm ? s->gemm->ws : 0;
+    size_t need_cudnn = copy_bytes ? align256(s->buf_off + pad_bytes) + copy_bytes : s->buf_off + pad_bytes;
+    size_t need_gemm = gemm ? s->gemm->ws : 0;
     s->mode = CONV_CUDNN;
     bench bn;
     if (graph_hint) {
@@ -1458,31 +1473,42 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                               : s->mode == CONV_GRAPH ? s->cg_ws
                               : s->mode == CONV_IGEMM ? kcu_igemm_workspace(&s->ig, s->ig_cfg)
                                                       : s->ws);
-        *scratch = s->buf_off + pad_bytes;
+        *scratch = copy_bytes && s->mode != CONV_IGEMM ? align256(s->buf_off + pad_bytes) + copy_bytes
+                                                         : s->buf_off + pad_bytes;
     }
     conv_name(s);
     return KILN_OK;
 }
 
-/* Bias, residual and activation after a plain convolution or a row-major GEMM. */
-static kiln_status conv_epilogue(const kiln_layer *l, const conv_state *s, const kcu_exec *x, void *y,
-                                 const void *res) {
+/* The pass after a library call, from src (y itself, or the dense copy of a pitched
+ * output) into y. */
+static kiln_status conv_pass(const kiln_layer *l, const conv_state *s, const kcu_exec *x, const void *src, void *y,
+                             const void *res, const float *bias, const kcu_act *act, int res_after) {
+    int64_t yp = s->yp ? s->yp : s->k;
+    KCU_CUDA(l, kcu_epilogue_p(x->stream, s->st, src, src == y ? yp : s->k, y, yp, res, bias, s->e_outer, s->k,
+                               s->e_inner, act, res_after));
+    return KILN_OK;
+}
+
+/* Bias, residual and activation after a plain convolution (into src) or a row-major GEMM. */
+static kiln_status conv_epilogue(const kiln_layer *l, const conv_state *s, const kcu_exec *x, const void *src,
+                                 void *y, const void *res) {
     const kcu_act *act = s->has_act ? &s->act : NULL;
     const float *bias = s->has_bias ? s->bias : NULL;
     if (s->st == KILN_FLOAT32 && !res && !s->nhwc)
         KCU_CUDA(l, kcu_bias_act(x->stream, y, bias, s->n, s->k, s->inner, act));
     else
-        KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, bias, s->e_outer, s->k, s->e_inner, act, s->res_after));
+        return conv_pass(l, s, x, src, y, res, bias, act, s->res_after);
     return KILN_OK;
 }
 
-/* After a library call that applied everything but `act` (NULL: nothing left) and the
- * residual `res` (NULL: none left, or it came before the activation): one pass. */
-static kiln_status conv_finish(const kiln_layer *l, const conv_state *s, const kcu_exec *x, void *y, const void *res,
-                               const kcu_act *act) {
-    if (!act && !res) return KILN_OK;
-    KCU_CUDA(l, kcu_epilogue(x->stream, s->st, y, res, NULL, s->e_outer, s->k, s->e_inner, act, 1));
-    return KILN_OK;
+/* After a library call into src that applied everything but `act` (NULL: nothing left)
+ * and the residual `res` (NULL: none left, or it came before the activation): one pass
+ * into y (none when nothing is left and src is y). */
+static kiln_status conv_finish(const kiln_layer *l, const conv_state *s, const kcu_exec *x, const void *src, void *y,
+                               const void *res, const kcu_act *act) {
+    if (!act && !res && src == y) return KILN_OK;
+    return conv_pass(l, s, x, src, y, res, NULL, act, 1);
 }
 
 static kiln_status conv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
@@ -1499,12 +1525,14 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         const mm_state *m = s->gemm;
         if (s->gemm_nhwc) {
             if ((st = mm_call(l, m, x, src, s->w, res_in, out[0])) != KILN_OK) return st;
-            if (res_post) return conv_finish(l, s, x, out[0], res_post, m->act_pass ? &m->act : NULL);
+            if (res_post || s->yp) return conv_finish(l, s, x, out[0], out[0], res_post, m->act_pass ? &m->act : NULL);
             return m->act_pass ? mm_act(l, m, x, out[0], m->act) : KILN_OK;
         }
         if ((st = mm_call(l, m, x, s->w, src, res_in, out[0])) != KILN_OK) return st;
-        return conv_epilogue(l, s, x, out[0], res_post);
+        return conv_epilogue(l, s, x, out[0], out[0], res_post);
     }
+    /* where the libraries write: a dense copy in scratch when the output is pitched */
+    void *yl = s->yp && s->mode != CONV_IGEMM ? scr + align256(s->buf_off + s->pad_bytes) : out[0];
     if (s->s2d) {
         void *buf = scr + s->buf_off;
         KCU_CUDA(l, kcu_s2d_run(x->stream, &s->s2, in[0], buf));
@@ -1520,20 +1548,20 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         return KILN_OK;
     }
     if (s->mode == CONV_GRAPH) {
-        if ((st = kcu_cg_run(l, s->cg, x->dnn, src, s->w, res_in, s->bias_st, out[0], scr)) != KILN_OK) return st;
-        return conv_finish(l, s, x, out[0], res_post, s->cg_act_pass ? &s->act : NULL);
+        if ((st = kcu_cg_run(l, s->cg, x->dnn, src, s->w, res_in, s->bias_st, yl, scr)) != KILN_OK) return st;
+        return conv_finish(l, s, x, yl, out[0], res_post, s->cg_act_pass ? &s->act : NULL);
     }
     if (s->mode == CONV_FUSED) {
         /* no residual: z = y with alpha2 = 0, cuDNN reads none */
         KCU_DNN(l, cudnnConvolutionBiasActivationForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fused_algo,
                                                          s->fused_ws ? scr : NULL, s->fused_ws, res_in ? &one : &zero,
-                                                         s->yd, res_in ? res_in : out[0], s->bd, s->bias_st, s->ad,
-                                                         s->yd, out[0]));
-        return conv_finish(l, s, x, out[0], res_post, NULL);
+                                                         s->yd, res_in ? res_in : yl, s->bd, s->bias_st, s->ad,
+                                                         s->yd, yl));
+        return conv_finish(l, s, x, yl, out[0], res_post, NULL);
     }
     KCU_DNN(l, cudnnConvolutionForward(x->dnn, &one, s->xd, src, s->wd, s->w, s->cd, s->fwd, s->ws ? scr : NULL, s->ws,
-                                       &zero, s->yd, out[0]));
-    return conv_epilogue(l, s, x, out[0], res);
+                                       &zero, s->yd, yl));
+    return conv_epilogue(l, s, x, yl, out[0], res);
 }
 
 static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
@@ -1699,7 +1727,7 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
                                             s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
     if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, dst, out[0]));
-    return conv_epilogue(l, s, x, out[0], NULL);
+    return conv_epilogue(l, s, x, out[0], out[0], NULL);
 }
 
 static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {

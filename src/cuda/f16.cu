@@ -113,39 +113,48 @@ extern "C" cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, cons
     return kcu_launched();
 }
 
-/* ---- convolution epilogue: y = act(y + bias[channel] + residual), or the residual after ---- */
+/* ---- convolution epilogue: y = act(x + bias[channel] + residual), or the residual after ----
+ * x and y may be one buffer (in place). Channels-last (inner 1) tensors may be pitched:
+ * pixel p's channels start at p * xp in x and p * yp in y (xp = yp = channels: dense); the
+ * residual is always dense. */
+
+/* Element i's offset in a tensor of `channels` channels a pixel, pixels `pitch` apart. */
+__device__ inline int64_t ep_at(int64_t i, int64_t channels, int64_t pitch) {
+    return pitch == channels ? i : (i / channels) * pitch + i % channels;
+}
 
 template <typename T, bool ACT>
-__global__ void k_epilogue(int64_t total, T *y, const T *__restrict__ r, const float *__restrict__ bias,
-                           int64_t channels, int64_t inner, kcu_act a, bool after) {
+__global__ void k_epilogue(int64_t total, const T *x, int64_t xp, T *y, int64_t yp, const T *__restrict__ r,
+                           const float *__restrict__ bias, int64_t channels, int64_t inner, kcu_act a, bool after) {
     KCU_LOOP(i, total) {
-        float v = kcu_ld(y, i);
+        float v = kcu_ld(x, ep_at(i, channels, xp));
         if (bias) v += bias[(i / inner) % channels];
         if (r && !after) v += kcu_ld(r, i);
         if (ACT) v = kcu_act_apply(a.type, a.alpha, a.beta, v);
         if (r && after) v += kcu_ld(r, i);
-        kcu_st(y, i, v);
+        kcu_st(y, ep_at(i, channels, yp), v);
     }
 }
 
 /* Channels-last float16 with channels % 8 == 0: eight neighbours share a channel run. One
  * run a thread, no loop (a memory-bound pass: many loads in flight); SiLU, the common
  * case after a library convolution, with the fast exponential (float16 output). ACT: 0
- * none, 1 SiLU, 2 any activation. */
+ * none, 1 SiLU, 2 any activation. Runs of x and y start 8-channel aligned (xp, yp and
+ * channels multiples of 8); the index math is 32-bit (the host checks the extents). */
 template <int ACT>
-__global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ r, const float *__restrict__ bias,
-                              int64_t channels, kcu_act a, bool after) {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void k_epilogue_h8(uint32_t n8, const __half *x, uint32_t xp, __half *y, uint32_t yp,
+                              const __half *__restrict__ r, const float *__restrict__ bias, uint32_t c8, kcu_act a,
+                              bool after) {
+    uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
+    uint32_t px = i / c8, c0 = 8 * (i - px * c8);
     float f[8], g[8];
-    kcu_ld8(y + 8 * i, f);
-    if (r) kcu_ld8(r + 8 * i, g);
+    kcu_ld8(x + (int64_t)px * xp + c0, f);
+    if (r) kcu_ld8(r + 8 * (int64_t)i, g);
     if (r && !after)
 #pragma unroll
         for (int k = 0; k < 8; k++) f[k] += g[k];
     if (bias) {
-        int64_t c8 = channels / 8;
-        int64_t c0 = 8 * (n8 <= UINT32_MAX && c8 <= UINT32_MAX ? (int64_t)((uint32_t)i % (uint32_t)c8) : i % c8);
         float4 b0 = *reinterpret_cast<const float4 *>(bias + c0), b1 = *reinterpret_cast<const float4 *>(bias + c0 + 4);
         f[0] += b0.x, f[1] += b0.y, f[2] += b0.z, f[3] += b0.w;
         f[4] += b1.x, f[5] += b1.y, f[6] += b1.z, f[7] += b1.w;
@@ -159,48 +168,67 @@ __global__ void k_epilogue_h8(int64_t n8, __half *y, const __half *__restrict__ 
     if (r && after)
 #pragma unroll
         for (int k = 0; k < 8; k++) f[k] += g[k];
-    kcu_st8(y + 8 * i, f);
+    kcu_st8(y + (int64_t)px * yp + c0, f);
 }
 
 template <typename T, bool ACT>
-static void launch_epilogue(cudaStream_t s, int64_t total, T *y, const T *r, const float *bias, int64_t channels,
-                            int64_t inner, kcu_act a, bool after) {
-    k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
+static void launch_epilogue(cudaStream_t s, int64_t total, const T *x, int64_t xp, T *y, int64_t yp, const T *r,
+                            const float *bias, int64_t channels, int64_t inner, kcu_act a, bool after) {
+    k_epilogue<T, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, x, xp, y, yp, r, bias, channels, inner, a,
+                                                                   after);
 }
 
 /* Bias buffers are 256-byte aligned (kcu_state_upload): 8 channels load as two float4. */
 template <bool ACT>
-static void launch_epilogue_h(cudaStream_t s, int64_t total, __half *y, const __half *r, const float *bias,
-                              int64_t channels, int64_t inner, kcu_act a, bool after) {
+static void launch_epilogue_h(cudaStream_t s, int64_t total, const __half *x, int64_t xp, __half *y, int64_t yp,
+                              const __half *r, const float *bias, int64_t channels, int64_t inner, kcu_act a,
+                              bool after) {
     int64_t n8 = total / 8, blocks = (n8 + KCU_THREADS - 1) / KCU_THREADS;
-    if (inner == 1 && channels % 8 == 0 && ((uintptr_t)y | (uintptr_t)r | (uintptr_t)bias) % 16 == 0 &&
+    int64_t span = (total / (channels ? channels : 1)) * (xp > yp ? xp : yp);
+    if (inner == 1 && channels % 8 == 0 && xp % 8 == 0 && yp % 8 == 0 &&
+        ((uintptr_t)x | (uintptr_t)y | (uintptr_t)r | (uintptr_t)bias) % 16 == 0 && span <= UINT32_MAX &&
         blocks <= INT32_MAX) {
         int kind = !ACT ? 0 : a.type == KILN_ACT_SILU ? 1 : 2;
         unsigned g = (unsigned)(blocks ? blocks : 1);
-        if (kind == 0) k_epilogue_h8<0><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
-        else if (kind == 1) k_epilogue_h8<1><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
-        else k_epilogue_h8<2><<<g, KCU_THREADS, 0, s>>>(n8, y, r, bias, channels, a, after);
+        uint32_t c8 = (uint32_t)(channels / 8), n = (uint32_t)n8, xq = (uint32_t)xp, yq = (uint32_t)yp;
+        if (kind == 0) k_epilogue_h8<0><<<g, KCU_THREADS, 0, s>>>(n, x, xq, y, yq, r, bias, c8, a, after);
+        else if (kind == 1) k_epilogue_h8<1><<<g, KCU_THREADS, 0, s>>>(n, x, xq, y, yq, r, bias, c8, a, after);
+        else k_epilogue_h8<2><<<g, KCU_THREADS, 0, s>>>(n, x, xq, y, yq, r, bias, c8, a, after);
     } else {
-        k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, y, r, bias, channels, inner, a, after);
+        k_epilogue<__half, ACT><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(total, x, xp, y, yp, r, bias, channels,
+                                                                           inner, a, after);
     }
 }
 
-extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,
-                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act, int res_after) {
+extern "C" cudaError_t kcu_epilogue_p(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
+                                      const void *residual, const float *bias, int64_t outer, int64_t channels,
+                                      int64_t inner, const kcu_act *act, int res_after) {
     int64_t total = outer * channels * inner;
-    if (total <= 0 || (!residual && !bias && !act)) return cudaSuccess;
+    if (total <= 0 || (!residual && !bias && !act && x == y && xp == yp)) return cudaSuccess;
+    if (!xp) xp = channels;
+    if (!yp) yp = channels;
+    if (inner != 1 && (xp != channels || yp != channels)) return cudaErrorInvalidValue;
     kcu_act a = act ? *act : kcu_act{0, 0.0f, 0.0f};
     bool after = res_after != 0;
     if (st == KILN_FLOAT16) {
-        if (act) launch_epilogue_h<true>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a, after);
-        else launch_epilogue_h<false>(s, total, (__half *)y, (const __half *)residual, bias, channels, inner, a, after);
+        const __half *xh = (const __half *)x, *rh = (const __half *)residual;
+        __half *yh = (__half *)y;
+        if (act) launch_epilogue_h<true>(s, total, xh, xp, yh, yp, rh, bias, channels, inner, a, after);
+        else launch_epilogue_h<false>(s, total, xh, xp, yh, yp, rh, bias, channels, inner, a, after);
     } else if (st == KILN_FLOAT32) {
-        if (act) launch_epilogue<float, true>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a, after);
-        else launch_epilogue<float, false>(s, total, (float *)y, (const float *)residual, bias, channels, inner, a, after);
+        const float *xf = (const float *)x, *rf = (const float *)residual;
+        float *yf = (float *)y;
+        if (act) launch_epilogue<float, true>(s, total, xf, xp, yf, yp, rf, bias, channels, inner, a, after);
+        else launch_epilogue<float, false>(s, total, xf, xp, yf, yp, rf, bias, channels, inner, a, after);
     } else {
         return cudaErrorInvalidValue;
     }
     return kcu_launched();
+}
+
+extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,
+                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act, int res_after) {
+    return kcu_epilogue_p(s, st, y, channels, y, channels, residual, bias, outer, channels, inner, act, res_after);
 }
 
 /* ---- broadcast arithmetic on float16 ---- */

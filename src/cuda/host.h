@@ -72,6 +72,13 @@ kiln_status kcu_state_upload(const kiln_layer *l, kcu_state *s, int n, const voi
 /* Channels-last applies to 4-D tensors only; other ranks tagged NHWC are row-major. */
 static inline bool kcu_nhwc(const kiln_tensor *t) { return t->format == KG_FORMAT_NHWC && t->dims.nb_dims == 4; }
 /* The tensor is stored as its logical dtype, row-major. */
+/* Bytes a tensor spans in memory: a pitched one (a channel slice of a concat) from its
+ * first pixel's channels to its last's. */
+static inline size_t kcu_span(const kiln_tensor *t) {
+    if (!t->pitch || !kcu_nhwc(t)) return kg_tensor_bytes(t);
+    int64_t pixels = t->dims.d[0] * t->dims.d[2] * t->dims.d[3];
+    return pixels <= 0 ? 0 : (size_t)((pixels - 1) * t->pitch + t->dims.d[1]) * kiln_dtype_size(kg_storage(t));
+}
 static inline bool kcu_logical(const kiln_tensor *t) { return kg_storage(t) == t->dtype && !kcu_nhwc(t); }
 /* Bytes of one stored element. */
 static inline size_t kcu_es(const kiln_tensor *t) { return kiln_dtype_size(kg_storage(t)); }

@@ -73,11 +73,12 @@ template <int ACT> __device__ __forceinline__ float ig_out(const kcu_igemm &p, f
     return p.res_after ? ig_act<ACT>(p.act, v) + r : ig_act<ACT>(p.act, v + r);
 }
 
-/* The epilogue of 8 channels n.. of output row `at` (v: the sums): bias, the residual,
- * the activation, one 16-byte store. Bias buffers are 256-byte aligned, rows 16-byte. */
+/* The epilogue of 8 channels n.. of output row m (v: the sums; at = m * k + n, the
+ * residual's index): bias, the residual, the activation, one 16-byte store at m * ldy + n.
+ * Bias buffers are 256-byte aligned, rows 16-byte. */
 template <int ACT>
 __device__ __forceinline__ void ig_finish8(const kcu_igemm &p, float *v, const float *bias, int n,
-                                           const __half *res, int64_t at, __half *y) {
+                                           const __half *res, int64_t at, int64_t m, __half *y) {
     if (bias) {
         float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
         v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
@@ -87,15 +88,15 @@ __device__ __forceinline__ void ig_finish8(const kcu_igemm &p, float *v, const f
     if (res) kcu_ld8(res + at, r);
     #pragma unroll
     for (int e = 0; e < 8; e++) v[e] = ig_out<ACT>(p, v[e], r[e]);
-    kcu_st8(y + at, v);
+    kcu_st8(y + m * p.ldy + n, v);
 }
 
 /* The same for one element. */
 template <int ACT>
 __device__ __forceinline__ void ig_finish1(const kcu_igemm &p, float v, const float *bias, int n, const __half *res,
-                                           int64_t at, __half *y) {
+                                           int64_t at, int64_t m, __half *y) {
     if (bias) v += bias[n];
-    y[at] = __float2half_rn(ig_out<ACT>(p, v, res ? __half2float(res[at]) : 0.0f));
+    y[m * p.ldy + n] = __float2half_rn(ig_out<ACT>(p, v, res ? __half2float(res[at]) : 0.0f));
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -244,7 +245,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             int64_t at = (int64_t)m * p.k + n;
             float v = st[row * LD + col];
             if (pz) pz[at] = v;
-            else ig_finish1<ACT>(p, v, bias, n, res, at, y);
+            else ig_finish1<ACT>(p, v, bias, n, res, at, m, y);
         }
         return;
     }
@@ -261,7 +262,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             *reinterpret_cast<float4 *>(pz + at) = *reinterpret_cast<const float4 *>(v);
             *reinterpret_cast<float4 *>(pz + at + 4) = *reinterpret_cast<const float4 *>(v + 4);
         } else {
-            ig_finish8<ACT>(p, v, bias, n, res, at, y);
+            ig_finish8<ACT>(p, v, bias, n, res, at, m, y);
         }
     }
 #endif
@@ -277,7 +278,7 @@ __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict_
         KCU_LOOP(at, slice) {
             float v = 0.0f;
             for (int z = 0; z < splits; z++) v += part[z * slice + at];
-            ig_finish1<ACT>(p, v, bias, (int)(at % p.k), res, at, y);
+            ig_finish1<ACT>(p, v, bias, (int)(at % p.k), res, at, at / p.k, y);
         }
         return;
     }
@@ -290,7 +291,7 @@ __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict_
             v[0] += a.x, v[1] += a.y, v[2] += a.z, v[3] += a.w;
             v[4] += b.x, v[5] += b.y, v[6] += b.z, v[7] += b.w;
         }
-        ig_finish8<ACT>(p, v, bias, (int)(at % p.k), res, at, y);
+        ig_finish8<ACT>(p, v, bias, (int)(at % p.k), res, at, at / p.k, y);
     }
 }
 
@@ -375,7 +376,9 @@ extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *s
     if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(shape)) return cudaErrorInvalidValue;
     /* 16-byte stores and loads of 8 channels where the rows allow (bias buffers are aligned) */
     kcu_igemm q = *shape;
-    q.vec = q.k % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)workspace) % 16 == 0;
+    if (!q.ldy) q.ldy = q.k;
+    if (q.ldy < q.k) return cudaErrorInvalidValue;
+    q.vec = q.k % 8 == 0 && q.ldy % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)workspace) % 16 == 0;
     const kcu_igemm *p = &q;
     int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1], z = ig_splits(p, cfg);
     if (z > 1 && !workspace) return cudaErrorInvalidValue;

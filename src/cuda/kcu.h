@@ -84,6 +84,7 @@ typedef struct kcu_pool {
     int64_t planes, h, w, oh, ow;
     int64_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
     int max, include_pad;
+    int64_t xp, yp; /* channels-last: elements from one pixel to the next in x and y (0: c) */
 } kcu_pool;
 
 /* Resize: per output axis, positions index device tables: idx[off[k] + x] (nearest or
@@ -97,6 +98,7 @@ typedef struct kcu_resize {
     int64_t off[KCU_RS_RANK], woff[KCU_RS_RANK];
     int interp[KCU_RS_RANK];
     int64_t inner; /* nearest: the last axis in memory, when unchanged (0: resized) */
+    int64_t yc, yp; /* a pitched y: the last axis's size, and elements from one of its runs to the next (0: dense) */
     const int64_t *idx;
     const float *wt;
 } kcu_resize;
@@ -148,6 +150,12 @@ cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, const void *x, 
  * act(y + bias[channel]) + residual; residual, bias and act may each be NULL. */
 cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias, int64_t outer,
                          int64_t channels, int64_t inner, const kcu_act *act, int res_after);
+/* The same from x into y (may be x), channels-last (inner 1) pitched: pixel p's channels
+ * at p * xp in x and p * yp in y (0: channels); the residual dense. A plain copy when
+ * nothing else applies and x != y. */
+cudaError_t kcu_epilogue_p(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
+                           const void *residual, const float *bias, int64_t outer, int64_t channels, int64_t inner,
+                           const kcu_act *act, int res_after);
 /* float16 broadcast op: op is a float kiln_elementwise_op (arithmetic) or KCU_OP_PRELU. */
 cudaError_t kcu_binary_f16(cudaStream_t s, const kcu_bcast *p, int op, void *y, const void *a, const void *b,
                            const kcu_act *act);
@@ -182,7 +190,7 @@ cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int
 /* igemm.cu: kiln's implicit-GEMM convolution, float16 channels-last, one group; x is
  * [n, h, w, c], the weights [k, kh, kw, c], y and the residual [n, oh, ow, k]. kg = kh*kw*c,
  * m = n*oh*ow; act applies where has_act is set, the residual before it, or after it with
- * res_after. */
+ * res_after. y may be pitched (ldy). */
 typedef struct kcu_igemm {
     int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
     int m, kg;
@@ -190,6 +198,7 @@ typedef struct kcu_igemm {
     int res_after;
     kcu_act act;
     int vec; /* set by kcu_igemm_run: 8 channels a memory access */
+    int ldy; /* elements from one output pixel to the next (0: k; a channel slice: more) */
 } kcu_igemm;
 int kcu_igemm_configs(void);
 /* A configuration's tile shape and split-K slices for this shape. */

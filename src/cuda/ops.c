@@ -568,6 +568,8 @@ static kiln_status pool_prepare(const kiln_layer *l, const kcu_build *b, void **
     p->pb = r3 ? 0 : d->pad_end[0];
     p->pr = d->pad_end[1];
     p->include_pad = d->count_include_pad != 0;
+    p->xp = s->nhwc ? l->inputs[0]->pitch : 0; /* channel slices of concats (kcu_pitch_ok) */
+    p->yp = s->nhwc ? l->outputs[0]->pitch : 0;
     return KILN_OK;
 }
 
@@ -678,7 +680,12 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
         if (k == rank - 1) r->inner = !linear && identity ? m : 0;
         io += 2 * m;
         wo += m;
-        stride *= n;
+        /* a pitched input (channel slice of a concat): pixels are pitch apart */
+        stride *= k == rank - 1 && l->inputs[0]->pitch ? l->inputs[0]->pitch : n;
+    }
+    if (l->outputs[0]->pitch) {
+        r->yc = r->out[rank - 1];
+        r->yp = l->outputs[0]->pitch;
     }
     const void *src[2] = {ti, tw};
     size_t bytes[2] = {(size_t)io * sizeof(int64_t), (size_t)wo * sizeof(float)};

@@ -128,26 +128,26 @@ template <typename T>
 __global__ void k_pool_nhwc(kcu_pool p, int64_t C, const T *__restrict__ x, T *y) {
     int64_t total = p.planes * p.oh * p.ow * C;
     KCU_LOOP(idx, total) {
-        int64_t c = idx % C, t = idx / C, ow = t % p.ow;
+        int64_t c = idx % C, t = idx / C, ow = t % p.ow, px = t;
         t /= p.ow;
         int64_t oh = t % p.oh, n = t / p.oh;
         int64_t r0 = oh * p.sh - p.pt, c0 = ow * p.sw - p.pl;
         int64_t i0, i1, j0, j1;
         tap_range(r0, p.dh, p.h, p.kh, &i0, &i1);
         tap_range(c0, p.dw, p.w, p.kw, &j0, &j1);
-        const T *xs = x + n * p.h * p.w * C + c;
+        const T *xs = x + n * p.h * p.w * p.xp + c;
         float r;
         if (p.max) {
             r = -INFINITY;
             for (int64_t i = i0; i < i1; i++)
                 for (int64_t j = j0; j < j1; j++) {
-                    float v = kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * C);
+                    float v = kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * p.xp);
                     if (v > r || v != v) r = v;
                 }
         } else {
             float acc = 0.0f;
             for (int64_t i = i0; i < i1; i++)
-                for (int64_t j = j0; j < j1; j++) acc += kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * C);
+                for (int64_t j = j0; j < j1; j++) acc += kcu_ld(xs, ((r0 + i * p.dh) * p.w + c0 + j * p.dw) * p.xp);
             float hd, wd;
             if (p.include_pad) {
                 int64_t a, b;
@@ -162,7 +162,7 @@ __global__ void k_pool_nhwc(kcu_pool p, int64_t C, const T *__restrict__ x, T *y
             float div = hd * wd;
             r = div > 0 ? acc / div : 0.0f;
         }
-        kcu_st(y, idx, r);
+        kcu_st(y, px * p.yp + c, r);
     }
 }
 
@@ -195,13 +195,14 @@ __device__ inline void tap_range32(int off, int stride, int limit, int count, in
  * larger tensors take k_pool_nhwc. */
 __global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict__ x, uint4 *y) {
     const int oh = blockIdx.y, OW = (int)p.ow, W = (int)p.w, dh = (int)p.dh, dw = (int)p.dw;
-    const int per_row = OW * C8, in_img = (int)p.h * W * C8, out_img = (int)p.oh * per_row;
+    const int XP = (int)(p.xp / 8), YP = (int)(p.yp / 8); /* pixel pitches in 16-byte units */
+    const int per_row = OW * C8, in_img = (int)p.h * W * XP, out_img = (int)p.oh * OW * YP;
     const int r0 = oh * (int)p.sh - (int)p.pt;
     int i0, i1;
     tap_range32(r0, dh, (int)p.h, (int)p.kh, &i0, &i1);
     for (int64_t n = blockIdx.z; n < p.planes; n += gridDim.z) {
         const uint4 *xi = x + n * in_img;
-        uint4 *yo = y + n * out_img + oh * per_row;
+        uint4 *yo = y + n * out_img + oh * OW * YP;
         for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < per_row; q += gridDim.x * blockDim.x) {
             int ow = q / C8, c = q - ow * C8;
             int c0 = ow * (int)p.sw - (int)p.pl, j0, j1;
@@ -211,7 +212,7 @@ __global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict_
             for (int k = 0; k < 8; k++) r[k] = p.max ? -INFINITY : 0.0f;
             for (int i = i0; i < i1; i++)
                 for (int j = j0; j < j1; j++) {
-                    h8_load(xs + ((r0 + i * dh) * W + c0 + j * dw) * C8, v);
+                    h8_load(xs + ((r0 + i * dh) * W + c0 + j * dw) * XP, v);
                     if (p.max) {
                         for (int k = 0; k < 8; k++)
                             if (v[k] > r[k] || v[k] != v[k]) r[k] = v[k];
@@ -237,23 +238,30 @@ __global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict_
             uint4 out;
             __half2 *h = reinterpret_cast<__half2 *>(&out);
             for (int k = 0; k < 4; k++) h[k] = __floats2half2_rn(r[2 * k], r[2 * k + 1]);
-            yo[q] = out;
+            yo[ow * YP + c] = out;
         }
     }
 }
 
 /* Every quantity the rows kernel computes in 32 bits, with room for the padded extents. */
 static bool pool_fits_32(const kcu_pool *p, int64_t c8) {
-    const int64_t lim = INT32_MAX / 4;
-    return p->h * p->w * c8 < lim && p->oh * p->ow * c8 < lim && p->h + p->pt + p->pb < lim &&
+    const int64_t lim = INT32_MAX / 4, xp8 = p->xp / 8 > c8 ? p->xp / 8 : c8, yp8 = p->yp / 8 > c8 ? p->yp / 8 : c8;
+    return p->h * p->w * xp8 < lim && p->oh * p->ow * yp8 < lim && p->h + p->pt + p->pb < lim &&
            p->w + p->pl + p->pr < lim && p->kh * p->dh < lim && p->kw * p->dw < lim && p->oh * p->sh < lim &&
            p->ow * p->sw < lim && p->oh <= 65535;
 }
 
-extern "C" cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *p, int64_t c, const void *x, void *y) {
+extern "C" cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *shape, int64_t c, const void *x,
+                                     void *y) {
+    kcu_pool q = *shape;
+    const kcu_pool *p = &q;
+    if (!q.xp) q.xp = c;
+    if (!q.yp) q.yp = c;
+    if (q.xp < c || q.yp < c) return cudaErrorInvalidValue;
     int64_t total = p->planes * p->oh * p->ow * c;
     if (total <= 0) return cudaSuccess;
-    if (st == KILN_FLOAT16 && c % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0 && pool_fits_32(p, c / 8)) {
+    if (st == KILN_FLOAT16 && c % 8 == 0 && q.xp % 8 == 0 && q.yp % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0 &&
+        pool_fits_32(p, c / 8)) {
         /* blocks of whole warps that split a row evenly: 448 threads per row run as 2 x 224 */
         int64_t per_row = p->ow * (c / 8), bx = (per_row + KCU_THREADS - 1) / KCU_THREADS;
         int64_t threads = ((per_row + bx - 1) / bx + 31) / 32 * 32;
@@ -291,6 +299,9 @@ extern "C" cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int
 
 /* ---- resize ---- */
 
+/* Output element i's offset (a pitched y: runs of yc elements, yp apart). */
+__device__ inline int64_t rs_at(const kcu_resize &p, int64_t i) { return p.yp ? (i / p.yc) * p.yp + i % p.yc : i; }
+
 template <typename E>
 __global__ void k_resize_nearest(kcu_resize p, const E *__restrict__ x, E *y) {
     KCU_LOOP(i, p.total) {
@@ -300,13 +311,13 @@ __global__ void k_resize_nearest(kcu_resize p, const E *__restrict__ x, E *y) {
             r /= p.out[k];
             off += p.idx[p.off[k] + c];
         }
-        y[i] = x[off];
+        y[rs_at(p, i)] = x[off];
     }
 }
 
 /* Nearest with the last axis in memory unchanged (channels-last upsampling): 16-byte runs
  * of it, copied whole; the other axes' offsets come from the same tables. */
-__global__ void k_resize_nearest_v(kcu_resize p, int64_t runs, const uint4 *__restrict__ x, uint4 *y) {
+__global__ void k_resize_nearest_v(kcu_resize p, int64_t runs, int64_t ypr, const uint4 *__restrict__ x, uint4 *y) {
     const int64_t per = p.inner / runs; /* elements a run */
     KCU_LOOP(i, p.total / per) {
         int64_t c = i % runs, r = i / runs, off = 0;
@@ -315,7 +326,7 @@ __global__ void k_resize_nearest_v(kcu_resize p, int64_t runs, const uint4 *__re
             r /= p.out[k];
             off += p.idx[p.off[k] + q];
         }
-        y[i] = x[off / per + c];
+        y[ypr ? (i / runs) * ypr + c : i] = x[off / per + c];
     }
 }
 
@@ -355,7 +366,7 @@ __global__ void k_resize_linear(kcu_resize p, const T *__restrict__ x, T *y) {
             }
             acc += cw * kcu_ld(x, off);
         }
-        kcu_st(y, i, acc);
+        kcu_st(y, rs_at(p, i), acc);
     }
 }
 
@@ -366,10 +377,11 @@ extern "C" cudaError_t kcu_resize_run(cudaStream_t s, const kcu_resize *p, int e
         if (es == 4) k_resize_linear<float><<<g, KCU_THREADS, 0, s>>>(*p, (const float *)x, (float *)y);
         else if (es == 2) k_resize_linear<__half><<<g, KCU_THREADS, 0, s>>>(*p, (const __half *)x, (__half *)y);
         else return cudaErrorInvalidValue;
-    } else if (p->inner > 0 && (p->inner * es) % 16 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
+    } else if (p->inner > 0 && (p->inner * es) % 16 == 0 && (p->yp * es) % 16 == 0 &&
+               ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
         int64_t runs = p->inner * es / 16;
-        k_resize_nearest_v<<<kcu_blocks(p->total / (p->inner / runs)), KCU_THREADS, 0, s>>>(*p, runs, (const uint4 *)x,
-                                                                                           (uint4 *)y);
+        k_resize_nearest_v<<<kcu_blocks(p->total / (p->inner / runs)), KCU_THREADS, 0, s>>>(
+            *p, runs, p->yp * es / 16, (const uint4 *)x, (uint4 *)y);
     } else {
         KCU_BY_SIZE(es, (k_resize_nearest<E><<<g, KCU_THREADS, 0, s>>>(*p, (const E *)x, (E *)y)));
     }

@@ -247,6 +247,7 @@ kiln_status kg_graph_clone(const kiln_graph *src, const kiln_env *env, kiln_grap
         t->is_output = s->is_output;
         t->storage = s->storage;
         t->format = s->format;
+        t->pitch = s->pitch;
     }
     for (int i = 0; i < src->nb_layers; i++) {
         const kiln_layer *s = src->layers[i];

@@ -100,6 +100,11 @@ struct kiln_tensor {
      * last). dtype and dims stay logical, so inference is unaffected. */
     int storage;
     int format;
+    /* Channels-last tensors placed in a channel slice of a concat's output (the memory
+     * planner, place_concat_inputs): elements from one pixel's channels to the next's (the
+     * concat output's channel count); 0: dense. Only kernels whose backend accepts it
+     * (kb_backend.pitch_ok) ever see a pitched tensor. */
+    int64_t pitch;
 };
 
 #define KG_STORAGE_SAME (-1)

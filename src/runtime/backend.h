@@ -67,6 +67,11 @@ typedef struct kb_backend {
      * the FP16 range check; waits for the context's stream. NULL: the check downloads the
      * values and scans them on the host. */
     kiln_status (*absmax)(kb_ctx *c, const void *src, size_t n, float *out);
+    /* Whether the kernel of layer l reads (an input) or writes (an output) tensor t when t
+     * lies in a channel slice of a wider channels-last tensor (kiln_tensor.pitch, a
+     * multiple of 8 elements, the slice 16-byte aligned). NULL: never; a concat along
+     * channels-last channels then copies. */
+    bool (*pitch_ok)(const kiln_layer *l, const kiln_tensor *t);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

@@ -2,6 +2,7 @@
  * layer, drop what no output needs, plan memory (views, in-place, lifetimes), then let
  * the backend prepare a kernel per layer. */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -125,44 +126,76 @@ kiln_status ke_check_tensor_sizes(const kiln_graph *g, const kiln_env *env) {
     return KILN_OK;
 }
 
-/* Concat without a copy: when every dimension before the axis is 1 and the tensors are
- * row-major in one storage type, each input is a contiguous piece of the output. Each input
- * that shares its storage with nothing else and that nothing reads after the concat is then
- * placed in the output (root = the output, sub = its byte offset there), so its producer
- * writes the output directly; the concat itself runs nothing once every input is placed
- * (all or none: a partly placed concat would still have to copy). Pieces must keep the
- * arena's alignment. Returns the number of concats made free. */
+/* Whether input x of concat node n can live in the concat output's storage: an arena
+ * tensor of the output's format and storage type, sharing its storage with nothing else,
+ * written by a layer that runs, read by nothing after the concat, and not an earlier
+ * input of the same concat. */
+static bool concat_input_free(const kiln_engine *e, const int *root, const int *last, int n, int k) {
+    const kiln_graph *g = &e->graph;
+    const kiln_layer *l = e->nodes[n].layer;
+    const kiln_tensor *x = l->inputs[k], *out = l->outputs[0];
+    bool ok = x && x->format == out->format && kg_storage(x) == kg_storage(out) && e->plan[x->id].storage == KE_ARENA &&
+              root[x->id] == x->id && x->producer && last[x->id] == n && x->pitch == 0;
+    for (int j = 0; ok && j < k; j++) ok = l->inputs[j] != x;
+    for (int t = 0; ok && t < g->nb_tensors; t++) ok = t == x->id || root[t] != x->id;
+    for (int m = 0; ok && m < e->nb_nodes; m++) /* written by a layer that runs */
+        if (e->nodes[m].layer == x->producer) ok = !e->nodes[m].skip;
+    return ok;
+}
+
+/* Channels-last concat along channels: input x becomes channels [c, c + x's) of every
+ * pixel of the output (x->pitch = the output's channel count), when the backend's kernels
+ * for x's producer and for every other layer reading x take such a tensor. */
+static bool concat_slice_ok(const kiln_engine *e, int n, const kiln_tensor *x) {
+    if (!e->backend->pitch_ok || !e->backend->pitch_ok(x->producer, x)) return false;
+    for (int m = 0; m < e->nb_nodes; m++) {
+        const kiln_layer *r = e->nodes[m].layer;
+        if (m == n) continue;
+        for (int k = 0; k < r->nb_inputs; k++)
+            if (r->inputs[k] == x && (e->nodes[m].skip || !e->backend->pitch_ok(r, x))) return false;
+    }
+    return true;
+}
+
+/* Concat without a copy, in two forms. Row-major with every dimension before the axis 1:
+ * each input is a contiguous piece of the output. Channels-last along channels: each
+ * input is a channel slice of every pixel (a pitched tensor, see concat_slice_ok). Each
+ * input is then placed in the output (root = the output, sub = its byte offset there), so
+ * its producer writes the output directly; the concat itself runs nothing once every
+ * input is placed (all or none: a partly placed concat would still have to copy). Pieces
+ * must keep the arena's alignment. Returns the number of concats made free. */
 static int place_concat_inputs(kiln_engine *e, int *root, size_t *sub, const int *last) {
-    kiln_graph *g = &e->graph;
-    int nt = g->nb_tensors, placed = 0;
+    int placed = 0;
+    const char *env = getenv("KILN_CONCAT_SLICES"); /* =off: A/B runs */
+    bool slices_on = !(env && !strcmp(env, "off"));
     for (int n = 0; n < e->nb_nodes; n++) {
         ke_node *node = &e->nodes[n];
         const kiln_layer *l = node->layer;
-        if (l->type != KILN_LAYER_CONCAT || node->skip) continue;
-        const kiln_tensor *out = l->outputs[0];
+        if (l->type != KILN_LAYER_CONCAT || node->skip || l->nb_inputs < 1) continue;
+        kiln_tensor *out = l->outputs[0];
         int o = out->id, rank = out->dims.nb_dims, axis = kg_axis(l->p.axis.axis, rank);
-        if (axis < 0 || e->plan[o].storage != KE_ARENA || root[o] != o || out->format != KG_FORMAT_LINEAR) continue;
+        if (axis < 0 || e->plan[o].storage != KE_ARENA || root[o] != o || out->pitch) continue;
         int64_t outer = 1;
         for (int d = 0; d < axis; d++) outer *= out->dims.d[d];
-        bool ok = outer == 1 && l->nb_inputs >= 1;
-        size_t at = 0;
+        bool linear = out->format == KG_FORMAT_LINEAR && outer == 1;
+        bool slices = slices_on && out->format == KG_FORMAT_NHWC && rank == 4 && axis == 1;
+        if (!linear && !slices) continue;
+        size_t es = kiln_dtype_size(kg_storage(out)), at = 0;
+        bool ok = true;
         for (int k = 0; ok && k < l->nb_inputs; k++) {
             const kiln_tensor *x = l->inputs[k];
-            ok = x && x->format == KG_FORMAT_LINEAR && kg_storage(x) == kg_storage(out) && e->plan[x->id].storage == KE_ARENA &&
-                 root[x->id] == x->id && x->producer && last[x->id] == n && at % KILN_ALIGN == 0;
-            for (int j = 0; ok && j < k; j++) ok = l->inputs[j] != x;
-            for (int t = 0; ok && t < nt; t++) ok = t == x->id || root[t] != x->id;
-            for (int m = 0; ok && m < e->nb_nodes; m++) /* written by a layer that runs */
-                if (e->nodes[m].layer == x->producer) ok = !e->nodes[m].skip;
-            at += ok ? e->plan[x->id].bytes : 0;
+            ok = concat_input_free(e, root, last, n, k) && at % (slices ? 16 : KILN_ALIGN) == 0;
+            if (ok && slices) ok = concat_slice_ok(e, n, x);
+            at += !ok ? 0 : linear ? e->plan[x->id].bytes : (size_t)x->dims.d[1] * es;
         }
-        if (!ok || at != e->plan[o].bytes) continue;
+        if (!ok || at != (linear ? e->plan[o].bytes : (size_t)out->dims.d[1] * es) || (slices && at % 16)) continue;
         at = 0;
         for (int k = 0; k < l->nb_inputs; k++) {
-            int x = l->inputs[k]->id;
-            root[x] = o;
-            sub[x] = at;
-            at += e->plan[x].bytes;
+            kiln_tensor *x = l->inputs[k];
+            root[x->id] = o;
+            sub[x->id] = at;
+            if (slices) x->pitch = out->dims.d[1];
+            at += linear ? e->plan[x->id].bytes : (size_t)x->dims.d[1] * es;
         }
         node->skip = true;
         placed++;

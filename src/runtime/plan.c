@@ -14,7 +14,7 @@
 #include "runtime/config.h"
 
 #define PLAN_MAGIC "KILNPLAN"
-#define PLAN_VERSION 3u /* 2: the TACTICS section; 3: layer flag 16 (residual after the activation) */
+#define PLAN_VERSION 4u /* 2: the TACTICS section; 3: layer flag 16 (residual after the activation); 4: tensor pitch */
 #define PLAN_HEADER 64u
 #define MAX_NAME 4096
 
@@ -156,6 +156,14 @@ static kiln_status plan_layout_make(const kiln_engine *e, plan_layout *pl) {
         kbw_u64(m, p->bytes);
         kbw_u32(m, (uint32_t)p->root);
     }
+    uint32_t npitched = 0; /* version 4: the pitched tensors (channel slices of concats) */
+    for (int t = 0; t < e->graph.nb_tensors; t++) npitched += e->graph.tensors[t]->pitch != 0;
+    kbw_u32(m, npitched);
+    for (int t = 0; t < e->graph.nb_tensors; t++)
+        if (e->graph.tensors[t]->pitch) {
+            kbw_u32(m, (uint32_t)t);
+            kbw_u64(m, (uint64_t)e->graph.tensors[t]->pitch);
+        }
     kb_writer *tc = &sec[SEC_TACTICS];
     kbw_u32(tc, (uint32_t)e->nb_nodes);
     for (int n = 0; n < e->nb_nodes; n++) {
@@ -506,13 +514,56 @@ static kiln_status read_io(kiln_engine *e, kb_reader *r) {
     return KILN_OK;
 }
 
+/* The bytes a pitched tensor spans (channels-last, 4-D, pitch >= its channels): false if
+ * it is not one. */
+static bool pitched_span(const kiln_tensor *x, size_t *bytes) {
+    if (x->format != KG_FORMAT_NHWC || x->dims.nb_dims != 4 || x->pitch < x->dims.d[1] || x->pitch > INT32_MAX)
+        return false;
+    int64_t pixels = x->dims.d[0] * x->dims.d[2] * x->dims.d[3];
+    if (pixels <= 0 || x->dims.d[1] <= 0) return false;
+    double span = ((double)(pixels - 1) * (double)x->pitch + (double)x->dims.d[1]) * (double)kiln_dtype_size(kg_storage(x));
+    if (span > 9.0e15) return false;
+    *bytes = (size_t)span;
+    return true;
+}
+
+/* A channels-last concat along channels that does not run: each input is a channel slice
+ * of every pixel of the output (pitch = the output's channels), in order, each taken by
+ * the backend's kernels for its producer and its other readers. */
+static bool concat_slices_in_place(const kiln_engine *e, const kiln_layer *l) {
+    const kiln_tensor *out = l->outputs[0];
+    const ke_tensor_plan *po = &e->plan[out->id];
+    if (out->format != KG_FORMAT_NHWC || out->dims.nb_dims != 4 || kg_axis(l->p.axis.axis, 4) != 1 || out->pitch ||
+        po->storage != KE_ARENA || !e->backend->pitch_ok)
+        return false;
+    size_t es = kiln_dtype_size(kg_storage(out));
+    int64_t at = 0;
+    for (int k = 0; k < l->nb_inputs; k++) {
+        const kiln_tensor *x = l->inputs[k];
+        if (!x || !x->producer) return false;
+        const ke_tensor_plan *px = &e->plan[x->id];
+        if (px->storage != KE_ARENA || px->root != po->root || x->format != KG_FORMAT_NHWC ||
+            kg_storage(x) != kg_storage(out) || x->pitch != out->dims.d[1] || px->offset != po->offset + (size_t)at * es ||
+            (at * (int64_t)es) % 16 || !e->backend->pitch_ok(x->producer, x))
+            return false;
+        for (int n = 0; n < e->nb_nodes; n++) {
+            const kiln_layer *r = e->nodes[n].layer;
+            for (int j = 0; r != l && j < r->nb_inputs; j++)
+                if (r->inputs[j] == x && (e->nodes[n].skip || !e->backend->pitch_ok(r, x))) return false;
+        }
+        at += x->dims.d[1];
+    }
+    return at == out->dims.d[1] && (at * (int64_t)es) % 16 == 0;
+}
+
 /* A concat that does not run: every dimension before its axis is 1, all its tensors are
  * row-major arena tensors of one storage type, and each input lies in the output's storage
- * exactly where the concat would have copied it. */
+ * exactly where the concat would have copied it; or channel slices (above). */
 static bool concat_in_place(const kiln_engine *e, const kiln_layer *l) {
     const kiln_tensor *out = l->outputs[0];
     const ke_tensor_plan *po = &e->plan[out->id];
     int axis = kg_axis(l->p.axis.axis, out->dims.nb_dims);
+    if (out->format == KG_FORMAT_NHWC) return concat_slices_in_place(e, l);
     if (axis < 0 || po->storage != KE_ARENA || out->format != KG_FORMAT_LINEAR) return false;
     for (int d = 0; d < axis; d++)
         if (out->dims.d[d] != 1) return false;
@@ -522,14 +573,14 @@ static bool concat_in_place(const kiln_engine *e, const kiln_layer *l) {
         if (!x) return false;
         const ke_tensor_plan *px = &e->plan[x->id];
         if (px->storage != KE_ARENA || px->root != po->root || x->format != KG_FORMAT_LINEAR ||
-            kg_storage(x) != kg_storage(out) || px->offset != po->offset + at)
+            kg_storage(x) != kg_storage(out) || px->offset != po->offset + at || x->pitch)
             return false;
         at += px->bytes;
     }
     return at == po->bytes;
 }
 
-static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
+static kiln_status read_memplan(kiln_engine *e, kb_reader *r, uint32_t version) {
     const kiln_env *env = &e->env;
     kiln_graph *g = &e->graph;
     e->arena_bytes = kbr_u64(r);
@@ -545,6 +596,14 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
         p->bytes = kbr_u64(r);
         p->root = (int)kbr_u32(r);
     }
+    uint32_t npitched = version >= 4 ? kbr_u32(r) : 0;
+    if (!r->bad && npitched > nt) return BAD("the memory plan lists %u pitched tensors of %u", npitched, nt);
+    for (uint32_t i = 0; i < npitched && !r->bad; i++) {
+        uint32_t t = kbr_u32(r);
+        uint64_t pitch = kbr_u64(r);
+        if (t >= nt || g->tensors[t]->pitch || pitch == 0) return BAD("the memory plan has a bad pitch record");
+        g->tensors[t]->pitch = pitch > INT64_MAX ? -1 : (int64_t)pitch;
+    }
     if (r->bad) return BAD("the memory plan is truncated");
     for (uint32_t t = 0; t < nt; t++) {
         ke_tensor_plan *p = &e->plan[t];
@@ -555,16 +614,20 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
                 return BAD("tensor '%s' is written by no layer but has memory planned", x->name);
             continue;
         }
-        if (p->bytes != bytes || p->root < 0 || (uint32_t)p->root >= nt || e->plan[p->root].storage != p->storage)
+        if (p->bytes != bytes || p->root < 0 || (uint32_t)p->root >= nt || e->plan[p->root].storage != p->storage ||
+            (x->pitch && p->storage != KE_ARENA))
             return BAD("tensor '%s' has an inconsistent memory plan", x->name);
         switch (p->storage) {
         case KE_ARENA:
+            if (x->pitch && !pitched_span(x, &bytes))
+                return BAD("tensor '%s' has a bad pitch (%lld)", x->name, (long long)x->pitch);
             if (p->offset > e->arena_bytes || bytes > e->arena_bytes - p->offset)
                 return BAD("tensor '%s' lies outside the activation arena", x->name);
-            /* the planner aligns every buffer: kernels may rely on it (vector loads) */
-            if (p->offset % KILN_ALIGN)
+            /* the planner aligns every buffer: kernels may rely on it (vector loads); a
+             * channel slice of a concat is 16-byte aligned */
+            if (p->offset % (x->pitch ? 16 : KILN_ALIGN))
                 return BAD("tensor '%s' is at arena offset %llu, not %d-byte aligned", x->name,
-                           (unsigned long long)p->offset, KILN_ALIGN);
+                           (unsigned long long)p->offset, x->pitch ? 16 : KILN_ALIGN);
             break;
         case KE_INPUT:
         case KE_OUTPUT:
@@ -608,6 +671,17 @@ static kiln_status read_memplan(kiln_engine *e, kb_reader *r) {
                   : (kg_ops[l->type].flags & KG_OP_VIEW) && l->inputs[0] &&
                         p->root == e->plan[l->inputs[0]->id].root;
         if (!ok) return BAD("layer '%s' is marked as not running, but its output needs it", l->name);
+    }
+    /* a pitched tensor is a channel slice of a concat that does not run (checked above) */
+    for (uint32_t t = 0; t < nt; t++) {
+        const kiln_tensor *x = g->tensors[t];
+        bool claimed = x->pitch == 0;
+        for (int n = 0; !claimed && n < e->nb_nodes; n++) {
+            const kiln_layer *l = e->nodes[n].layer;
+            for (int k = 0; e->nodes[n].skip && l->type == KILN_LAYER_CONCAT && k < l->nb_inputs; k++)
+                claimed |= l->inputs[k] == x;
+        }
+        if (!claimed) return BAD("tensor '%s' is pitched but lies in no concat's output", x->name);
     }
     return KILN_OK;
 }
@@ -674,12 +748,12 @@ kiln_status kiln_runtime_load(kiln_runtime *rt, const void *data, size_t size, k
     if (st == KILN_OK) st = read_io(e, &sec[SEC_IO]);
     if (st == KILN_OK) st = validate_graph(e);
     if (st == KILN_OK) st = ke_check_tensor_sizes(&e->graph, env);
-    if (st == KILN_OK) st = read_memplan(e, &sec[SEC_MEMPLAN]);
     if (st == KILN_OK) {
         kiln_status why = KILN_ERR_UNSUPPORTED;
         e->backend = kb_backend_for(env, e->device, &why);
         if (!e->backend) st = why;
     }
+    if (st == KILN_OK) st = read_memplan(e, &sec[SEC_MEMPLAN], version);
     if (st == KILN_OK) {
         ke_fill_fingerprint(e);
         if (strcmp(fp, e->fingerprint) != 0) {

@@ -243,6 +243,10 @@ static void sig_tensor(kb_writer *w, const kiln_engine *e, const kiln_tensor *t)
     kbw_u32(w, (uint32_t)e->plan[t->id].storage == KE_CONST);
     kbw_u32(w, (uint32_t)t->dims.nb_dims);
     for (int k = 0; k < t->dims.nb_dims; k++) kbw_i64(w, t->dims.d[k]);
+    if (t->pitch) { /* a channel slice of a concat (cache keys of dense tensors unchanged) */
+        kbw_u32(w, 0x48544950u);
+        kbw_i64(w, t->pitch);
+    }
 }
 
 /* Everything a kernel choice may depend on: the device and libraries (the fingerprint),
