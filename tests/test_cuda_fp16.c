@@ -394,7 +394,8 @@ static kiln_network *make_igemm_odd(kiln_builder *b, unsigned seed) {
 /* Concats along channels-last channels, as YOLOv5 and DeepLabV3+ have them: a bottleneck
  * with its residual after the SiLU beside a 1x1 branch (C3), a convolution and three max
  * pools that read each other (SPPF), nearest and linear upsamplings beside a convolution,
- * a strided convolution beside a tensor the upsamplings also read; each concat's inputs can
+ * a strided convolution beside a tensor the upsamplings also read, DeepLabV3+'s image-pool
+ * branch (global pooling, 1x1 convolution, bilinear from one pixel); each concat's inputs can
  * be written into channel slices of its output. And two that cannot: a 4-channel piece
  * leaves the next one 8 bytes into a pixel (not 16-byte aligned); a tensor a convolution
  * also reads (convolutions read dense inputs). Those concats copy. */
@@ -430,9 +431,17 @@ static kiln_network *make_concat_slices(kiln_builder *b, unsigned seed) {
     kiln_tensor *un = t ? out0(kiln_network_add_resize(net, t, &rn)) : NULL;
     kiln_tensor *ul = t ? out0(kiln_network_add_resize(net, t, &rl)) : NULL;
     kiln_tensor *q = act(net, conv(net, x2, 16, 16, 3, 1, NULL, 1, true), KILN_ACT_SILU);
-    kiln_tensor *p3[3] = {un, q, ul};
-    kiln_tensor *cat3 = un && q && ul ? out0(kiln_network_add_concat(net, p3, 3, 1)) : NULL;
-    kiln_tensor *y3 = cat3 ? conv(net, cat3, 32, 8, 3, 1, NULL, 1, true) : NULL;
+    /* DeepLabV3+'s image-pool branch: global pooling (max here), a 1x1 convolution,
+     * bilinear back to the full size */
+    kiln_pool_desc gp = {.type = KILN_POOL_MAX, .global = 1};
+    kiln_tensor *g = out0(kiln_network_add_pooling(net, x2, &gp));
+    kiln_tensor *gc = g ? act(net, conv(net, g, 16, 8, 1, 1, NULL, 1, true), KILN_ACT_RELU) : NULL;
+    kiln_resize_desc rg = {.mode = KILN_RESIZE_LINEAR, .coord = KILN_COORD_ALIGN_CORNERS, .nb_scales = 4,
+                           .scales = {1, 1, 24, 24}};
+    kiln_tensor *gu = gc ? out0(kiln_network_add_resize(net, gc, &rg)) : NULL;
+    kiln_tensor *p3[4] = {un, q, ul, gu};
+    kiln_tensor *cat3 = un && q && ul && gu ? out0(kiln_network_add_concat(net, p3, 4, 1)) : NULL;
+    kiln_tensor *y3 = cat3 ? conv(net, cat3, 40, 8, 3, 1, NULL, 1, true) : NULL;
     kiln_tensor *d = act(net, conv(net, x2, 16, 8, 3, 2, (const int64_t[4]){1, 1, 1, 1}, 1, true), KILN_ACT_SILU);
     kiln_tensor *p4[2] = {d, t};
     kiln_tensor *cat4 = d && t ? out0(kiln_network_add_concat(net, p4, 2, 1)) : NULL;
@@ -447,7 +456,11 @@ static kiln_network *make_concat_slices(kiln_builder *b, unsigned seed) {
     kiln_tensor *r2 = r1 ? conv(net, r1, 8, 8, 3, 1, NULL, 1, true) : NULL;
     kiln_tensor *p6[2] = {r1, r2};
     kiln_tensor *cat6 = r1 && r2 ? out0(kiln_network_add_concat(net, p6, 2, 1)) : NULL;
-    kiln_tensor *y6 = cat6 ? conv(net, cat6, 16, 8, 1, 1, NULL, 1, true) : NULL;
+    /* and a bilinear upsampling of 12 channels (one element a thread) */
+    kiln_tensor *c6 = cat6 ? conv(net, cat6, 16, 12, 1, 1, NULL, 1, true) : NULL;
+    kiln_resize_desc r3 = {.mode = KILN_RESIZE_LINEAR, .coord = KILN_COORD_HALF_PIXEL, .nb_scales = 4,
+                           .scales = {1, 1, 2.5f, 2}};
+    kiln_tensor *y6 = c6 ? out0(kiln_network_add_resize(net, c6, &r3)) : NULL;
     bool ok = mark(net, y1, "y1") && mark(net, y2, "y2") && mark(net, y3, "y3") && mark(net, y4, "y4") &&
               mark(net, y5, "y5") && mark(net, y6, "y6");
     CHECK(ok, "concat slices network: %s", kiln_last_error());

@@ -99,6 +99,8 @@ typedef struct kcu_resize {
     int interp[KCU_RS_RANK];
     int64_t inner; /* nearest: the last axis in memory, when unchanged (0: resized) */
     int64_t yc, yp; /* a pitched y: the last axis's size, and elements from one of its runs to the next (0: dense) */
+    int hw2; /* linear over H and W only of a channels-last 4-D tensor, channels copied (2: pixel
+              * strides and pitches multiples of 8 elements as well), sizes within 32-bit math */
     const int64_t *idx;
     const float *wt;
 } kcu_resize;

@@ -649,6 +649,7 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
     r->linear = linear;
     r->total = vol(od);
     int64_t stride = 1, io = 0, wo = 0;
+    bool same[KCU_RS_RANK]; /* memory axis k copied: same size, x -> x */
     for (int k = rank - 1; k >= 0; k--) {
         int ax = order[k]; /* logical axis at memory position k */
         int64_t n = in->d[ax], m = od->d[ax];
@@ -677,6 +678,7 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
             tw[wo + x] = wt;
         }
         r->interp[k] = linear && !identity;
+        same[k] = identity && m == n;
         if (k == rank - 1) r->inner = !linear && identity ? m : 0;
         io += 2 * m;
         wo += m;
@@ -686,6 +688,12 @@ static kiln_status resize_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (l->outputs[0]->pitch) {
         r->yc = r->out[rank - 1];
         r->yp = l->outputs[0]->pitch;
+    }
+    /* bilinear over H and W of channels-last data: its own kernel (32-bit index math) */
+    if (linear && rank == 4 && kcu_nhwc(l->inputs[0]) && kcu_nhwc(l->outputs[0]) && same[0] && same[3] &&
+        r->total <= INT32_MAX && in->d[0] * in->d[2] * in->d[3] <= INT32_MAX) {
+        int64_t xp = l->inputs[0]->pitch ? l->inputs[0]->pitch : r->out[3], yp = r->yp ? r->yp : r->out[3];
+        r->hw2 = r->out[3] % 8 == 0 && xp % 8 == 0 && yp % 8 == 0 ? 2 : 1;
     }
     const void *src[2] = {ti, tw};
     size_t bytes[2] = {(size_t)io * sizeof(int64_t), (size_t)wo * sizeof(float)};
