@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -76,6 +77,15 @@ static kiln_network *make_refit_net(kiln_builder *b, const float *w, const float
 }
 
 #ifdef KILN_HAVE_CUDA
+
+/* Counts the build log's lines saying the range check came from the timing cache. */
+typedef struct rc_log {
+    int hits;
+} rc_log;
+static void rc_log_fn(void *user, kiln_log_level level, const char *msg) {
+    (void)level;
+    if (strstr(msg, "fp16 range check: the timing cache's result")) ((rc_log *)user)->hits++;
+}
 
 static kiln_tensor *conv(kiln_network *net, kiln_tensor *x, int64_t cin, int64_t cout, int64_t k, int64_t stride,
                          const int64_t *pads, int64_t groups, bool bias) {
@@ -864,6 +874,48 @@ static void test_layers_fp16(kiln_builder *b) {
         kiln_config_destroy(cfg);
         kiln_network_destroy(net);
         kiln_network_destroy(ncpu);
+    }
+    {   /* the check's result is remembered in a timing cache: a rebuild of the same network
+         * takes it from there (the log says so) and keeps the same layers in float32; other
+         * weights miss it and run the check again */
+        char path[] = "/tmp/kiln-rc-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0, "range-check cache: a temporary file");
+        if (fd >= 0) close(fd);
+        rc_log rl = {0};
+        kiln_builder_desc d = KILN_BUILDER_DESC_INIT;
+        d.log = rc_log_fn;
+        d.log_user = &rl;
+        d.log_level = KILN_LOG_VERBOSE;
+        kiln_builder *lb = NULL;
+        CHECK_OK(kiln_builder_create(&d, &lb));
+        for (int round = 0; lb && fd >= 0 && round < 3; round++) {
+            kiln_network *net = make_overflow(lb, round < 2 ? 77 : 78); /* round 2: other weights */
+            kiln_config *cfg = NULL;
+            kiln_engine *u = NULL;
+            CHECK_OK(kiln_config_create(lb, &cfg));
+            CHECK_OK(kiln_config_set_device(cfg, KILN_DEVICE_CUDA));
+            CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1));
+            CHECK_OK(kiln_config_set_timing_cache(cfg, path));
+            rl.hits = 0;
+            CHECK_OK(kiln_builder_build(lb, net, cfg, &u));
+            CHECK(rl.hits == (round == 1), "range-check cache, build %d: %s the cache's result", round,
+                  rl.hits ? "took" : "did not take");
+            if (u) {
+                int f32 = 0;
+                for (int i = 0; i < kiln_engine_num_layers(u); i++) {
+                    kiln_layer_info li;
+                    if (kiln_engine_layer_info(u, i, &li) == KILN_OK && (!strcmp(li.name, "big") || !strcmp(li.name, "back")))
+                        f32 += li.precision == KILN_FLOAT32;
+                }
+                CHECK(f32 == 2, "range-check cache, build %d: big and back kept in float32 (%d)", round, f32);
+            }
+            kiln_engine_destroy(u);
+            kiln_config_destroy(cfg);
+            kiln_network_destroy(net);
+        }
+        kiln_builder_destroy(lb);
+        if (fd >= 0) unlink(path);
     }
     {   /* without the check the float16 engine overflows, which is what the check prevents */
         kiln_network *net = make_overflow(b, 77);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bytes.h"
 #include "graph/ops.h"
 #include "opt/memplan.h"
 #include "opt/passes.h"
@@ -612,6 +613,139 @@ static kiln_status probe_ranges(kiln_engine *pe, char ***names, int *count) {
     return st;
 }
 
+/* ---- the range check's result in the timing cache ----
+ * The check depends on the network (structure, weights, input shapes), the config's pins,
+ * the build flags and the device and libraries: the key holds all of them (the weights as
+ * a CRC-32 and their size), the value the names of the layers kept in float32. A rebuild
+ * of the same network with the same cache then skips the float32 probe build and run. */
+
+#define RC_KEY_MAGIC "kiln fp16 range check 1"
+
+static void rc_describe(kb_writer *w, const kiln_graph *g, const kiln_config *cfg) {
+    kbw_u32(w, (uint32_t)cfg->nb_shapes);
+    for (int i = 0; i < cfg->nb_shapes; i++) {
+        kbw_str(w, cfg->shapes[i].name);
+        kbw_u32(w, (uint32_t)cfg->shapes[i].dims.nb_dims);
+        for (int d = 0; d < cfg->shapes[i].dims.nb_dims; d++) kbw_i64(w, cfg->shapes[i].dims.d[d]);
+    }
+    kbw_u32(w, (uint32_t)cfg->nb_pins);
+    for (int i = 0; i < cfg->nb_pins; i++) {
+        kbw_str(w, cfg->pins[i].name);
+        kbw_i64(w, cfg->pins[i].dims.d[0]);
+    }
+    kbw_u32(w, (uint32_t)g->nb_tensors);
+    for (int t = 0; t < g->nb_tensors; t++) {
+        const kiln_tensor *x = g->tensors[t];
+        kbw_str(w, x->name);
+        kbw_u32(w, (uint32_t)x->dtype);
+        kbw_u8(w, (uint8_t)((x->is_input ? 1 : 0) | (x->is_output ? 2 : 0)));
+        kbw_u32(w, (uint32_t)x->dims.nb_dims);
+        for (int d = 0; d < x->dims.nb_dims; d++) kbw_i64(w, x->dims.d[d]);
+    }
+    kbw_u32(w, (uint32_t)g->nb_layers);
+    uint32_t crc = 0;
+    uint64_t bytes = 0;
+    for (int i = 0; i < g->nb_layers; i++) {
+        const kiln_layer *l = g->layers[i];
+        kbw_str(w, l->name);
+        kbw_u32(w, (uint32_t)l->type);
+        kbw_bytes(w, &l->p, sizeof l->p);
+        kbw_u32(w, (uint32_t)l->nb_inputs);
+        for (int k = 0; k < l->nb_inputs; k++) kbw_u32(w, l->inputs[k] ? (uint32_t)l->inputs[k]->id : UINT32_MAX);
+        kbw_u32(w, (uint32_t)l->nb_outputs);
+        for (int k = 0; k < l->nb_outputs; k++) kbw_u32(w, (uint32_t)l->outputs[k]->id);
+        kbw_u32(w, (uint32_t)l->nb_aux);
+        for (int k = 0; k < l->nb_aux; k++) kbw_i64(w, l->aux[k]);
+        kbw_u8(w, (uint8_t)((l->has_post_act ? 1 : 0) | (l->res_after_act ? 2 : 0) | (l->removed ? 4 : 0)));
+        kbw_u32(w, (uint32_t)l->post_act.type);
+        kbw_f32(w, l->post_act.alpha);
+        kbw_f32(w, l->post_act.beta);
+        for (int k = 0; k < KG_MAX_WEIGHTS; k++) {
+            const kiln_weights *wt = &l->w[k];
+            size_t n = wt->count > 0 && wt->values ? (size_t)wt->count * kiln_dtype_size(wt->dtype) : 0;
+            kbw_u32(w, (uint32_t)wt->dtype);
+            kbw_i64(w, wt->count);
+            if (n) crc = kiln_crc32(crc, wt->values, n);
+            bytes += n;
+        }
+    }
+    kbw_u32(w, crc);
+    kbw_u64(w, bytes);
+}
+
+
+/* The key: what the check depends on, the network's description digested (a key may not
+ * exceed the cache's 64 KiB; YOLOv5s' description is 113 KiB): its size, CRC-32 and
+ * FNV-1a 64. */
+static void rc_key(kb_writer *w, const kiln_graph *g, const kiln_config *cfg, const kb_backend *backend, unsigned pf) {
+    char fp[512];
+    if (backend->fingerprint) backend->fingerprint(&g->env, fp, sizeof fp);
+    else snprintf(fp, sizeof fp, "device=%s;", backend->name);
+    kb_writer d = {.env = w->env};
+    rc_describe(&d, g, cfg);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < d.size; i++) h = (h ^ d.data[i]) * 1099511628211ull;
+    kbw_str(w, RC_KEY_MAGIC);
+    kbw_str(w, backend->name);
+    kbw_str(w, fp);
+    kbw_u32(w, pf);
+    kbw_u64(w, d.size);
+    kbw_u32(w, kiln_crc32(0, d.data, d.size));
+    kbw_u64(w, h);
+    w->oom |= d.oom;
+    kiln_free(w->env, d.data);
+}
+
+/* The value: u32 layer count, then a bit per layer of the network (in its order), set
+ * for the layers kept in float32; names of no layer of the network (none are expected)
+ * are dropped, as the build would ignore them. */
+
+/* The cached result for key: true with the names (allocated) when found and well formed. */
+static bool rc_lookup(const kiln_env *env, ke_tcache *c, const kb_writer *key, const kiln_graph *g, char ***names,
+                      int *count) {
+    size_t len = 0;
+    const uint8_t *v = ke_tcache_get(c, key->data, key->size, &len);
+    uint32_t nl = (uint32_t)g->nb_layers;
+    if (!v || len != 4 + ((size_t)nl + 7) / 8) return false;
+    if (((uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24) != nl) return false;
+    int n = 0;
+    for (uint32_t i = 0; i < nl; i++) n += (v[4 + i / 8] >> (i % 8)) & 1;
+    char **out = n ? kiln_calloc(env, (size_t)n, sizeof *out) : NULL;
+    if (n && !out) return false;
+    int got = 0;
+    for (uint32_t i = 0; i < nl && got < n; i++) {
+        if (!((v[4 + i / 8] >> (i % 8)) & 1)) continue;
+        size_t sl = strlen(g->layers[i]->name);
+        if (!(out[got] = kiln_alloc(env, sl + 1))) break;
+        memcpy(out[got++], g->layers[i]->name, sl + 1);
+    }
+    if (got != n) {
+        for (int i = 0; i < got; i++) kiln_free(env, out[i]);
+        kiln_free(env, out);
+        return false;
+    }
+    *names = out;
+    *count = n;
+    return true;
+}
+
+/* Stores a result; a network too large for an entry's value is not stored (the check
+ * runs again next time). */
+static bool rc_store(ke_tcache *c, const kb_writer *key, const kiln_graph *g, char *const *names, int count) {
+    uint8_t v[KE_TACTIC_MAX] = {0};
+    uint32_t nl = (uint32_t)g->nb_layers;
+    size_t len = 4 + ((size_t)nl + 7) / 8;
+    if (len > sizeof v) return false;
+    v[0] = (uint8_t)nl, v[1] = (uint8_t)(nl >> 8), v[2] = (uint8_t)(nl >> 16), v[3] = (uint8_t)(nl >> 24);
+    for (uint32_t i = 0; i < nl; i++)
+        for (int k = 0; k < count; k++)
+            if (!strcmp(g->layers[i]->name, names[k])) {
+                v[4 + i / 8] |= (uint8_t)(1u << (i % 8));
+                break;
+            }
+    return ke_tcache_put(c, key->data, key->size, v, len);
+}
+
 kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_config *cfg, kiln_engine **out) {
     if (out) *out = NULL;
     if (!b || !net || !cfg || !out)
@@ -631,10 +765,21 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
     unsigned flags = cfg->flags;
     double t0 = build_now_ms(), probe_build = 0, probe_run = 0;
     build_times pbt = {0}, bt = {0};
+    bool rc_cached = false;
     if ((flags >> KILN_FLAG_FP16) & 1u && backend->layer_format && !((flags >> KILN_FLAG_NO_RANGE_CHECK) & 1u)) {
         kc_progress(cfg, "range check", 0, 0);
         kiln_engine *pe = NULL;
         unsigned pf = flags & ~(1u << KILN_FLAG_FP16) & ~(1u << KILN_FLAG_TF32);
+        /* a result the timing cache remembers for this very network, config and device */
+        ke_tcache *cache = cfg->timing_cache && backend->tactic ? ke_tcache_open(env, cfg->timing_cache) : NULL;
+        kb_writer key = {.env = env};
+        if (cache) rc_key(&key, &net->g, cfg, backend, pf);
+        rc_cached = cache && !key.oom && rc_lookup(env, cache, &key, &net->g, &pins, &nb_pins);
+        if (rc_cached) {
+            kiln_log(env, KILN_LOG_VERBOSE, "fp16 range check: the timing cache's result (%d layers kept in float32)",
+                     nb_pins);
+            kc_progress(cfg, "range check", 1, 1);
+        }
         /* the probe's own failure is reported once, as the warning below: its errors go to
          * the log at verbose level */
         kiln_builder pb = *b;
@@ -642,19 +787,28 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
             pb.env.log = probe_log;
             pb.env.log_user = (void *)&b->env;
         }
-        kiln_status st = build_engine(&pb, &net->g, cfg, pf, NULL, 0, true, &pe, &pbt);
-        probe_build = build_now_ms() - t0;
-        if (st == KILN_OK) st = probe_ranges(pe, &pins, &nb_pins);
-        if (pe) ke_engine_release(pe);
-        probe_run = build_now_ms() - t0 - probe_build;
-        if (st != KILN_OK) { /* the float16 build goes on unchecked; it reports real problems itself */
-            kiln_log(env, KILN_LOG_WARNING, "fp16 range check skipped: %s", kiln_last_error());
-            for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
-            kiln_free(env, pins);
-            pins = NULL;
-            nb_pins = 0;
+        kiln_status st = rc_cached ? KILN_OK : build_engine(&pb, &net->g, cfg, pf, NULL, 0, true, &pe, &pbt);
+        if (!rc_cached) {
+            probe_build = build_now_ms() - t0;
+            if (st == KILN_OK) st = probe_ranges(pe, &pins, &nb_pins);
+            if (pe) ke_engine_release(pe);
+            probe_run = build_now_ms() - t0 - probe_build;
+            bool stored = st == KILN_OK && cache && !key.oom && rc_store(cache, &key, &net->g, pins, nb_pins);
+            if (stored) (void)ke_tcache_save(cache); /* a failure only warns */
+            if (st == KILN_OK)
+                kiln_log(env, KILN_LOG_VERBOSE, "fp16 range check: %d layers kept in float32%s", nb_pins,
+                         stored ? " (result stored in the timing cache)" : "");
+            if (st != KILN_OK) { /* the float16 build goes on unchecked; it reports real problems itself */
+                kiln_log(env, KILN_LOG_WARNING, "fp16 range check skipped: %s", kiln_last_error());
+                for (int i = 0; i < nb_pins; i++) kiln_free(env, pins[i]);
+                kiln_free(env, pins);
+                pins = NULL;
+                nb_pins = 0;
+            }
+            kc_progress(cfg, "range check", 1, 1);
         }
-        kc_progress(cfg, "range check", 1, 1);
+        kiln_free(env, key.data);
+        ke_tcache_close(cache);
     }
     double t1 = build_now_ms();
     kiln_status st = build_engine(b, &net->g, cfg, flags, pins, nb_pins, false, out, &bt);
@@ -664,6 +818,8 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
         if (probe_build > 0)
             snprintf(rc, sizeof rc, "fp16 range check %.0f (float32 build %.0f: kernels %.0f; run %.0f), ", t1 - t0,
                      probe_build, pbt.kernels, probe_run);
+        else if (rc_cached)
+            snprintf(rc, sizeof rc, "fp16 range check %.0f (from the timing cache), ", t1 - t0);
         kiln_log(env, KILN_LOG_VERBOSE,
                  "build time: %.0f ms: %scheck and optimise %.0f, memory plan %.0f, kernels %.0f (timing cache "
                  "included)",
