@@ -15,7 +15,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#define MAX_IO 8
+#define MAX_IO 10
 #define FP16_TOL 1e-2
 /* the CPU and the GPU both in float32, summing in different orders */
 #define FP32_TOL 3e-5
@@ -471,8 +471,21 @@ static kiln_network *make_concat_slices(kiln_builder *b, unsigned seed) {
     kiln_resize_desc r3 = {.mode = KILN_RESIZE_LINEAR, .coord = KILN_COORD_HALF_PIXEL, .nb_scales = 4,
                            .scales = {1, 1, 2.5f, 2}};
     kiln_tensor *y6 = c6 ? out0(kiln_network_add_resize(net, c6, &r3)) : NULL;
+    /* 2 x 3 x 3 outputs of a 3x3 over 64 channels (the implicit GEMM splits the reduction:
+     * its reduce kernel writes the slice) beside a 1x1 */
+    kiln_tensor *x3 = kiln_network_add_input(net, "x3", KILN_FLOAT32, d4(2, 64, 3, 3));
+    kiln_conv_desc d7 = {.out_channels = 16, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_layer *l7 = x3 ? kiln_network_add_convolution(net, x3, &d7, wts(rnd(16 * 64 * 9, -0.04f, 0.04f), 16 * 64 * 9),
+                                                       wts(rnd(16, -0.2f, 0.2f), 16))
+                        : NULL;
+    if (l7) CHECK_OK(kiln_layer_set_name(l7, "split7"));
+    kiln_tensor *a7 = out0(l7);
+    kiln_tensor *b7 = act(net, conv(net, x3, 64, 8, 1, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *p7[2] = {a7, b7};
+    kiln_tensor *cat7 = a7 && b7 ? out0(kiln_network_add_concat(net, p7, 2, 1)) : NULL;
+    kiln_tensor *y7 = cat7 ? conv(net, cat7, 24, 8, 1, 1, NULL, 1, true) : NULL;
     bool ok = mark(net, y1, "y1") && mark(net, y2, "y2") && mark(net, y3, "y3") && mark(net, y4, "y4") &&
-              mark(net, y5, "y5") && mark(net, y6, "y6");
+              mark(net, y5, "y5") && mark(net, y6, "y6") && mark(net, y7, "y7");
     CHECK(ok, "concat slices network: %s", kiln_last_error());
     return net;
 }
@@ -710,7 +723,7 @@ static void test_igemm_fp16(kiln_builder *b) {
 /* Concat inputs written into channel slices of the concat's output: on every convolution
  * path (the implicit GEMM writes the slice, cuDNN's paths through their pass after a dense
  * copy, the GEMM with its pitched output), pooling and resize reading and writing slices;
- * against the CPU, four of the six concats not running, and a reloaded plan the same. */
+ * against the CPU, five of the seven concats not running, and a reloaded plan the same. */
 static void test_concat_slices_fp16(kiln_builder *b) {
     static const char *const vars[] = {NULL, "KILN_CONV_IGEMM", "KILN_CONV_GRAPH", "KILN_CONV_IGEMM"};
     static const char *const vals[] = {NULL, "only", "only", "off"};
@@ -723,7 +736,16 @@ static void test_concat_slices_fp16(kiln_builder *b) {
         if (e) {
             int cats = count_kernels(e, "", "Concat");
             CHECK(cats == 2, "%s: %d concats run (want 2: the misaligned one, the one a convolution reads)", what, cats);
-            if (v == 1) CHECK(count_kernels(e, "cuda.kiln_igemm_", "Convolution") >= 10, "%s: the implicit GEMM", what);
+            if (v == 1) {
+                CHECK(count_kernels(e, "cuda.kiln_igemm_", "Convolution") >= 10, "%s: the implicit GEMM", what);
+                bool split = false;
+                for (int i = 0; i < kiln_engine_num_layers(e); i++) {
+                    kiln_layer_info li;
+                    if (kiln_engine_layer_info(e, i, &li) == KILN_OK && !strcmp(li.name, "split7"))
+                        split = strstr(li.kernel, "_splitk") != NULL;
+                }
+                CHECK(split, "%s: split7 splits its reduction into the slice", what);
+            }
             if (v == 2) CHECK(count_kernels(e, "cuda.cudnn_graph_eng", "Convolution") >= 10, "%s: the graph API", what);
             kiln_engine *re = th_reload(e, what);
             CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);

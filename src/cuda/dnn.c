@@ -90,8 +90,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
 }
 
 /* The device's milliseconds per run: BENCH_REPS runs captured into a CUDA graph, replayed
- * BENCH_ROUNDS times, the fastest replay kept; -1 where capture fails (the caller then
- * times plain launches). An engine replays its layers as one graph, so this is the time
+ * BENCH_ROUNDS times, the fastest replay kept; -1 where capture fails (the candidate is
+ * then out: the engine captures its layers into one graph). An engine replays its layers as one graph, so this is the time
  * that counts there; timed as plain launches, the host's launch cost (several
  * microseconds for a library call) hid the difference between small kernels at batch 1,
  * and a choice between them was noise. */
@@ -137,8 +137,12 @@ static float bench_time(bench *bn, const kiln_layer *l, const void *state, run_f
         if (run(l, state, in, out, &bn->x) != KILN_OK) goto fail;
     if (cudaStreamSynchronize(bn->x.stream) != cudaSuccess) goto fail;
     const char *mode = getenv("KILN_TUNE_GRAPH"); /* =off: plain launches (A/B runs) */
-    float ms = mode && !strcmp(mode, "off") ? -1.0f : bench_graph(bn, l, state, run, in, out);
-    if (ms >= 0.0f) return ms;
+    if (!(mode && !strcmp(mode, "off"))) {
+        /* a candidate that cannot be captured would keep the engine from its CUDA graph */
+        float ms = bench_graph(bn, l, state, run, in, out);
+        return ms >= 0.0f ? ms : INFINITY;
+    }
+    float ms = 0.0f;
     if (cudaEventRecord(bn->ev[0], bn->x.stream) != cudaSuccess) goto fail;
     for (int i = 0; i < BENCH_REPS; i++)
         if (run(l, state, in, out, &bn->x) != KILN_OK) goto fail;

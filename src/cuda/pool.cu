@@ -389,6 +389,14 @@ __global__ void k_resize_linear(kcu_resize p, const T *__restrict__ x, T *y) {
  * index math (the host checks the sizes). V 8: eight float16 channels a thread (16-byte
  * loads and stores); V 1: one element a thread. The generic kernel's per-element loop over
  * every axis and corner spent ~170 us on DeepLabV3+'s three upsamplings at batch 1. */
+/* Two rows (a b, c d) mixed; a weight of 0 takes one side alone (no 0 * Inf). */
+__device__ inline float bl_mix(float wy, float wx, float a, float b, float c, float d) {
+    float top = wx == 0.0f ? a : (1.0f - wx) * a + wx * b;
+    if (wy == 0.0f) return top;
+    float bot = wx == 0.0f ? c : (1.0f - wx) * c + wx * d;
+    return (1.0f - wy) * top + wy * bot;
+}
+
 template <typename T, int V>
 __global__ void k_resize_bilinear_nhwc(kcu_resize p, uint32_t n_items, const T *__restrict__ x, T *y) {
     uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -399,7 +407,10 @@ __global__ void k_resize_bilinear_nhwc(kcu_resize p, uint32_t n_items, const T *
     int64_t r0 = base + p.idx[p.off[1] + oy], r1 = base + p.idx[p.off[1] + OH + oy];
     int64_t c0 = p.idx[p.off[2] + ox], c1 = p.idx[p.off[2] + OW + ox];
     float wy = p.wt[p.woff[1] + oy], wx = p.wt[p.woff[2] + ox];
-    float w00 = (1.0f - wy) * (1.0f - wx), w01 = (1.0f - wy) * wx, w10 = wy * (1.0f - wx), w11 = wy * wx;
+    /* a weight of 0 (an axis not resized, an exact position): the neighbour's value is not
+     * used (an Inf there must not make 0 * Inf), nor read */
+    if (wy == 0.0f) r1 = r0;
+    if (wx == 0.0f) c1 = c0;
     int64_t yp = p.yp ? p.yp : C, at = (int64_t)px * yp + cv * V;
     if constexpr (V == 8 && sizeof(T) == 2) {
         float a[8], b[8], c[8], d[8];
@@ -408,10 +419,10 @@ __global__ void k_resize_bilinear_nhwc(kcu_resize p, uint32_t n_items, const T *
         kcu_ld8(x + r1 + c0, c);
         kcu_ld8(x + r1 + c1, d);
 #pragma unroll
-        for (int k = 0; k < 8; k++) a[k] = w00 * a[k] + w01 * b[k] + w10 * c[k] + w11 * d[k];
+        for (int k = 0; k < 8; k++) a[k] = bl_mix(wy, wx, a[k], b[k], c[k], d[k]);
         kcu_st8(y + at, a);
     } else {
-        float v = w00 * kcu_ld(x, r0 + c0) + w01 * kcu_ld(x, r0 + c1) + w10 * kcu_ld(x, r1 + c0) + w11 * kcu_ld(x, r1 + c1);
+        float v = bl_mix(wy, wx, kcu_ld(x, r0 + c0), kcu_ld(x, r0 + c1), kcu_ld(x, r1 + c0), kcu_ld(x, r1 + c1));
         kcu_st(y, at, v);
     }
 }

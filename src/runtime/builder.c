@@ -686,6 +686,8 @@ static void rc_key(kb_writer *w, const kiln_graph *g, const kiln_config *cfg, co
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < d.size; i++) h = (h ^ d.data[i]) * 1099511628211ull;
     kbw_str(w, RC_KEY_MAGIC);
+    kbw_str(w, kiln_version()); /* another kiln may probe differently */
+    kbw_f32(w, KC_FP16_SAFE);
     kbw_str(w, backend->name);
     kbw_str(w, fp);
     kbw_u32(w, pf);
@@ -778,6 +780,17 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
         if (rc_cached) {
             kiln_log(env, KILN_LOG_VERBOSE, "fp16 range check: the timing cache's result (%d layers kept in float32)",
                      nb_pins);
+            if (nb_pins) { /* the warning the check itself gives */
+                char list[512] = "";
+                for (int i = 0; i < nb_pins; i++) {
+                    size_t at = strlen(list);
+                    if (at < sizeof list - 64) snprintf(list + at, sizeof list - at, "%s%s", at ? ", " : "", pins[i]);
+                }
+                kiln_log(env, KILN_LOG_WARNING,
+                         "fp16: %d layers kept in float32: their values pass +-%.0f on standard-normal inputs, beyond "
+                         "what float16 holds safely (%s%s; remembered by the timing cache)",
+                         nb_pins, (double)KC_FP16_SAFE, list, strlen(list) >= sizeof list - 64 ? ", ..." : "");
+            }
             kc_progress(cfg, "range check", 1, 1);
         }
         /* the probe's own failure is reported once, as the warning below: its errors go to
@@ -794,7 +807,7 @@ kiln_status kiln_builder_build(kiln_builder *b, kiln_network *net, const kiln_co
             if (pe) ke_engine_release(pe);
             probe_run = build_now_ms() - t0 - probe_build;
             bool stored = st == KILN_OK && cache && !key.oom && rc_store(cache, &key, &net->g, pins, nb_pins);
-            if (stored) (void)ke_tcache_save(cache); /* a failure only warns */
+            if (stored) stored = ke_tcache_save(cache) == KILN_OK; /* a failure only warns */
             if (st == KILN_OK)
                 kiln_log(env, KILN_LOG_VERBOSE, "fp16 range check: %d layers kept in float32%s", nb_pins,
                          stored ? " (result stored in the timing cache)" : "");
