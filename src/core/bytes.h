@@ -123,6 +123,14 @@ static inline void kbr_str(kb_reader *r, char *buf, size_t max) {
     buf[p ? n : 0] = 0;
 }
 
+/* 64-bit FNV-1a of n bytes (hash tables, cache-key digests). */
+static inline uint64_t kiln_fnv1a64(const void *data, size_t n) {
+    const uint8_t *p = (const uint8_t *)data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 /* CRC-32 (IEEE 802.3 polynomial, reflected), as zlib computes it. */
 uint32_t kiln_crc32(uint32_t crc, const void *data, size_t size);
 

@@ -90,11 +90,10 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
 }
 
 /* The device's milliseconds per run: BENCH_REPS runs captured into a CUDA graph, replayed
- * BENCH_ROUNDS times, the fastest replay kept; -1 where capture fails (the candidate is
- * then out: the engine captures its layers into one graph). An engine replays its layers as one graph, so this is the time
- * that counts there; timed as plain launches, the host's launch cost (several
- * microseconds for a library call) hid the difference between small kernels at batch 1,
- * and a choice between them was noise. */
+ * BENCH_ROUNDS times, the fastest replay kept; -1 where capture fails. An engine replays
+ * its layers as one graph, so this is the time that counts there; timed as plain
+ * launches, the host's launch cost (several microseconds for a library call) hid the
+ * difference between small kernels at batch 1, and a choice between them was noise. */
 #define BENCH_ROUNDS 3
 static float bench_graph(bench *bn, const kiln_layer *l, const void *state, run_fn run, const void *const *in,
                          void *const *out) {
@@ -1532,8 +1531,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
 static kiln_status conv_pass(const kiln_layer *l, const conv_state *s, const kcu_exec *x, const void *src, void *y,
                              const void *res, const float *bias, const kcu_act *act, int res_after) {
     int64_t yp = s->yp ? s->yp : s->k;
-    KCU_CUDA(l, kcu_epilogue_p(x->stream, s->st, src, src == y ? yp : s->k, y, yp, res, bias, s->e_outer, s->k,
-                               s->e_inner, act, res_after));
+    KCU_CUDA(l, kcu_epilogue(x->stream, s->st, src, src == y ? yp : s->k, y, yp, res, bias, s->e_outer, s->k,
+                             s->e_inner, act, res_after));
     return KILN_OK;
 }
 

@@ -200,7 +200,7 @@ static void launch_epilogue_h(cudaStream_t s, int64_t total, const __half *x, in
     }
 }
 
-extern "C" cudaError_t kcu_epilogue_p(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
+extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
                                       const void *residual, const float *bias, int64_t outer, int64_t channels,
                                       int64_t inner, const kcu_act *act, int res_after) {
     int64_t total = outer * channels * inner;
@@ -226,10 +226,6 @@ extern "C" cudaError_t kcu_epilogue_p(cudaStream_t s, int st, const void *x, int
     return kcu_launched();
 }
 
-extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias,
-                                    int64_t outer, int64_t channels, int64_t inner, const kcu_act *act, int res_after) {
-    return kcu_epilogue_p(s, st, y, channels, y, channels, residual, bias, outer, channels, inner, act, res_after);
-}
 
 /* ---- broadcast arithmetic on float16 ---- */
 

@@ -148,16 +148,14 @@ cudaError_t kcu_unary_f16(cudaStream_t s, int op, int64_t n, const void *x, void
 cudaError_t kcu_reformat(cudaStream_t s, int from, int to, int64_t n, int64_t c, int64_t hw, int src_nhwc,
                          int dst_nhwc, const void *x, void *y);
 cudaError_t kcu_activation_st(cudaStream_t s, int st, int64_t n, const void *x, void *y, kcu_act act);
-/* y = act(y + bias[channel] + residual) over [outer, channels, inner], or with res_after
- * act(y + bias[channel]) + residual; residual, bias and act may each be NULL. */
-cudaError_t kcu_epilogue(cudaStream_t s, int st, void *y, const void *residual, const float *bias, int64_t outer,
-                         int64_t channels, int64_t inner, const kcu_act *act, int res_after);
-/* The same from x into y (may be x), channels-last (inner 1) pitched: pixel p's channels
- * at p * xp in x and p * yp in y (0: channels); the residual dense. A plain copy when
- * nothing else applies and x != y. */
-cudaError_t kcu_epilogue_p(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
-                           const void *residual, const float *bias, int64_t outer, int64_t channels, int64_t inner,
-                           const kcu_act *act, int res_after);
+/* y = act(x + bias[channel] + residual) over [outer, channels, inner], or with res_after
+ * act(x + bias[channel]) + residual; residual, bias and act may each be NULL; y may be x.
+ * Channels-last (inner 1) tensors may be pitched: pixel p's channels at p * xp in x and
+ * p * yp in y (0: channels); the residual dense. A plain copy when nothing else applies
+ * and x != y. */
+cudaError_t kcu_epilogue(cudaStream_t s, int st, const void *x, int64_t xp, void *y, int64_t yp,
+                         const void *residual, const float *bias, int64_t outer, int64_t channels, int64_t inner,
+                         const kcu_act *act, int res_after);
 /* float16 broadcast op: op is a float kiln_elementwise_op (arithmetic) or KCU_OP_PRELU. */
 cudaError_t kcu_binary_f16(cudaStream_t s, const kcu_bcast *p, int op, void *y, const void *a, const void *b,
                            const kcu_act *act);

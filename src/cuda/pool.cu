@@ -407,10 +407,6 @@ __global__ void k_resize_bilinear_nhwc(kcu_resize p, uint32_t n_items, const T *
     int64_t r0 = base + p.idx[p.off[1] + oy], r1 = base + p.idx[p.off[1] + OH + oy];
     int64_t c0 = p.idx[p.off[2] + ox], c1 = p.idx[p.off[2] + OW + ox];
     float wy = p.wt[p.woff[1] + oy], wx = p.wt[p.woff[2] + ox];
-    /* a weight of 0 (an axis not resized, an exact position): the neighbour's value is not
-     * used (an Inf there must not make 0 * Inf), nor read */
-    if (wy == 0.0f) r1 = r0;
-    if (wx == 0.0f) c1 = c0;
     int64_t yp = p.yp ? p.yp : C, at = (int64_t)px * yp + cv * V;
     if constexpr (V == 8 && sizeof(T) == 2) {
         float a[8], b[8], c[8], d[8];

@@ -683,8 +683,6 @@ static void rc_key(kb_writer *w, const kiln_graph *g, const kiln_config *cfg, co
     else snprintf(fp, sizeof fp, "device=%s;", backend->name);
     kb_writer d = {.env = w->env};
     rc_describe(&d, g, cfg);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < d.size; i++) h = (h ^ d.data[i]) * 1099511628211ull;
     kbw_str(w, RC_KEY_MAGIC);
     kbw_str(w, kiln_version()); /* another kiln may probe differently */
     kbw_f32(w, KC_FP16_SAFE);
@@ -693,7 +691,7 @@ static void rc_key(kb_writer *w, const kiln_graph *g, const kiln_config *cfg, co
     kbw_u32(w, pf);
     kbw_u64(w, d.size);
     kbw_u32(w, kiln_crc32(0, d.data, d.size));
-    kbw_u64(w, h);
+    kbw_u64(w, kiln_fnv1a64(d.data, d.size));
     w->oom |= d.oom;
     kiln_free(w->env, d.data);
 }

@@ -29,16 +29,11 @@ struct ke_tcache {
     bool dirty;
 };
 
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
 
 int ke_tcache_size(const ke_tcache *c) { return c ? c->n : 0; }
 
 static tc_entry *tc_find(ke_tcache *c, const uint8_t *key, size_t len) {
-    uint64_t h = fnv1a(key, len);
+    uint64_t h = kiln_fnv1a64(key, len);
     for (int i = 0; i < c->n; i++)
         if (c->e[i].hash == h && c->e[i].key_len == len && memcmp(c->e[i].key, key, len) == 0) return &c->e[i];
     return NULL;
@@ -72,7 +67,7 @@ static bool tc_put(ke_tcache *c, const uint8_t *key, size_t key_len, const uint8
         }
         memcpy(k, key, key_len);
         x = &c->e[c->n++];
-        *x = (tc_entry){fnv1a(key, key_len), k, NULL, (uint32_t)key_len, 0};
+        *x = (tc_entry){kiln_fnv1a64(key, key_len), k, NULL, (uint32_t)key_len, 0};
     }
     kiln_free(&c->env, x->val);
     x->val = v;
