@@ -58,9 +58,12 @@ typedef enum kiln_layer_type {
     KILN_LAYER_LRN,
     /* Inserted by the builder only: converts between the storage precisions and memory
      * layouts that device kernels chose (float32 <-> float16, NCHW <-> NHWC). */
-    KILN_LAYER_REFORMAT
+    KILN_LAYER_REFORMAT,
+    /* Inserted by the builder only: a region of data-movement and element-wise layers run
+     * as one pass (see 'kiln inspect'). */
+    KILN_LAYER_FUSED
 } kiln_layer_type;
-#define KILN_LAYER_TYPE_COUNT 32
+#define KILN_LAYER_TYPE_COUNT 33
 
 /* Name of a layer type ("Convolution"). Static storage. */
 KILN_API const char *kiln_layer_type_name(kiln_layer_type type);

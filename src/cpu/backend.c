@@ -36,6 +36,7 @@ static const kcpu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_INSTANCE_NORM] = &kcpu_instance_norm,
     [KILN_LAYER_LRN] = &kcpu_lrn,
     [KILN_LAYER_REFORMAT] = &kcpu_reformat,
+    [KILN_LAYER_FUSED] = &kcpu_fused,
 };
 
 const kcpu_kernel *kcpu_kernel_for(kiln_layer_type type) {
@@ -159,4 +160,5 @@ const kb_backend kb_cpu_backend = {
     NULL, NULL, /* kiln_host_alloc: plain aligned memory */
     NULL,       /* no FP16 range check runs on the CPU */
     NULL,       /* row-major tensors: concats along channels copy (or need no copy) */
+    1,          /* fused regions of float32 tensors (src/cpu/fused.c) */
 };

@@ -73,6 +73,7 @@ KCPU_KERNEL(constant);
 KCPU_KERNEL(identity);
 KCPU_KERNEL(cast);
 KCPU_KERNEL(reformat);
+KCPU_KERNEL(fused);
 
 /* Applies an activation to n floats (out may be in). */
 void kcpu_act_range(const kg_act_params *p, const float *in, float *out, int64_t n);

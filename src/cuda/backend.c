@@ -824,7 +824,7 @@ static const kb_backend kb_cuda_backend = {
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
     cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end, kcu_dnn_tactic,
-    cu_host_alloc, cu_host_free, cu_absmax, cu_pitch_ok,
+    cu_host_alloc, cu_host_free, cu_absmax, cu_pitch_ok, 2,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env, kiln_status *why) {

@@ -34,6 +34,7 @@ const kg_op_info kg_ops[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_INSTANCE_NORM] = {"InstanceNorm", kg_infer_instance_norm, 0, 1, 1, 1, 0u},
     [KILN_LAYER_LRN] = {"LRN", kg_infer_lrn, 0, 1, 1, 1, 0u},
     [KILN_LAYER_REFORMAT] = {"Reformat", kg_infer_reformat, 0, 1, 1, 1, 0u},
+    [KILN_LAYER_FUSED] = {"Fused", kg_infer_fused, 0, 0, -1, 1, 0u},
 };
 
 const char *kiln_layer_type_name(kiln_layer_type type) {

@@ -72,5 +72,7 @@ KG_INFER(constant);
 KG_INFER(identity);
 KG_INFER(cast);
 KG_INFER(reformat);
+/* fused.c */
+KG_INFER(fused);
 
 #endif

@@ -404,11 +404,14 @@ kiln_status kopt_run(kiln_graph *g, const kopt_options *o) {
     if (st == KILN_OK) st = kopt_hoist_activation(g, o, &hoisted);
     if (st == KILN_OK) st = kopt_fuse_residual_after_act(g, o, &after);
     if (st == KILN_OK) st = kopt_assign_formats(g, o, &reformats);
+    int regions = 0, absorbed = 0;
+    if (st == KILN_OK) st = kopt_fuse_regions(g, o, &regions, &absorbed);
     if (st == KILN_OK)
         kiln_log(&g->env, KILN_LOG_VERBOSE,
                  "optimise: %d element-wise ops with a constant made scales, %d scales merged, %d scales folded into "
                  "convolutions, %d x*sigmoid(x) made SiLU, %d residual adds and %d activations fused (%d of them read "
-                 "through reshapes or transposes), %d residual adds fused after an activation, %d reformats",
-                 scales, merged, folded, silu, residual, fused + hoisted, hoisted, after, reformats);
+                 "through reshapes or transposes), %d residual adds fused after an activation, %d reformats, %d "
+                 "regions of %d layers fused",
+                 scales, merged, folded, silu, residual, fused + hoisted, hoisted, after, reformats, regions, absorbed);
     return st;
 }

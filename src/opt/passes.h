@@ -20,6 +20,7 @@ typedef struct kopt_options {
      * layer takes the default (the CPU). */
     bool (*layer_format)(const kiln_layer *l, unsigned flags, int *storage, int *format);
     unsigned flags; /* kiln_builder_flag bits */
+    int fuse_regions; /* kb_backend.fuse_regions */
 } kopt_options;
 
 /* Number of layers reading tensor t (not counting removed layers). */
@@ -65,6 +66,14 @@ kiln_status kopt_fuse_residual_after_act(kiln_graph *g, const kopt_options *o, i
  * inserts KILN_LAYER_REFORMAT layers where they disagree; network inputs and outputs
  * keep their logical dtype, row-major. */
 kiln_status kopt_assign_formats(kiln_graph *g, const kopt_options *o, int *inserted);
+
+/* Replaces each region of data-movement and element-wise layers (reshape, transpose,
+ * slice, concat, expand, reformat, cast, element-wise arithmetic, uniform scale,
+ * activation) holding two or more that move or compute data by one KILN_LAYER_FUSED layer
+ * (src/graph/fused.h), when o->fuse_regions allows their tensors; runs after
+ * kopt_assign_formats. KILN_FUSE=off in the environment turns it off. *count: fused
+ * layers made, *absorbed: layers they replace. */
+kiln_status kopt_fuse_regions(kiln_graph *g, const kopt_options *o, int *count, int *absorbed);
 
 /* All passes in order. */
 kiln_status kopt_run(kiln_graph *g, const kopt_options *o);

@@ -72,6 +72,10 @@ typedef struct kb_backend {
      * multiple of 8 elements, the slice 16-byte aligned). NULL: never; a concat along
      * channels-last channels then copies. */
     bool (*pitch_ok)(const kiln_layer *l, const kiln_tensor *t);
+    /* Which regions of data-movement and element-wise layers run as one fused layer
+     * (kopt_fuse_regions): 0 none, 1 float32 row-major tensors, 2 float32 and float16
+     * tensors in any layout. */
+    int fuse_regions;
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

@@ -426,7 +426,8 @@ static kiln_status build_engine(kiln_builder *b, const kiln_graph *src, const ki
     if (st == KILN_OK) {
         kc_progress(cfg, "optimize", 0, 0);
         kopt_options opt = {backend->can_fuse_act, (flags >> KILN_FLAG_REFIT) & 1u, backend->can_fuse_residual,
-                            backend->layer_format, flags};
+                            backend->layer_format, flags,
+                            backend->fuse_regions};
         st = kopt_run(g, &opt);
     }
     if (st != KILN_OK) goto fail;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/bytes.h"
+#include "graph/fused.h"
 #include "graph/ops.h"
 #include "runtime/backend.h"
 #include "runtime/config.h"
@@ -403,7 +404,7 @@ static kiln_status read_graph(kiln_engine *e, kb_reader *r, kb_reader *wr) {
         l->post_act.beta = kbr_f32(r);
         if (l->has_post_act && (unsigned)l->post_act.type >= KILN_ACT_COUNT) return BAD("layer '%s' has a bad fused activation", name);
         uint32_t naux = kbr_u32(r);
-        if (r->bad || naux > 4096) return BAD("layer '%s' is malformed", name);
+        if (r->bad || naux > KF_MAX_AUX) return BAD("layer '%s' is malformed", name);
         if (naux) {
             l->aux = kiln_alloc(env, naux * sizeof(int64_t));
             if (!l->aux) return kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "plan: out of host memory");
