@@ -374,7 +374,9 @@ static void case_elementwise_scales(void) {
     CHECK_OK(kiln_config_create(b, &cfg));
     CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
     kiln_engine *e = NULL;
+    setenv("KILN_FUSE", "off", 1); /* the scale passes' own result, before fusion */
     if (ok) CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    unsetenv("KILN_FUSE");
     CHECK(count_type(e, "Scale") == 1 && count_type(e, "Elementwise") == 2 && count_type(e, "Convolution") == 1,
           "element-wise scales: %d scale (want 1), %d element-wise (want 2), %d convolutions (want 1)",
           count_type(e, "Scale"), count_type(e, "Elementwise"), count_type(e, "Convolution"));
@@ -595,6 +597,211 @@ static void case_shared_constant(void) {
     free(c0), free(c1), free(in);
 }
 
+/* ---- fused regions (kopt_fuse_regions) ---- */
+
+/* Builds net (float16 when fp16) on the device under test, runs it on host buffers and
+ * returns the engine's layer count of `type` (-1 on failure). */
+static int run_net(kiln_network *net, int nin, const char *const *in_names, float *const *ins, const char *out_name,
+                   float *out, bool fp16, const char *type) {
+    kiln_builder *b = th_builder();
+    kiln_config *cfg = NULL;
+    kiln_engine *e = NULL;
+    kiln_context *ctx = NULL;
+    int n = -1;
+    CHECK_OK(kiln_config_create(b, &cfg));
+    CHECK_OK(kiln_config_set_device(cfg, th_test_device()));
+    if (fp16) CHECK_OK(kiln_config_set_flag(cfg, KILN_FLAG_FP16, 1));
+    CHECK_OK(kiln_builder_build(b, net, cfg, &e));
+    if (e && kiln_context_create(e, &ctx) == KILN_OK) {
+        if (th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(ctx, KILN_MEMORY_HOST));
+        for (int i = 0; i < nin; i++) CHECK_OK(kiln_context_set_tensor_address(ctx, in_names[i], ins[i]));
+        CHECK_OK(kiln_context_set_tensor_address(ctx, out_name, out));
+        CHECK_OK(kiln_context_execute(ctx));
+        n = count_type(e, type);
+    }
+    kiln_context_destroy(ctx);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_builder_destroy(b);
+    return n;
+}
+
+/* YOLOv5's detection head, two levels: conv-like input (N, A*K, H, W) -> reshape (N, A, K,
+ * H, W) -> transpose (N, A, H, W, K) -> sigmoid; xy = (y[..0:2] * 2 - 0.5 + grid) * stride,
+ * wh = (y[..2:4] * 2)^2 * anchor (broadcast over H, W), conf = y[..4:K]; concat on the last
+ * axis, reshape (N, A*H*W, K); the levels concatenated on axis 1. */
+enum { FH_N = 2, FH_A = 3, FH_K = 7 };
+static const int64_t fh_h[2] = {4, 2}, fh_w[2] = {6, 3};
+/* scale weights are borrowed until the build: static storage */
+static float fh_stride[2] = {8, 16}, fh_two = 2, fh_half = -0.5f;
+
+static kiln_tensor *fh_level(kiln_network *net, kiln_tensor *x, int lv, float *grid, float *anchor) {
+    int64_t H = fh_h[lv], W = fh_w[lv];
+    kiln_weights none = {KILN_FLOAT32, NULL, 0};
+    kiln_tensor *t = out0(kiln_network_add_reshape(net, x, kiln_dims_make(5, (int64_t[]){FH_N, FH_A, FH_K, H, W}), 0));
+    t = t ? out0(kiln_network_add_transpose(net, t, 5, (int64_t[]){0, 1, 3, 4, 2})) : NULL;
+    t = t ? out0(kiln_network_add_activation(net, t, KILN_ACT_SIGMOID, 0, 0)) : NULL;
+    if (!t) return NULL;
+    kiln_tensor *xy = out0(kiln_network_add_slice(net, t, 1, (int64_t[]){0}, (int64_t[]){2}, (int64_t[]){4}, NULL));
+    xy = xy ? out0(kiln_network_add_scale(net, xy, KILN_SCALE_UNIFORM, (kiln_weights){KILN_FLOAT32, &fh_half, 1},
+                                          (kiln_weights){KILN_FLOAT32, &fh_two, 1}, none))
+            : NULL;
+    kiln_tensor *g = constant(net, 5, (int64_t[]){1, FH_A, H, W, 2}, grid);
+    xy = xy && g ? out0(kiln_network_add_elementwise(net, xy, g, KILN_ELT_ADD)) : NULL;
+    xy = xy ? out0(kiln_network_add_scale(net, xy, KILN_SCALE_UNIFORM, none, (kiln_weights){KILN_FLOAT32, &fh_stride[lv], 1}, none))
+            : NULL;
+    kiln_tensor *wh = out0(kiln_network_add_slice(net, t, 1, (int64_t[]){2}, (int64_t[]){4}, (int64_t[]){4}, NULL));
+    wh = wh ? out0(kiln_network_add_scale(net, wh, KILN_SCALE_UNIFORM, none, (kiln_weights){KILN_FLOAT32, &fh_two, 1},
+                                          (kiln_weights){KILN_FLOAT32, &fh_two, 1}))
+            : NULL;
+    kiln_tensor *an = constant(net, 5, (int64_t[]){1, FH_A, 1, 1, 2}, anchor);
+    wh = wh && an ? out0(kiln_network_add_elementwise(net, wh, an, KILN_ELT_MUL)) : NULL;
+    kiln_tensor *cf = out0(kiln_network_add_slice(net, t, 1, (int64_t[]){4}, (int64_t[]){FH_K}, (int64_t[]){4}, NULL));
+    if (!xy || !wh || !cf) return NULL;
+    kiln_tensor *parts[3] = {xy, wh, cf};
+    kiln_tensor *c = out0(kiln_network_add_concat(net, parts, 3, -1));
+    return c ? out0(kiln_network_add_reshape(net, c, kiln_dims_make(3, (int64_t[]){FH_N, FH_A * H * W, FH_K}), 0)) : NULL;
+}
+
+static void case_fused_head(void) {
+    float *xs[2], *grid[2], *anchor[2];
+    int64_t vin[2], rows = 0;
+    for (int lv = 0; lv < 2; lv++) {
+        vin[lv] = FH_N * FH_A * FH_K * fh_h[lv] * fh_w[lv];
+        xs[lv] = th_rand_array(vin[lv], -4, 4);
+        grid[lv] = th_rand_array(FH_A * fh_h[lv] * fh_w[lv] * 2, 0, 8);
+        anchor[lv] = th_rand_array(FH_A * 2, 1, 30);
+        rows += FH_A * fh_h[lv] * fh_w[lv];
+    }
+    int64_t vout = FH_N * rows * FH_K;
+    double *ref = malloc((size_t)vout * sizeof *ref);
+    int64_t r0 = 0;
+    for (int lv = 0; lv < 2; lv++) {
+        int64_t H = fh_h[lv], W = fh_w[lv];
+        for (int64_t n = 0; n < FH_N; n++)
+            for (int64_t a = 0; a < FH_A; a++)
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t w = 0; w < W; w++)
+                        for (int64_t k = 0; k < FH_K; k++) {
+                            double v = xs[lv][(((n * FH_A + a) * FH_K + k) * H + h) * W + w];
+                            v = 1 / (1 + exp(-v));
+                            if (k < 2) v = (v * 2 - 0.5 + grid[lv][((a * H + h) * W + w) * 2 + k]) * fh_stride[lv];
+                            else if (k < 4) v = (v * 2) * (v * 2) * anchor[lv][a * 2 + k - 2];
+                            ref[(n * rows + r0 + (a * H + h) * W + w) * FH_K + k] = v;
+                        }
+        r0 += FH_A * H * W;
+    }
+    const char *names[2] = {"x0", "x1"};
+    for (int fp16 = 0; fp16 < 1 + (th_test_device() == KILN_DEVICE_CUDA); fp16++)
+        for (int fuse = 0; fuse < 2; fuse++) {
+            kiln_builder *b = th_builder();
+            kiln_network *net;
+            CHECK_OK(kiln_network_create(b, &net));
+            kiln_tensor *lvl[2];
+            for (int lv = 0; lv < 2; lv++) {
+                kiln_tensor *x = kiln_network_add_input(
+                    net, names[lv], KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){FH_N, FH_A * FH_K, fh_h[lv], fh_w[lv]}));
+                lvl[lv] = x ? fh_level(net, x, lv, grid[lv], anchor[lv]) : NULL;
+            }
+            kiln_tensor *y = lvl[0] && lvl[1] ? out0(kiln_network_add_concat(net, lvl, 2, 1)) : NULL;
+            bool ok = y && kiln_tensor_set_name(y, "y") == KILN_OK && kiln_network_mark_output(net, y) == KILN_OK;
+            CHECK(ok, "detection head network: %s", kiln_last_error());
+            float *out = malloc((size_t)vout * sizeof *out);
+            memset(out, 0xff, (size_t)vout * sizeof *out);
+            if (!fuse) setenv("KILN_FUSE", "off", 1);
+            int fused = ok ? run_net(net, 2, names, xs, "y", out, fp16, "Fused") : -1;
+            unsetenv("KILN_FUSE");
+            char what[96];
+            snprintf(what, sizeof what, "detection head (%s, fusion %s)", fp16 ? "FP16" : "FP32", fuse ? "on" : "off");
+            CHECK(fused == fuse, "%s: %d fused layers (want %d)", what, fused, fuse);
+            /* float16 rounds the sigmoid's output (rel. 5e-4) before wh squares and scales it */
+            th_check_close(what, out, ref, vout, fp16 ? 1e-2 : 1e-5);
+            free(out);
+            kiln_network_destroy(net);
+            kiln_builder_destroy(b);
+        }
+    for (int lv = 0; lv < 2; lv++) free(xs[lv]), free(grid[lv]), free(anchor[lv]);
+    free(ref);
+}
+
+/* Reshapes the walk must refine (a box axis split where an input axis ends) and concats it
+ * must split: x (2, 6, 4) -> transpose (6, 2, 4) -> reshape (12, 4), concat with z (3, 4)
+ * on axis 0, * 3 then max with 1. And one it cannot describe: u (2, 3) -> transpose (3, 2)
+ * -> reshape (2, 3) -> transpose (3, 2), relu, + 1: the region stops at the reshape. */
+static void case_fused_walks(void) {
+    float *x = th_rand_array(48, -3, 3), *z = th_rand_array(12, -3, 3), *u = th_rand_array(6, -3, 3);
+    double r1[60], r2[6];
+    for (int i = 0; i < 12; i++)
+        for (int c = 0; c < 4; c++) { /* row i of the reshape: (a, b) = (i / 2, i % 2) of (6, 2) */
+            int a = i / 2, bb = i % 2;
+            double v = 3.0 * x[(bb * 6 + a) * 4 + c];
+            r1[i * 4 + c] = v > 1 ? v : 1;
+        }
+    for (int i = 0; i < 12; i++) {
+        double v = 3.0 * z[i];
+        r1[48 + i] = v > 1 ? v : 1;
+    }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) {
+            /* t = u^T (3, 2), flat t as (2, 3): s[p][q] = t.flat[p * 3 + q]; out = s^T (3, 2) */
+            int flat = j * 3 + i, ti = flat / 2, tj = flat % 2;
+            double v = u[tj * 3 + ti];
+            r2[i * 2 + j] = (v > 0 ? v : 0) + 1;
+        }
+    for (int fuse = 0; fuse < 2; fuse++) {
+        kiln_builder *b = th_builder();
+        kiln_network *net;
+        CHECK_OK(kiln_network_create(b, &net));
+        float three = 3, one = 1;
+        kiln_weights none = {KILN_FLOAT32, NULL, 0};
+        kiln_tensor *tx = kiln_network_add_input(net, "x", KILN_FLOAT32, kiln_dims_make(3, (int64_t[]){2, 6, 4}));
+        kiln_tensor *tz = kiln_network_add_input(net, "z", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){3, 4}));
+        kiln_tensor *t = out0(kiln_network_add_transpose(net, tx, 3, (int64_t[]){1, 0, 2}));
+        t = t ? out0(kiln_network_add_reshape(net, t, kiln_dims_make(2, (int64_t[]){12, 4}), 0)) : NULL;
+        kiln_tensor *parts[2] = {t, tz};
+        t = t ? out0(kiln_network_add_concat(net, parts, 2, 0)) : NULL;
+        t = t ? out0(kiln_network_add_scale(net, t, KILN_SCALE_UNIFORM, none, (kiln_weights){KILN_FLOAT32, &three, 1},
+                                            none))
+              : NULL;
+        kiln_tensor *c1 = constant(net, 1, (int64_t[]){1}, &one);
+        t = t && c1 ? out0(kiln_network_add_elementwise(net, t, c1, KILN_ELT_MAX)) : NULL;
+        bool ok = t && kiln_tensor_set_name(t, "y") == KILN_OK && kiln_network_mark_output(net, t) == KILN_OK;
+        CHECK(ok, "fused walks network: %s", kiln_last_error());
+        float o1[60];
+        memset(o1, 0xff, sizeof o1);
+        if (!fuse) setenv("KILN_FUSE", "off", 1);
+        const char *n1[2] = {"x", "z"};
+        float *i1[2] = {x, z};
+        int fused = ok ? run_net(net, 2, n1, i1, "y", o1, false, "Fused") : -1;
+        CHECK(fused == fuse, "refined reshape + split concat: %d fused layers (want %d)", fused, fuse);
+        th_check_close(fuse ? "refined reshape + split concat, fused" : "refined reshape + split concat", o1, r1, 60, 1e-6);
+        kiln_network_destroy(net);
+
+        CHECK_OK(kiln_network_create(b, &net));
+        kiln_tensor *tu = kiln_network_add_input(net, "u", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){2, 3}));
+        t = out0(kiln_network_add_transpose(net, tu, 2, (int64_t[]){1, 0}));
+        t = t ? out0(kiln_network_add_reshape(net, t, kiln_dims_make(2, (int64_t[]){2, 3}), 0)) : NULL;
+        t = t ? out0(kiln_network_add_transpose(net, t, 2, (int64_t[]){1, 0})) : NULL;
+        t = t ? out0(kiln_network_add_activation(net, t, KILN_ACT_RELU, 0, 0)) : NULL;
+        t = t ? out0(kiln_network_add_scale(net, t, KILN_SCALE_UNIFORM, (kiln_weights){KILN_FLOAT32, &one, 1}, none, none))
+              : NULL;
+        ok = t && kiln_tensor_set_name(t, "y") == KILN_OK && kiln_network_mark_output(net, t) == KILN_OK;
+        CHECK(ok, "undescribable reshape network: %s", kiln_last_error());
+        float o2[6];
+        memset(o2, 0xff, sizeof o2);
+        const char *n2[1] = {"u"};
+        float *i2[1] = {u};
+        fused = ok ? run_net(net, 1, n2, i2, "y", o2, false, "Transpose") : -1;
+        /* fused: the transpose before the reshape stays, the one after joins the region */
+        CHECK(fused == (fuse ? 1 : 2), "undescribable reshape: %d transposes left (want %d)", fused, fuse ? 1 : 2);
+        th_check_close("undescribable reshape", o2, r2, 6, 1e-6);
+        unsetenv("KILN_FUSE");
+        kiln_network_destroy(net);
+        kiln_builder_destroy(b);
+    }
+    free(x), free(z), free(u);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -649,6 +856,8 @@ static void case_formats(void) {
 }
 
 int main(void) {
+    case_fused_head();
+    case_fused_walks();
     case_residual();
     case_residual_after_act(1, 1, 0);
     case_residual_after_act(3, 1, 0);

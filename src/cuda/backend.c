@@ -224,6 +224,7 @@ static const kcu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_INSTANCE_NORM] = &kcu_k_instance_norm,
     [KILN_LAYER_LRN] = &kcu_k_lrn,
     [KILN_LAYER_REFORMAT] = &kcu_k_reformat,
+    [KILN_LAYER_FUSED] = &kcu_k_fused,
 };
 
 /* ---- build time ---- */
@@ -365,7 +366,8 @@ static bool format_aware(kiln_layer_type t) {
     case KILN_LAYER_TILE:
     case KILN_LAYER_DEPTH_TO_SPACE:
     case KILN_LAYER_SPACE_TO_DEPTH:
-    case KILN_LAYER_REFORMAT: return true;
+    case KILN_LAYER_REFORMAT:
+    case KILN_LAYER_FUSED: return true;
     default: return false;
     }
 }
@@ -784,6 +786,7 @@ static const char *cu_kernel_name(const ke_node *node) {
     static const char *const direct_n[3] = {"cuda.direct", "cuda.direct_f16", "cuda.direct_f16_nhwc"};
     switch (l->type) {
     case KILN_LAYER_REFORMAT: return "cuda.reformat";
+    case KILN_LAYER_FUSED: return "cuda.fused_region";
     case KILN_LAYER_CONCAT:
     case KILN_LAYER_SPLIT:
     case KILN_LAYER_SHUFFLE:

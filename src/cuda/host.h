@@ -136,6 +136,7 @@ kiln_status kcu_pad_plan(const kiln_layer *l, const kiln_env *env, int rank, con
 /* Kernels, by family: dnn.c (cuDNN, cuBLASLt), ops.c (own kernels), backend.c (basic). */
 #define KCU_KERNEL(name) extern const kcu_kernel kcu_k_##name
 KCU_KERNEL(convolution);
+KCU_KERNEL(fused);
 KCU_KERNEL(deconvolution);
 KCU_KERNEL(matmul);
 KCU_KERNEL(gemm);

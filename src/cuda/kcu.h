@@ -221,6 +221,38 @@ cudaError_t kcu_instance_norm(cudaStream_t s, int64_t rows, int64_t channels, in
 cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spatial, int64_t size, float alpha, float beta,
                     float bias, const float *x, float *y);
 
+/* ---- fused regions (src/graph/fused.h; host side src/cuda/fused.c) ---- */
+#define KCU_FZ_IT 10
+#define KCU_FZ_LOADS 16
+#define KCU_FZ_PROG 48
+#define KCU_FZ_INPUTS 64
+#define KCU_FZ_STACK 8
+/* the program's instructions, as KF_* of src/graph/fused.h (checked there) */
+enum { KCU_FZ_LOAD = 1, KCU_FZ_CONST, KCU_FZ_ACT, KCU_FZ_SCALE, KCU_FZ_BIN };
+/* One piece, its maps as element strides of each tensor's memory, box axes ordered so the
+ * output's strides fall (the last axis moves along the output's memory). */
+typedef struct kcu_fz_piece {
+    long long start; /* the piece's first element in the launch's numbering */
+    int ni, nb_loads, nb_instrs, pad;
+    unsigned ext[KCU_FZ_IT], mag[KCU_FZ_IT]; /* extents; x / ext = (umulhi(x, mag) + x) >> shf */
+    int shf[KCU_FZ_IT];
+    long long oc[KCU_FZ_IT], ob;
+    long long lc[KCU_FZ_LOADS][KCU_FZ_IT], lb[KCU_FZ_LOADS];
+    int lt[KCU_FZ_LOADS]; /* the input a load reads */
+    int op[KCU_FZ_PROG], arg[KCU_FZ_PROG];
+    float f[KCU_FZ_PROG][3];
+} kcu_fz_piece;
+typedef struct kcu_fz_args {
+    const void *in[KCU_FZ_INPUTS];
+    unsigned long long in_f16; /* bit i: input i is float16 */
+    void *out;
+    int out_f16, np;
+    long long total;
+    const kcu_fz_piece *pieces; /* device */
+} kcu_fz_args;
+/* big: a piece of 2^31 elements or more (64-bit division) */
+cudaError_t kcu_fused_run(cudaStream_t s, const kcu_fz_args *a, int big);
+
 #ifdef __cplusplus
 }
 #endif
