@@ -798,7 +798,11 @@ static void test_layers_fp16(kiln_builder *b) {
     }
     kiln_engine_destroy(e);
 
+    /* the same network with its point-wise and movement layers fused: outputs only */
+    kiln_engine_destroy(compare_case("fp16 constants (fused regions)", b, make_consts, true, FP16_TOL));
+    setenv("KILN_FUSE", "off", 1); /* the format pass's choices, layer by layer */
     e = compare_case("fp16 constants", b, make_consts, true, FP16_TOL);
+    unsetenv("KILN_FUSE");
     if (e) {
         /* the one reformat to float16 left is a's, the network input: the grids' are folded
          * into their constants (the big one stays float32, its readers too) */
@@ -814,7 +818,11 @@ static void test_layers_fp16(kiln_builder *b) {
     }
     kiln_engine_destroy(e);
 
+    /* the same network with its point-wise and movement layers fused: outputs only */
+    kiln_engine_destroy(compare_case("fp16 pointwise (fused regions)", b, make_pointwise, true, FP16_TOL));
+    setenv("KILN_FUSE", "off", 1); /* the format pass's choices, layer by layer */
     e = compare_case("fp16 pointwise", b, make_pointwise, true, FP16_TOL);
+    unsetenv("KILN_FUSE");
     if (e) {
         CHECK(count_kernels(e, "_f16_nhwc", "Elementwise") >= 2, "fp16 pointwise: element-wise ops channels-last");
         /* two scales: the network's, and the Mul by a per-channel constant (made a scale by
@@ -833,7 +841,11 @@ static void test_layers_fp16(kiln_builder *b) {
     }
     kiln_engine_destroy(e);
 
+    /* the same network with its point-wise and movement layers fused: outputs only */
+    kiln_engine_destroy(compare_case("fp16 decoder (fused regions)", b, make_decoder, true, FP16_TOL));
+    setenv("KILN_FUSE", "off", 1); /* the format pass's choices, layer by layer */
     e = compare_case("fp16 decoder", b, make_decoder, true, FP16_TOL);
+    unsetenv("KILN_FUSE");
     if (e) {
         CHECK(count_kernels(e, "_f16_nhwc", "Deconvolution") == 3, "fp16 decoder: every deconvolution runs float16 channels-last");
         CHECK(count_kernels(e, "_f16_nhwc", "Concat") == 1, "fp16 decoder: the skip concat stays channels-last");

@@ -145,6 +145,7 @@ static void fz_rows(void *arg, int64_t b, int64_t e) {
                     st[sp - 1] = v;
                     break;
                 }
+                case KF_ROUND16: st[sp - 1] = kiln_half_to_float(kiln_float_to_half(st[sp - 1])); break;
                 default: /* KF_BIN (kf_decode checked every instruction) */
                     sp--;
                     st[sp - 1] = fz_bin(in->arg, st[sp - 1], st[sp]);

@@ -12,7 +12,7 @@ _Static_assert(KCU_FZ_IT == KF_MAX_IT && KCU_FZ_LOADS == KF_MAX_LOADS && KCU_FZ_
                "fused-region limits differ between graph/fused.h and cuda/kcu.h");
 _Static_assert((int)KCU_FZ_LOAD == (int)KF_LOAD && (int)KCU_FZ_CONST == (int)KF_CONST && (int)KCU_FZ_ACT == (int)KF_ACT &&
                    (int)KCU_FZ_SCALE == (int)KF_SCALE &&
-                   (int)KCU_FZ_BIN == (int)KF_BIN,
+                   (int)KCU_FZ_BIN == (int)KF_BIN && (int)KCU_FZ_ROUND16 == (int)KF_ROUND16,
                "fused-region instructions differ between graph/fused.h and cuda/kcu.h");
 
 typedef struct fz_state {

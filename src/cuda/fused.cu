@@ -22,8 +22,13 @@ __device__ __forceinline__ float fz_load(const kcu_fz_args &a, int t, long long 
     return reinterpret_cast<const float *>(a.in[t])[at];
 }
 
+/* Loops over box axes run unrolled to KCU_FZ_IT with the piece's count as a guard, so the
+ * coordinates stay in registers (indexed arrays would live in local memory, and at tens of
+ * millions of elements its traffic through L1 and L2 cost more than the data); the
+ * evaluation stack is in shared memory, a column per thread. */
 template <bool BIG>
-__global__ void __launch_bounds__(256) k_fused(const kcu_fz_args a) {
+__global__ void __launch_bounds__(KCU_THREADS) k_fused(const kcu_fz_args a) {
+    __shared__ float stk[KCU_FZ_STACK][KCU_THREADS];
     KCU_LOOP(g, a.total) {
         /* the piece: the last whose start is <= g (binary search) */
         int lo = 0, hi = a.np - 1;
@@ -36,44 +41,67 @@ __global__ void __launch_bounds__(256) k_fused(const kcu_fz_args a) {
         const int ni = p->ni;
         int64_t rest = g - p->start;
         unsigned c[KCU_FZ_IT];
-        for (int j = ni - 1; j > 0; j--) {
+        #pragma unroll
+        for (int q = KCU_FZ_IT - 1; q > 0; q--) {
+            c[q] = 0;
+            if (q >= ni) continue;
             if (BIG) {
-                c[j] = (unsigned)(rest % p->ext[j]);
-                rest /= p->ext[j];
+                c[q] = (unsigned)(rest % p->ext[q]);
+                rest /= p->ext[q];
             } else {
-                unsigned x = (unsigned)rest, q = (__umulhi(x, p->mag[j]) + x) >> p->shf[j];
-                c[j] = x - q * p->ext[j];
-                rest = q;
+                unsigned x = (unsigned)rest, d = (__umulhi(x, p->mag[q]) + x) >> p->shf[q];
+                c[q] = x - d * p->ext[q];
+                rest = d;
             }
         }
         c[0] = (unsigned)rest;
         long long o = p->ob;
-        for (int j = 0; j < ni; j++) o += (long long)c[j] * p->oc[j];
-        float st[KCU_FZ_STACK];
-        int sp = 0;
+        #pragma unroll
+        for (int q = 0; q < KCU_FZ_IT; q++)
+            if (q < ni) o += (long long)c[q] * p->oc[q];
+        float v;
         const int n = p->nb_instrs;
-        for (int q = 0; q < n; q++) {
-            const int op = p->op[q];
-            if (op == KCU_FZ_LOAD) {
-                const int k = p->arg[q];
-                long long at = p->lb[k];
-                for (int j = 0; j < ni; j++) at += (long long)c[j] * p->lc[k][j];
-                st[sp++] = fz_load(a, p->lt[k], at);
-            } else if (op == KCU_FZ_CONST) {
-                st[sp++] = p->f[q][0];
-            } else if (op == KCU_FZ_ACT) {
-                st[sp - 1] = kcu_act_apply(p->arg[q], p->f[q][0], p->f[q][1], st[sp - 1]);
-            } else if (op == KCU_FZ_SCALE) {
-                float v = st[sp - 1] * p->f[q][0] + p->f[q][1];
-                const float pw = p->f[q][2];
-                st[sp - 1] = pw == 1.0f ? v : pw == 2.0f ? v * v : powf(v, pw);
-            } else {
-                sp--;
-                st[sp - 1] = fz_bin(p->arg[q], st[sp - 1], st[sp]);
+        if (n == 1) { /* a load alone: moving data */
+            long long at = p->lb[0];
+            #pragma unroll
+            for (int q = 0; q < KCU_FZ_IT; q++)
+                if (q < ni) at += (long long)c[q] * p->lc[0][q];
+            v = fz_load(a, p->lt[0], at);
+        } else {
+            int sp = 0;
+            float top = 0.0f; /* the stack's top in a register, the rest in shared memory */
+            for (int q = 0; q < n; q++) {
+                const int op = p->op[q];
+                if (op == KCU_FZ_LOAD || op == KCU_FZ_CONST) {
+                    if (sp > 0) stk[sp - 1][threadIdx.x] = top;
+                    sp++;
+                    if (op == KCU_FZ_CONST) {
+                        top = p->f[q][0];
+                    } else {
+                        const int k = p->arg[q];
+                        long long at = p->lb[k];
+                        #pragma unroll
+                        for (int j = 0; j < KCU_FZ_IT; j++)
+                            if (j < ni) at += (long long)c[j] * p->lc[k][j];
+                        top = fz_load(a, p->lt[k], at);
+                    }
+                } else if (op == KCU_FZ_ACT) {
+                    top = kcu_act_apply(p->arg[q], p->f[q][0], p->f[q][1], top);
+                } else if (op == KCU_FZ_SCALE) {
+                    float t = top * p->f[q][0] + p->f[q][1];
+                    const float pw = p->f[q][2];
+                    top = pw == 1.0f ? t : pw == 2.0f ? t * t : powf(t, pw);
+                } else if (op == KCU_FZ_ROUND16) {
+                    top = __half2float(__float2half_rn(top));
+                } else {
+                    sp--;
+                    top = fz_bin(p->arg[q], stk[sp - 1][threadIdx.x], top);
+                }
             }
+            v = top;
         }
-        if (a.out_f16) reinterpret_cast<__half *>(a.out)[o] = __float2half_rn(st[0]);
-        else reinterpret_cast<float *>(a.out)[o] = st[0];
+        if (a.out_f16) reinterpret_cast<__half *>(a.out)[o] = __float2half_rn(v);
+        else reinterpret_cast<float *>(a.out)[o] = v;
     }
 }
 

@@ -228,7 +228,7 @@ cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spatial, int64
 #define KCU_FZ_INPUTS 64
 #define KCU_FZ_STACK 8
 /* the program's instructions, as KF_* of src/graph/fused.h (checked there) */
-enum { KCU_FZ_LOAD = 1, KCU_FZ_CONST, KCU_FZ_ACT, KCU_FZ_SCALE, KCU_FZ_BIN };
+enum { KCU_FZ_LOAD = 1, KCU_FZ_CONST, KCU_FZ_ACT, KCU_FZ_SCALE, KCU_FZ_BIN, KCU_FZ_ROUND16 };
 /* One piece, its maps as element strides of each tensor's memory, box axes ordered so the
  * output's strides fall (the last axis moves along the output's memory). */
 typedef struct kcu_fz_piece {

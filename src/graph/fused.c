@@ -166,6 +166,7 @@ kiln_status kf_decode(const kiln_layer *l, const kiln_env *env, kf_piece **piece
             case KF_ACT: ok = ok && arg >= 0 && arg < KILN_ACT_COUNT && depth >= 1; break;
             case KF_SCALE: ok = ok && arg == 0 && depth >= 1; break;
             case KF_BIN: ok = ok && kf_bin_ok((int)arg) && depth-- >= 2; break;
+            case KF_ROUND16: ok = ok && arg == 0 && depth >= 1; break;
             default: ok = false;
             }
             if (!ok) {

@@ -39,7 +39,8 @@ enum {
     KF_CONST,     /* push f[0] */
     KF_ACT,       /* x = act(arg: kiln_activation_type, alpha f[0], beta f[1]) */
     KF_SCALE,     /* x = (x * f[0] + f[1]) ^ f[2] */
-    KF_BIN        /* b = pop, a = pop, push a (arg: kiln_elementwise_op) b */
+    KF_BIN,       /* b = pop, a = pop, push a (arg: kiln_elementwise_op) b */
+    KF_ROUND16    /* x = x rounded to float16 (a layer whose logical output is float16) */
 };
 
 typedef struct kf_map {

@@ -252,9 +252,22 @@ fail:
     return E_FAIL;
 }
 
+static int emit_layer(fz *z, kiln_tensor *t, const kf_map *m);
+
+/* A layer whose logical output is float16 rounds its values there (a cast to float16, or
+ * arithmetic on float16 tensors); float16 storage chosen by the builder does not. */
 static int emit(fz *z, kiln_tensor *t, const kf_map *m, const kiln_layer *reader) {
     kiln_layer *l = t->producer;
     if (!l || !z->in_region[l->id]) return emit_load(z, t, m, reader);
+    int r = emit_layer(z, t, m);
+    bool computes = l->type == KILN_LAYER_CAST || l->type == KILN_LAYER_ELEMENTWISE || l->type == KILN_LAYER_SCALE ||
+                    l->type == KILN_LAYER_ACTIVATION;
+    if (r == E_OK && computes && t->dtype == KILN_FLOAT16) r = push(z, l, KF_ROUND16, 0, 0, 0, 0);
+    return r;
+}
+
+static int emit_layer(fz *z, kiln_tensor *t, const kf_map *m) {
+    kiln_layer *l = t->producer;
     kiln_tensor *x = l->inputs[0];
     kf_map m2;
     int r;
