@@ -104,12 +104,14 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
         long long vol = 1;
         for (int j = 0; j < src->ni; j++) {
             int64_t e = src->ext[order[j]];
-            vol *= e;
+            bool last = j == src->ni - 1;
+            int64_t div = last ? (e + KCU_FZ_RUN - 1) / KCU_FZ_RUN : e; /* the last axis counts runs */
+            vol *= div;
             d->ext[j] = e > 0xffffffffLL ? 0 : (unsigned)e;
+            if (last) d->last_runs = (unsigned)div;
             if (e >= (1LL << 31)) s->big = 1;
-            else magic((unsigned)e, &d->mag[j], &d->shf[j]);
+            else magic((unsigned)div, &d->mag[j], &d->shf[j]);
         }
-        if (vol >= (1LL << 31)) s->big = 1;
         map_strides(&src->out, o, src->ni, order, d->oc, &d->ob);
         for (int k = 0; k < src->nb_loads; k++) {
             d->lt[k] = src->loads[k].tensor;

@@ -227,14 +227,17 @@ cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spatial, int64
 #define KCU_FZ_PROG 48
 #define KCU_FZ_INPUTS 64
 #define KCU_FZ_STACK 8
+#define KCU_FZ_RUN 4 /* elements a thread takes along the last box axis */
 /* the program's instructions, as KF_* of src/graph/fused.h (checked there) */
 enum { KCU_FZ_LOAD = 1, KCU_FZ_CONST, KCU_FZ_ACT, KCU_FZ_SCALE, KCU_FZ_BIN, KCU_FZ_ROUND16 };
 /* One piece, its maps as element strides of each tensor's memory, box axes ordered so the
  * output's strides fall (the last axis moves along the output's memory). */
 typedef struct kcu_fz_piece {
-    long long start; /* the piece's first element in the launch's numbering */
-    int ni, nb_loads, nb_instrs, pad;
-    unsigned ext[KCU_FZ_IT], mag[KCU_FZ_IT]; /* extents; x / ext = (umulhi(x, mag) + x) >> shf */
+    long long start; /* the piece's first run in the launch's numbering */
+    int ni, nb_loads, nb_instrs;
+    unsigned last_runs; /* runs of KCU_FZ_RUN elements along the last axis (the last may be short) */
+    /* extents; x / ext = (umulhi(x, mag) + x) >> shf (the last axis: x / last_runs) */
+    unsigned ext[KCU_FZ_IT], mag[KCU_FZ_IT];
     int shf[KCU_FZ_IT];
     long long oc[KCU_FZ_IT], ob;
     long long lc[KCU_FZ_LOADS][KCU_FZ_IT], lb[KCU_FZ_LOADS];
@@ -247,7 +250,7 @@ typedef struct kcu_fz_args {
     unsigned long long in_f16; /* bit i: input i is float16 */
     void *out;
     int out_f16, np;
-    long long total;
+    long long total; /* runs */
     const kcu_fz_piece *pieces; /* device */
 } kcu_fz_args;
 /* big: a piece of 2^31 elements or more (64-bit division) */
