@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "graph/fused.h"
 #include "graph/graph.h"
 #include "harness.h"
 #include "opt/passes.h"
@@ -599,6 +600,57 @@ static void case_shared_constant(void) {
 
 /* ---- fused regions (kopt_fuse_regions) ---- */
 
+/* The program check a loaded plan gets (kf_decode through inference): a copy of x (2, 3)
+ * transposed into y (3, 2), then the same words with one thing wrong each time. */
+static void case_fused_decode(void) {
+    kiln_env env;
+    kiln_env_default(&env);
+    kiln_graph g;
+    kg_graph_init(&g, &env);
+    kiln_tensor *x = kg_tensor_new(&g, "x", KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){2, 3}));
+    kg_params p;
+    memset(&p, 0, sizeof p);
+    kiln_layer *l = x ? kg_layer_new(&g, KILN_LAYER_FUSED, &x, 1, 1, &p) : NULL;
+    CHECK(l != NULL, "fused layer: %s", kiln_last_error());
+    if (!l) {
+        kg_graph_free(&g);
+        return;
+    }
+    /* box (3, 2): y[i][j] = x[j][i] */
+    const int64_t good[] = {KF_MAGIC, KILN_FLOAT32, 2, 3, 2, 1,     /* header, one piece */
+                            2, 3, 2,                                /* ni, ext */
+                            -1, 2, 1, 0, 0, 0, 1, 0,                /* out map: rows (1 0 | 0), (0 1 | 0) */
+                            1, 0, 2, 0, 1, 0, 1, 0, 0,              /* one load of input 0: (0 1 | 0), (1 0 | 0) */
+                            1, KF_LOAD, 0, 0, 0, 0};                /* program: load 0 */
+    enum { NW = sizeof good / sizeof good[0] };
+    struct {
+        int at;
+        int64_t v;
+        const char *what;
+    } bad[] = {{0, 0, "no header"},           {3, 4, "output dims"},        {5, 0, "no pieces"},
+               {7, 4, "box past the output"}, {13, 1, "output map base"},   {18, 1, "load of a missing input"},
+               {21, 2, "load map past x"},    {27, KF_BIN, "empty stack"},  {28, 1, "load index"},
+               {6, 11, "iteration rank"},     {27, 9, "unknown instruction"}};
+    int64_t *w = malloc(NW * sizeof *w);
+    memcpy(w, good, sizeof good);
+    l->aux = w;
+    l->nb_aux = NW;
+    CHECK_OK(kg_infer_layer(l));
+    CHECK(l->outputs[0]->dims.nb_dims == 2 && l->outputs[0]->dims.d[0] == 3 && l->outputs[0]->dims.d[1] == 2,
+          "fused program: output dims from the program");
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        memcpy(w, good, sizeof good);
+        w[bad[k].at] = bad[k].v;
+        kiln_status st = kg_infer_layer(l);
+        CHECK(st == KILN_ERR_INVALID_ARGUMENT && strstr(kiln_last_error(), "fused") != NULL,
+              "fused program with %s refused (status %d: %s)", bad[k].what, (int)st, kiln_last_error());
+    }
+    l->nb_aux = NW - 1; /* truncated */
+    memcpy(w, good, sizeof good);
+    CHECK(kg_infer_layer(l) == KILN_ERR_INVALID_ARGUMENT, "truncated fused program refused");
+    kg_graph_free(&g); /* frees w with the layer */
+}
+
 /* Builds net (float16 when fp16) on the device under test, runs it on host buffers and
  * returns the engine's layer count of `type` (-1 on failure). */
 static int run_net(kiln_network *net, int nin, const char *const *in_names, float *const *ins, const char *out_name,
@@ -618,6 +670,23 @@ static int run_net(kiln_network *net, int nin, const char *const *in_names, floa
         CHECK_OK(kiln_context_set_tensor_address(ctx, out_name, out));
         CHECK_OK(kiln_context_execute(ctx));
         n = count_type(e, type);
+        /* a fused layer's program survives the plan: the reloaded engine gives the same bits */
+        kiln_engine *re = count_type(e, "Fused") ? th_reload(e, "fused region plan") : NULL;
+        kiln_context *rc = NULL;
+        if (re && kiln_context_create(re, &rc) == KILN_OK) {
+            if (th_test_device() == KILN_DEVICE_CUDA) CHECK_OK(kiln_context_set_io_memory(rc, KILN_MEMORY_HOST));
+            int64_t vol = 0;
+            kiln_dims od;
+            if (kiln_engine_io_dims(re, out_name, &od) == KILN_OK) vol = kiln_dims_volume(&od);
+            float *again = malloc((size_t)(vol ? vol : 1) * sizeof *again);
+            for (int i = 0; i < nin; i++) CHECK_OK(kiln_context_set_tensor_address(rc, in_names[i], ins[i]));
+            CHECK_OK(kiln_context_set_tensor_address(rc, out_name, again));
+            CHECK_OK(kiln_context_execute(rc));
+            CHECK(vol > 0 && memcmp(again, out, (size_t)vol * sizeof *out) == 0, "fused region plan: reloaded engine differs");
+            free(again);
+        }
+        kiln_context_destroy(rc);
+        kiln_engine_destroy(re);
     }
     kiln_context_destroy(ctx);
     kiln_engine_destroy(e);
@@ -856,6 +925,7 @@ static void case_formats(void) {
 }
 
 int main(void) {
+    case_fused_decode();
     case_fused_head();
     case_fused_walks();
     case_residual();

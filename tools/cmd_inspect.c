@@ -64,7 +64,7 @@ static void read_plan_header(const uint8_t *p, size_t size, plan_header *h) {
     h->kv_patch = rd_u32(p, size, 20, &bad);
     uint32_t nsec = rd_u32(p, size, 36, &bad);
     uint64_t table = rd_u64(p, size, 40, &bad);
-    for (uint32_t i = 0; !bad && h->version >= 1 && h->version <= 4 && i < nsec && i < 64; i++) {
+    for (uint32_t i = 0; !bad && h->version >= 1 && h->version <= 5 && i < nsec && i < 64; i++) {
         uint64_t e = table + 24 * (uint64_t)i;
         uint32_t id = rd_u32(p, size, e, &bad);
         uint64_t off = rd_u64(p, size, e + 8, &bad);

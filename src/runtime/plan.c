@@ -15,7 +15,8 @@
 #include "runtime/config.h"
 
 #define PLAN_MAGIC "KILNPLAN"
-#define PLAN_VERSION 4u /* 2: the TACTICS section; 3: layer flag 16 (residual after the activation); 4: tensor pitch */
+#define PLAN_VERSION 5u /* 2: the TACTICS section; 3: layer flag 16 (residual after the activation); 4: tensor pitch;
+                            5: fused-region layers (KILN_LAYER_FUSED, aux up to KF_MAX_AUX words) */
 #define PLAN_HEADER 64u
 #define MAX_NAME 4096
 

@@ -202,7 +202,7 @@ open('cudaplan.plan', 'wb').write(d)
 " 2>/dev/null; then
         err "run a cuda plan without a gpu" 1 "cudaplan.plan: CUDA" "$K" run cudaplan.plan --random-inputs
         ok "inspect a cuda plan without a gpu" "$K" inspect cudaplan.plan &&
-            has "inspect cuda plan" out.txt "device       cuda" && has "inspect cuda plan format" out.txt "format 4" &&
+            has "inspect cuda plan" out.txt "device       cuda" && has "inspect cuda plan format" out.txt "format 5" &&
             has "inspect cuda plan warning" err.txt "cannot be loaded here"
         ok "inspect a cuda plan json" "$K" inspect cudaplan.plan --json - -q &&
             has "inspect cuda plan json" out.txt '"loadable": false'
@@ -212,7 +212,7 @@ no_leftovers "cuda"
 
 # ---------------------------------------------------------------- inspect
 ok "inspect plan" "$K" inspect t.plan &&
-    has "inspect plan" out.txt "format 4" &&
+    has "inspect plan" out.txt "format 5" &&
     has "inspect plan fingerprint" out.txt "fingerprint  device=cpu;" &&
     has "inspect plan layers" out.txt "conv1" &&
     has "inspect plan kernel" out.txt "cpu.conv_" &&
@@ -329,8 +329,8 @@ head -c 60 "$D/img32.jpg" > trunc.jpg
 err "truncated jpeg" 1 "trunc.jpg" "$K" run t.plan --input input=trunc.jpg
 err "image into a 2-D input" 1 "input 'x'" "$K" run "$MLP" --input x="$D/img16.png" --random-inputs
 cp t.plan new.plan
-printf '\x05' | dd of=new.plan bs=1 seek=8 conv=notrunc 2>/dev/null
-err "plan from a newer format" 1 "new.plan: plan: format version 5" "$K" run new.plan --random-inputs
+printf '\x06' | dd of=new.plan bs=1 seek=8 conv=notrunc 2>/dev/null
+err "plan from a newer format" 1 "new.plan: plan: format version 6" "$K" run new.plan --random-inputs
 cp t.plan corrupt.plan
 printf '\xAA' | dd of=corrupt.plan bs=1 seek=3000 conv=notrunc 2>/dev/null
 err "corrupt plan" 1 "corrupt.plan" "$K" run corrupt.plan --random-inputs
