@@ -22,6 +22,10 @@ __device__ __forceinline__ float fz_load(const kcu_fz_args &a, int t, long long 
     return reinterpret_cast<const float *>(a.in[t])[at];
 }
 
+/* Loops over box axes run unrolled to KCU_FZ_IT with the piece's count as a guard, so the
+ * coordinates stay in registers (indexed arrays would live in local memory, and at tens of
+ * millions of elements its traffic through L1 and L2 cost more than the data); the
+ * evaluation stack is in shared memory, a column per thread. */
 /* One thread a run of KCU_FZ_RUN elements along the last box axis (the output's memory):
  * the piece search and the division into coordinates are paid once a run. Loops over box
  * axes run unrolled to KCU_FZ_IT with the piece's count as a guard, so the coordinates
@@ -31,123 +35,100 @@ __device__ __forceinline__ float fz_load(const kcu_fz_args &a, int t, long long 
 template <bool BIG>
 __global__ void __launch_bounds__(KCU_THREADS) k_fused(const kcu_fz_args a) {
     __shared__ float stk[KCU_FZ_STACK][KCU_THREADS];
-    const int lane = threadIdx.x & 31;
-    /* whole warps go round the loop (the stores below exchange values across the warp) */
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t g0 = (int64_t)blockIdx.x * blockDim.x + (threadIdx.x & ~31); g0 < a.total; g0 += stride) {
-        const int64_t g = g0 + lane;
-        float v[KCU_FZ_RUN] = {};
-        long long o = 0, ostep = 0;
-        int nv = 0; /* elements of this thread's run */
-        if (g < a.total) {
-            /* the piece: the last whose start is <= g (binary search) */
-            int lo = 0, hi = a.np - 1;
-            while (lo < hi) {
-                int mid = (lo + hi + 1) >> 1;
-                if (a.pieces[mid].start <= g) lo = mid;
-                else hi = mid - 1;
+    KCU_LOOP(g, a.total) {
+        /* the piece: the last whose start is <= g (binary search) */
+        int lo = 0, hi = a.np - 1;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >> 1;
+            if (a.pieces[mid].start <= g) lo = mid;
+            else hi = mid - 1;
+        }
+        const kcu_fz_piece *__restrict__ p = a.pieces + lo;
+        const int ni = p->ni, last = ni - 1;
+        int64_t rest = g - p->start;
+        unsigned c[KCU_FZ_IT];
+        #pragma unroll
+        for (int q = KCU_FZ_IT - 1; q >= 0; q--) {
+            c[q] = 0;
+            if (q > last) continue;
+            if (q == 0) { /* the outermost axis takes what is left */
+                c[0] = (unsigned)rest;
+                continue;
             }
-            const kcu_fz_piece *__restrict__ p = a.pieces + lo;
-            const int ni = p->ni, last = ni - 1;
-            int64_t rest = g - p->start;
-            unsigned c[KCU_FZ_IT];
-            #pragma unroll
-            for (int q = KCU_FZ_IT - 1; q >= 0; q--) {
-                c[q] = 0;
-                if (q > last) continue;
-                if (q == 0) { /* the outermost axis takes what is left */
-                    c[0] = (unsigned)rest;
-                    continue;
-                }
-                unsigned div = q == last ? p->last_runs : p->ext[q];
-                if (BIG) {
-                    c[q] = (unsigned)(rest % div);
-                    rest /= div;
-                } else {
-                    unsigned x = (unsigned)rest, d = (__umulhi(x, p->mag[q]) + x) >> p->shf[q];
-                    c[q] = x - d * div;
-                    rest = d;
-                }
-            }
-            /* c[last] is the run; its first element: */
-            const unsigned i0 = c[last] * KCU_FZ_RUN, ext_last = p->ext[last];
-            #pragma unroll
-            for (int q = 0; q < KCU_FZ_IT; q++)
-                if (q == last) c[q] = i0;
-            o = p->ob;
-            #pragma unroll
-            for (int q = 0; q < KCU_FZ_IT; q++)
-                if (q < ni) o += (long long)c[q] * p->oc[q];
-            ostep = p->oc[last];
-            nv = (int)min((unsigned)KCU_FZ_RUN, ext_last - i0);
-            const int n = p->nb_instrs;
-            if (n == 1) { /* a load alone: moving data */
-                long long at = p->lb[0];
-                #pragma unroll
-                for (int q = 0; q < KCU_FZ_IT; q++)
-                    if (q < ni) at += (long long)c[q] * p->lc[0][q];
-                const long long step = p->lc[0][last];
-                const int t = p->lt[0];
-                #pragma unroll
-                for (int e = 0; e < KCU_FZ_RUN; e++)
-                    if (i0 + e < ext_last) v[e] = fz_load(a, t, at + e * step);
+            unsigned div = q == last ? p->last_runs : p->ext[q];
+            if (BIG) {
+                c[q] = (unsigned)(rest % div);
+                rest /= div;
             } else {
-                #pragma unroll
-                for (int e = 0; e < KCU_FZ_RUN; e++) {
-                    if (i0 + e >= ext_last) break;
-                    int sp = 0;
-                    float top = 0.0f; /* the stack's top in a register, the rest in shared memory */
-                    for (int q = 0; q < n; q++) {
-                        const int op = p->op[q];
-                        if (op == KCU_FZ_LOAD || op == KCU_FZ_CONST) {
-                            if (sp > 0) stk[sp - 1][threadIdx.x] = top;
-                            sp++;
-                            if (op == KCU_FZ_CONST) {
-                                top = p->f[q][0];
-                            } else {
-                                const int k = p->arg[q];
-                                long long at = p->lb[k] + (long long)e * p->lc[k][last];
-                                #pragma unroll
-                                for (int j = 0; j < KCU_FZ_IT; j++)
-                                    if (j < ni) at += (long long)c[j] * p->lc[k][j];
-                                top = fz_load(a, p->lt[k], at);
-                            }
-                        } else if (op == KCU_FZ_ACT) {
-                            top = kcu_act_apply(p->arg[q], p->f[q][0], p->f[q][1], top);
-                        } else if (op == KCU_FZ_SCALE) {
-                            float t = top * p->f[q][0] + p->f[q][1];
-                            const float pw = p->f[q][2];
-                            top = pw == 1.0f ? t : pw == 2.0f ? t * t : powf(t, pw);
-                        } else if (op == KCU_FZ_ROUND16) {
-                            top = __half2float(__float2half_rn(top));
-                        } else {
-                            sp--;
-                            top = fz_bin(p->arg[q], stk[sp - 1][threadIdx.x], top);
-                        }
-                    }
-                    v[e] = top;
-                }
+                unsigned x = (unsigned)rest, d = (__umulhi(x, p->mag[q]) + x) >> p->shf[q];
+                c[q] = x - d * div;
+                rest = d;
             }
         }
-        /* Stores: the warp's runs are consecutive, so element k of the warp's 4 x 32 is
-         * element k % 4 of lane k / 4's run; lane l stores k = r * 32 + l in round r, and
-         * consecutive lanes write consecutive addresses where the runs are adjacent in
-         * memory (stores 4 elements a thread apart touched 4 times the sectors). */
+        /* c[last] is the run; its first element: */
+        const unsigned i0 = c[last] * KCU_FZ_RUN, ext_last = p->ext[last];
         #pragma unroll
-        for (int r = 0; r < KCU_FZ_RUN; r++) {
-            const int k = r * 32 + lane, src = k / KCU_FZ_RUN, e = k % KCU_FZ_RUN;
-            float x = 0.0f;
+        for (int q = 0; q < KCU_FZ_IT; q++)
+            if (q == last) c[q] = i0;
+        long long o = p->ob;
+        #pragma unroll
+        for (int q = 0; q < KCU_FZ_IT; q++)
+            if (q < ni) o += (long long)c[q] * p->oc[q];
+        const long long ostep = p->oc[last];
+        const int n = p->nb_instrs;
+        float v[KCU_FZ_RUN];
+        if (n == 1) { /* a load alone: moving data */
+            long long at = p->lb[0];
             #pragma unroll
-            for (int q = 0; q < KCU_FZ_RUN; q++) {
-                float t = __shfl_sync(0xffffffffu, v[q], src);
-                if (q == e) x = t;
+            for (int q = 0; q < KCU_FZ_IT; q++)
+                if (q < ni) at += (long long)c[q] * p->lc[0][q];
+            const long long step = p->lc[0][last];
+            const int t = p->lt[0];
+            #pragma unroll
+            for (int e = 0; e < KCU_FZ_RUN; e++)
+                if (i0 + e < ext_last) v[e] = fz_load(a, t, at + e * step);
+        } else {
+            #pragma unroll
+            for (int e = 0; e < KCU_FZ_RUN; e++) {
+                if (i0 + e >= ext_last) break;
+                int sp = 0;
+                float top = 0.0f; /* the stack's top in a register, the rest in shared memory */
+                for (int q = 0; q < n; q++) {
+                    const int op = p->op[q];
+                    if (op == KCU_FZ_LOAD || op == KCU_FZ_CONST) {
+                        if (sp > 0) stk[sp - 1][threadIdx.x] = top;
+                        sp++;
+                        if (op == KCU_FZ_CONST) {
+                            top = p->f[q][0];
+                        } else {
+                            const int k = p->arg[q];
+                            long long at = p->lb[k] + (long long)e * p->lc[k][last];
+                            #pragma unroll
+                            for (int j = 0; j < KCU_FZ_IT; j++)
+                                if (j < ni) at += (long long)c[j] * p->lc[k][j];
+                            top = fz_load(a, p->lt[k], at);
+                        }
+                    } else if (op == KCU_FZ_ACT) {
+                        top = kcu_act_apply(p->arg[q], p->f[q][0], p->f[q][1], top);
+                    } else if (op == KCU_FZ_SCALE) {
+                        float t = top * p->f[q][0] + p->f[q][1];
+                        const float pw = p->f[q][2];
+                        top = pw == 1.0f ? t : pw == 2.0f ? t * t : powf(t, pw);
+                    } else if (op == KCU_FZ_ROUND16) {
+                        top = __half2float(__float2half_rn(top));
+                    } else {
+                        sp--;
+                        top = fz_bin(p->arg[q], stk[sp - 1][threadIdx.x], top);
+                    }
+                }
+                v[e] = top;
             }
-            const long long so = __shfl_sync(0xffffffffu, o, src), ss = __shfl_sync(0xffffffffu, ostep, src);
-            const int snv = __shfl_sync(0xffffffffu, nv, src);
-            if (e < snv) {
-                if (a.out_f16) reinterpret_cast<__half *>(a.out)[so + e * ss] = __float2half_rn(x);
-                else reinterpret_cast<float *>(a.out)[so + e * ss] = x;
-            }
+        }
+        #pragma unroll
+        for (int e = 0; e < KCU_FZ_RUN; e++) {
+            if (i0 + e >= ext_last) break;
+            if (a.out_f16) reinterpret_cast<__half *>(a.out)[o + e * ostep] = __float2half_rn(v[e]);
+            else reinterpret_cast<float *>(a.out)[o + e * ostep] = v[e];
         }
     }
 }
