@@ -27,11 +27,8 @@ typedef struct fz_state {
 
 /* Element strides of a map over a row-major tensor of dims d. */
 static void strides_of_map(const kf_map *m, const kiln_dims *d, int ni, int64_t *c, int64_t *b) {
-    int64_t s = 1, rs[KILN_MAX_DIMS];
-    for (int k = d->nb_dims - 1; k >= 0; k--) {
-        rs[k] = s;
-        s *= d->d[k];
-    }
+    int64_t rs[KILN_MAX_DIMS];
+    kg_row_major(d, rs);
     *b = 0;
     for (int j = 0; j < ni; j++) c[j] = 0;
     for (int k = 0; k < m->rank; k++) {

@@ -114,6 +114,14 @@ enum { KG_FORMAT_LINEAR = 0, KG_FORMAT_NHWC = 1 };
 static inline kiln_dtype kg_storage(const kiln_tensor *t) {
     return t->storage == KG_STORAGE_SAME ? t->dtype : (kiln_dtype)t->storage;
 }
+/* Row-major element strides of dims d (the last axis 1). */
+static inline void kg_row_major(const kiln_dims *d, int64_t *s) {
+    int64_t v = 1;
+    for (int k = d->nb_dims - 1; k >= 0; k--) {
+        s[k] = v;
+        v *= d->d[k];
+    }
+}
 /* Bytes a tensor takes in memory. */
 static inline size_t kg_tensor_bytes(const kiln_tensor *t) {
     int64_t v = kiln_dims_volume(&t->dims);

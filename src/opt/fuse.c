@@ -127,21 +127,13 @@ static int push(fz *z, const kiln_layer *l, int op, int arg, float f0, float f1,
     return E_OK;
 }
 
-static void row_major(const kiln_dims *d, int64_t *s) {
-    int64_t v = 1;
-    for (int k = d->nb_dims - 1; k >= 0; k--) {
-        s[k] = v;
-        v *= d->d[k];
-    }
-}
-
 /* The map of a reshape's input from its output's (see the file comment). */
 static int reshape_map(fz *z, const kiln_layer *l, const kf_map *m, const kiln_dims *od, const kiln_dims *id,
                        kf_map *out) {
     int ni = z->pc.ni;
     int64_t so[KILN_MAX_DIMS], si[KILN_MAX_DIMS], c[KF_MAX_IT], bl = 0;
-    row_major(od, so);
-    row_major(id, si);
+    kg_row_major(od, so);
+    kg_row_major(id, si);
     memset(c, 0, sizeof c);
     for (int d = 0; d < od->nb_dims; d++) {
         bl += so[d] * m->b[d];
