@@ -630,7 +630,9 @@ static void case_fused_decode(void) {
     } bad[] = {{0, 0, "no header"},           {3, 4, "output dims"},        {5, 0, "no pieces"},
                {7, 4, "box past the output"}, {13, 1, "output map base"},   {18, 1, "load of a missing input"},
                {21, 2, "load map past x"},    {27, KF_BIN, "empty stack"},  {28, 1, "load index"},
-               {6, 11, "iteration rank"},     {27, 9, "unknown instruction"}};
+               {6, 11, "iteration rank"},     {27, 9, "unknown instruction"},
+               {9, 0xFFFFFFFFLL, "output map tensor of 32 set bits"},
+               {10, (1LL << 32) + 2, "output map rank past 32 bits"}};
     int64_t *w = malloc(NW * sizeof *w);
     memcpy(w, good, sizeof good);
     l->aux = w;

@@ -15,7 +15,7 @@ void kf_put(kf_writer *w, int64_t v) {
         }
         int64_t *p = kiln_alloc(w->env, (size_t)cap * sizeof *p);
         if (!p) {
-            w->bad = true;
+            w->bad = w->oom = true;
             return;
         }
         if (w->n) memcpy(p, w->w, (size_t)w->n * sizeof *p);
@@ -57,8 +57,9 @@ static int64_t rd(kf_reader *r) {
 
 /* A map of a tensor of dims d over the box ext[ni]: every index in [0, d). */
 static bool read_map(kf_reader *r, kf_map *m, int ni, const int64_t *ext, const kiln_dims *d) {
-    m->rank = (int)rd(r);
-    if (r->bad || m->rank != d->nb_dims) return false;
+    int64_t rank = rd(r);
+    if (r->bad || rank != d->nb_dims) return false;
+    m->rank = (int)rank;
     for (int k = 0; k < m->rank; k++) {
         int64_t hi = 0;
         for (int j = 0; j < ni; j++) {
@@ -123,9 +124,12 @@ kiln_status kf_decode(const kiln_layer *l, const kiln_env *env, kf_piece **piece
             if (pc->ext[j] < 1 || __builtin_mul_overflow(pv, pc->ext[j], &pv)) why = "iteration box";
         }
         if (why) break;
-        covered += pv;
-        pc->out.tensor = (int)rd(&r);
-        if (pc->out.tensor != -1 || !read_map(&r, &pc->out, pc->ni, pc->ext, &od)) {
+        if (__builtin_add_overflow(covered, pv, &covered)) {
+            why = "iteration box";
+            break;
+        }
+        pc->out.tensor = -1;
+        if (rd(&r) != -1 || !read_map(&r, &pc->out, pc->ni, pc->ext, &od)) {
             why = "output map";
             break;
         }

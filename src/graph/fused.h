@@ -84,7 +84,8 @@ typedef struct kf_writer {
     const kiln_env *env;
     int64_t *w;
     int n, cap;
-    bool bad;
+    bool bad; /* a word was dropped: past KF_MAX_AUX, or out of memory (oom also set) */
+    bool oom;
 } kf_writer;
 void kf_put(kf_writer *w, int64_t v);
 void kf_put_map(kf_writer *w, const kf_map *m, int ni);

@@ -458,7 +458,7 @@ static kiln_status materialize(fz *z, const kf_piece *ps, int n) {
     const kiln_env *env = &z->g->env;
     kiln_layer *root = z->root;
     kiln_tensor *o = root->outputs[0];
-    kf_writer w = {env, NULL, 0, 0, false};
+    kf_writer w = {env, NULL, 0, 0, false, false};
     kf_put(&w, KF_MAGIC);
     kf_put(&w, o->dtype);
     kf_put(&w, o->dims.nb_dims);
@@ -475,10 +475,10 @@ static kiln_status materialize(fz *z, const kf_piece *ps, int n) {
         for (int k = 0; k < pc->nb_instrs; k++) kf_put_instr(&w, &pc->prog[k]);
     }
     kiln_tensor **ins = kiln_calloc(env, (size_t)(z->nb_leaves ? z->nb_leaves : 1), sizeof *ins);
-    if (w.bad || !ins) {
+    if (w.bad || !ins) { /* a program past KF_MAX_AUX words: the layers stay as they are */
         kiln_free(env, w.w);
         kiln_free(env, ins);
-        return w.bad && ins ? KILN_OK : kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory fusing layers");
+        return w.oom || !ins ? kiln_error(env, KILN_ERR_OUT_OF_MEMORY, "out of host memory fusing layers") : KILN_OK;
     }
     memcpy(ins, z->leaves, (size_t)z->nb_leaves * sizeof *ins);
     for (int i = 0; i < z->g->nb_layers; i++) {
