@@ -796,6 +796,24 @@ static void test_external_data(void) {
     CHECK(r.st == KILN_ERR_FORMAT && any_error_has(r.p, "too short"), "short external data: %s", kiln_last_error());
     release(&r);
 
+    /* huge claimed dims over a short file: refused before anything that size is allocated
+     * (the sanitizer build aborts on such an allocation; found by fuzz_onnx) */
+    int64_t *saved_dims = t->dims;
+    int64_t huge[2] = {(int64_t)1 << 36, (int64_t)1 << 20}; /* 2^58 bytes of float32 */
+    t->dims = huge;
+    size_t hlen;
+    uint8_t *hbytes = mb_pack(&b, &hlen);
+    write_file(model, hbytes, hlen);
+    free(hbytes);
+    t->dims = saved_dims;
+    r.b = th_builder();
+    kiln_network_create(r.b, &r.net);
+    kiln_onnx_parser_create(r.net, NULL, &r.p);
+    r.st = kiln_onnx_parse_file(r.p, model);
+    CHECK(r.st == KILN_ERR_FORMAT && any_error_has(r.p, "too short"), "huge external tensor: %s", kiln_last_error());
+    release(&r);
+    write_file(model, bytes, len);
+
     /* locations that escape the model directory */
     const char *escapes[] = {"../weights.bin", "/etc/passwd", "sub/../../x.bin"};
     for (int i = 0; i < 3; i++) {

@@ -117,8 +117,11 @@ static bool parse_u64(const char *s, uint64_t *out) {
     return true;
 }
 
-static kiln_status read_external(const Onnx__TensorProto *tp, const char *base_dir, size_t bytes, void *dst, char *err,
-                                 size_t errsz) {
+/* Reads the tensor's bytes from its external file into a buffer allocated only after the
+ * file is known to hold them (a hostile model may claim huge dims with no data behind them). */
+static kiln_status read_external(const Onnx__TensorProto *tp, const char *base_dir, size_t bytes, void **out,
+                                 char *err, size_t errsz) {
+    *out = NULL;
     const char *loc = NULL, *off_s = NULL, *len_s = NULL;
     for (size_t i = 0; i < tp->n_external_data; i++) {
         const Onnx__StringStringEntryProto *e = tp->external_data[i];
@@ -168,9 +171,14 @@ static kiln_status read_external(const Onnx__TensorProto *tp, const char *base_d
             st = fail(err, errsz, KILN_ERR_FORMAT,
                       "external data '%s' is %lld bytes, too short for %zu bytes at offset %llu", path,
                       (long long)sb.st_size, bytes, (unsigned long long)offset);
+        } else if (!(*out = malloc(bytes ? bytes : 1))) {
+            st = fail(err, errsz, KILN_ERR_OUT_OF_MEMORY, "out of host memory for %zu bytes of external data '%s'",
+                      bytes, path);
         } else if (offset > (uint64_t)LONG_MAX || fseek(f, (long)offset, SEEK_SET) != 0 ||
-                   fread(dst, 1, bytes, f) != bytes) {
+                   fread(*out, 1, bytes, f) != bytes) {
             st = fail(err, errsz, KILN_ERR_IO, "external data '%s' could not be read", path);
+            free(*out);
+            *out = NULL;
         }
         fclose(f);
     }
@@ -240,14 +248,12 @@ kiln_status ox_tensor_decode(const Onnx__TensorProto *tp, const char *base_dir, 
         if ((int64_t)n != count)
             return fail(err, errsz, KILN_ERR_FORMAT, "%s holds %zu values, dims need %lld", field, n, (long long)count);
     }
-    void *buf = malloc(bytes ? bytes : 1);
-    if (!buf) return fail(err, errsz, KILN_ERR_OUT_OF_MEMORY, "out of host memory for %zu bytes", bytes);
+    void *buf = NULL;
     if (external) {
-        kiln_status st = read_external(tp, base_dir, bytes, buf, err, errsz);
-        if (st != KILN_OK) {
-            free(buf);
-            return st;
-        }
+        kiln_status st = read_external(tp, base_dir, bytes, &buf, err, errsz);
+        if (st != KILN_OK) return st;
+    } else if (!(buf = malloc(bytes ? bytes : 1))) {
+        return fail(err, errsz, KILN_ERR_OUT_OF_MEMORY, "out of host memory for %zu bytes", bytes);
     } else if (tp->has_raw_data) {
         if (bytes) memcpy(buf, tp->raw_data.data, bytes);
     } else {
