@@ -873,6 +873,76 @@ static void case_fused_walks(void) {
     free(x), free(z), free(u);
 }
 
+/* Boxes of many shapes for the backends' fused kernels: a rank-7 transpose (seven box axes
+ * that no two maps let merge) with ReLU; and a transpose to channels-last concatenated with
+ * a dense tensor, then ReLU, large enough to take many blocks a piece (the CUDA kernel
+ * merges the first piece's h and w and the second's whole rows, and pads the shorter box). */
+static void case_fused_shapes(void) {
+    enum { R = 7 };
+    const int64_t ud[R] = {2, 3, 2, 3, 2, 2, 3}, perm[R] = {6, 4, 2, 0, 1, 3, 5};
+    int64_t uvol = 1, us[R], od[R], os[R];
+    for (int i = R - 1; i >= 0; i--) us[i] = uvol, uvol *= ud[i];
+    for (int i = 0; i < R; i++) od[i] = ud[perm[i]];
+    for (int i = R - 1, v = 1; i >= 0; i--) os[i] = v, v *= (int)od[i];
+    enum { N = 3, C = 5, H = 37, W = 41 };
+    const int64_t av = N * C * H * W, yv = N * 2 * H * W * C;
+    float *u = th_rand_array(uvol, -3, 3), *a = th_rand_array(av, -3, 3), *bb = th_rand_array(av, -3, 3);
+    double *ru = malloc((size_t)uvol * sizeof *ru), *ry = malloc((size_t)yv * sizeof *ry);
+    for (int64_t i = 0; i < uvol; i++) { /* output element i: its index along each output axis */
+        int64_t src = 0;
+        for (int k = 0; k < R; k++) src += (i / os[k] % od[k]) * us[perm[k]];
+        ru[i] = u[src] > 0 ? u[src] : 0;
+    }
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t h = 0; h < 2 * H; h++)
+            for (int64_t w = 0; w < W; w++)
+                for (int64_t c = 0; c < C; c++) {
+                    double v = h < H ? a[((n * C + c) * H + h) * W + w] : bb[((n * H + h - H) * W + w) * C + c];
+                    ry[((n * 2 * H + h) * W + w) * C + c] = v > 0 ? v : 0;
+                }
+    for (int fuse = 0; fuse < 2; fuse++) {
+        if (!fuse) setenv("KILN_FUSE", "off", 1);
+        kiln_builder *b = th_builder();
+        kiln_network *net;
+        CHECK_OK(kiln_network_create(b, &net));
+        kiln_tensor *t = kiln_network_add_input(net, "u", KILN_FLOAT32, kiln_dims_make(R, ud));
+        t = t ? out0(kiln_network_add_transpose(net, t, R, perm)) : NULL;
+        t = t ? out0(kiln_network_add_activation(net, t, KILN_ACT_RELU, 0, 0)) : NULL;
+        bool ok = t && kiln_tensor_set_name(t, "y") == KILN_OK && kiln_network_mark_output(net, t) == KILN_OK;
+        CHECK(ok, "rank-7 network: %s", kiln_last_error());
+        float *o = malloc((size_t)uvol * sizeof *o);
+        memset(o, 0xff, (size_t)uvol * sizeof *o);
+        const char *n1[1] = {"u"};
+        int fused = ok ? run_net(net, 1, n1, &u, "y", o, false, "Fused") : -1;
+        CHECK(fused == fuse, "rank-7 transpose + relu: %d fused layers (want %d)", fused, fuse);
+        th_check_close(fuse ? "rank-7 transpose + relu, fused" : "rank-7 transpose + relu", o, ru, uvol, 1e-6);
+        free(o);
+        kiln_network_destroy(net);
+
+        CHECK_OK(kiln_network_create(b, &net));
+        kiln_tensor *ta = kiln_network_add_input(net, "a", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){N, C, H, W}));
+        kiln_tensor *tb = kiln_network_add_input(net, "b", KILN_FLOAT32, kiln_dims_make(4, (int64_t[]){N, H, W, C}));
+        t = ta ? out0(kiln_network_add_transpose(net, ta, 4, (int64_t[]){0, 2, 3, 1})) : NULL;
+        kiln_tensor *parts[2] = {t, tb};
+        t = t && tb ? out0(kiln_network_add_concat(net, parts, 2, 1)) : NULL;
+        t = t ? out0(kiln_network_add_activation(net, t, KILN_ACT_RELU, 0, 0)) : NULL;
+        ok = t && kiln_tensor_set_name(t, "y") == KILN_OK && kiln_network_mark_output(net, t) == KILN_OK;
+        CHECK(ok, "channels-last concat network: %s", kiln_last_error());
+        o = malloc((size_t)yv * sizeof *o);
+        memset(o, 0xff, (size_t)yv * sizeof *o);
+        const char *n2[2] = {"a", "b"};
+        float *i2[2] = {a, bb};
+        fused = ok ? run_net(net, 2, n2, i2, "y", o, false, "Fused") : -1;
+        CHECK(fused == fuse, "channels-last concat + relu: %d fused layers (want %d)", fused, fuse);
+        th_check_close(fuse ? "channels-last concat + relu, fused" : "channels-last concat + relu", o, ry, yv, 1e-6);
+        free(o);
+        unsetenv("KILN_FUSE");
+        kiln_network_destroy(net);
+        kiln_builder_destroy(b);
+    }
+    free(u), free(a), free(bb), free(ru), free(ry);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -930,6 +1000,7 @@ int main(void) {
     case_fused_decode();
     case_fused_head();
     case_fused_walks();
+    case_fused_shapes();
     case_residual();
     case_residual_after_act(1, 1, 0);
     case_residual_after_act(3, 1, 0);

@@ -232,10 +232,16 @@ cudaError_t kcu_lrn(cudaStream_t s, int64_t n, int64_t c, int64_t spatial, int64
 enum { KCU_FZ_LOAD = 1, KCU_FZ_CONST, KCU_FZ_ACT, KCU_FZ_SCALE, KCU_FZ_BIN, KCU_FZ_ROUND16 };
 /* One piece, its maps as element strides of each tensor's memory, box axes ordered so the
  * output's strides fall (the last axis moves along the output's memory). */
+#define KCU_FZ_RPT 4 /* runs a thread takes, a block apart */
+#define KCU_FZ_THREADS 256
+/* A piece as the kernel reads it: a block works on one piece and copies it to shared memory
+ * first, so the struct is a whole number of 32-bit words. All pieces of a launch have the
+ * same number of box axes (shorter boxes get leading axes of extent 1). */
 typedef struct kcu_fz_piece {
-    long long start; /* the piece's first run in the launch's numbering */
+    long long bstart; /* the piece's first block in the launch */
+    long long runs;   /* its runs of KCU_FZ_RUN elements along the last axis */
     int ni, nb_loads, nb_instrs;
-    unsigned last_runs; /* runs of KCU_FZ_RUN elements along the last axis (the last may be short) */
+    unsigned last_runs; /* runs along the last axis (its last run may be short) */
     /* extents; x / ext = (umulhi(x, mag) + x) >> shf (the last axis: x / last_runs) */
     unsigned ext[KCU_FZ_IT], mag[KCU_FZ_IT];
     int shf[KCU_FZ_IT];
@@ -250,11 +256,12 @@ typedef struct kcu_fz_args {
     unsigned long long in_f16; /* bit i: input i is float16 */
     void *out;
     int out_f16, np;
-    long long total; /* runs */
+    long long blocks; /* the launch's blocks, all pieces' */
     const kcu_fz_piece *pieces; /* device */
 } kcu_fz_args;
-/* big: a piece of 2^31 elements or more (64-bit division) */
-cudaError_t kcu_fused_run(cudaStream_t s, const kcu_fz_args *a, int big);
+/* ni: the pieces' box axes. big: a piece of 2^31 runs or more, or a tensor of 2^31 elements
+ * or more (64-bit division and offsets). */
+cudaError_t kcu_fused_run(cudaStream_t s, const kcu_fz_args *a, int ni, int big);
 
 #ifdef __cplusplus
 }
