@@ -24,9 +24,10 @@ template <typename off> __device__ __forceinline__ float fz_load(const kcu_fz_ar
 template <bool BIG> struct fz_off { typedef unsigned T; }; /* wraps mod 2^32: exact below 2^31 */
 template <> struct fz_off<true> { typedef long long T; };
 
-/* A block works on one piece, copied to shared memory; a thread takes KCU_FZ_RPT runs of
- * KCU_FZ_RUN elements along the last box axis (the output's memory), a block apart, so a
- * warp's runs are adjacent. The box has NI axes (known at compile time: the coordinates
+/* A block works on one piece, copied to shared memory; a thread takes KCU_FZ_RPT runs along
+ * the last box axis (the output's memory), a block apart: KCU_FZ_RUN adjacent elements a
+ * thread, so that a warp's runs are adjacent, or, where the axis is 32 or longer, a warp's
+ * run with a lane's elements 32 apart, so that each load and store covers whole sectors. The box has NI axes (known at compile time: the coordinates
  * stay in registers, and the loops over axes unroll without guards); the division of a
  * run's index into coordinates is a multiply-shift per axis, in 32 bits unless BIG. The
  * evaluation stack is in shared memory, a column per thread. */
@@ -50,11 +51,16 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS) k_fused(const kcu_fz_args a) {
         __syncthreads();
     }
     const kcu_fz_piece &p = sp;
-    const long long first = (blockIdx.x - p.bstart) * (long long)(KCU_FZ_THREADS * KCU_FZ_RPT) + threadIdx.x;
+    const bool wm = p.wl > 0; /* warp runs */
+    const int nel = wm ? p.wl : KCU_FZ_RUN, lstep = wm ? 32 : 1;
+    const unsigned span = wm ? 32u * p.wl : KCU_FZ_RUN;
+    const int rstep = wm ? KCU_FZ_THREADS / 32 : KCU_FZ_THREADS;
+    const long long first =
+        (blockIdx.x - p.bstart) * (long long)(rstep * KCU_FZ_RPT) + (wm ? threadIdx.x / 32 : threadIdx.x);
     const unsigned ext_last = p.ext[NI - 1];
     const int n = p.nb_instrs;
     for (int r = 0; r < KCU_FZ_RPT; r++) {
-        const long long g = first + r * KCU_FZ_THREADS;
+        const long long g = first + r * rstep;
         if (g >= p.runs) break;
         unsigned c[NI];
         if (BIG) {
@@ -77,34 +83,34 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS) k_fused(const kcu_fz_args a) {
             }
             c[0] = rest;
         }
-        c[NI - 1] *= KCU_FZ_RUN; /* the run's first element */
+        c[NI - 1] = c[NI - 1] * span + (wm ? threadIdx.x % 32 : 0); /* this thread's first element */
         const unsigned i0 = c[NI - 1];
         off o = (off)p.ob;
         #pragma unroll
         for (int q = 0; q < NI; q++) o += (off)c[q] * (off)p.oc[q];
-        const off ostep = (off)p.oc[NI - 1];
+        const off ostep = (off)p.oc[NI - 1] * (off)lstep;
         float v[KCU_FZ_RUN];
         if (n == 1) { /* a load alone: moving data */
             off at = (off)p.lb[0];
             #pragma unroll
             for (int q = 0; q < NI; q++) at += (off)c[q] * (off)p.lc[0][q];
-            const off step = (off)p.lc[0][NI - 1];
+            const off step = (off)p.lc[0][NI - 1] * (off)lstep;
             const int t = p.lt[0];
             if ((a.in_f16 >> t) & 1ull) {
                 const __half *in = reinterpret_cast<const __half *>(a.in[t]);
                 #pragma unroll
                 for (int e = 0; e < KCU_FZ_RUN; e++)
-                    if (i0 + e < ext_last) v[e] = __half2float(in[at + e * step]);
+                    if (e < nel && i0 + e * lstep < ext_last) v[e] = __half2float(in[at + e * step]);
             } else {
                 const float *in = reinterpret_cast<const float *>(a.in[t]);
                 #pragma unroll
                 for (int e = 0; e < KCU_FZ_RUN; e++)
-                    if (i0 + e < ext_last) v[e] = in[at + e * step];
+                    if (e < nel && i0 + e * lstep < ext_last) v[e] = in[at + e * step];
             }
         } else {
             #pragma unroll
             for (int e = 0; e < KCU_FZ_RUN; e++) {
-                if (i0 + e >= ext_last) break;
+                if (e >= nel || i0 + e * lstep >= ext_last) break;
                 int sp_ = 0;
                 float top = 0.0f; /* the stack's top in a register, the rest in shared memory */
                 for (int q = 0; q < n; q++) {
@@ -116,7 +122,7 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS) k_fused(const kcu_fz_args a) {
                             top = p.f[q][0];
                         } else {
                             const int k = p.arg[q];
-                            off at = (off)p.lb[k] + (off)e * (off)p.lc[k][NI - 1];
+                            off at = (off)p.lb[k] + (off)(e * lstep) * (off)p.lc[k][NI - 1];
                             #pragma unroll
                             for (int j = 0; j < NI; j++) at += (off)c[j] * (off)p.lc[k][j];
                             top = fz_load(a, p.lt[k], at);
@@ -141,12 +147,12 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS) k_fused(const kcu_fz_args a) {
             __half *out = reinterpret_cast<__half *>(a.out);
             #pragma unroll
             for (int e = 0; e < KCU_FZ_RUN; e++)
-                if (i0 + e < ext_last) out[o + e * ostep] = __float2half_rn(v[e]);
+                if (e < nel && i0 + e * lstep < ext_last) out[o + e * ostep] = __float2half_rn(v[e]);
         } else {
             float *out = reinterpret_cast<float *>(a.out);
             #pragma unroll
             for (int e = 0; e < KCU_FZ_RUN; e++)
-                if (i0 + e < ext_last) out[o + e * ostep] = v[e];
+                if (e < nel && i0 + e * lstep < ext_last) out[o + e * ostep] = v[e];
         }
     }
 }
