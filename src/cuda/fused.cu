@@ -21,6 +21,8 @@ template <typename off> __device__ __forceinline__ float fz_load(const kcu_fz_ar
     return reinterpret_cast<const float *>(a.in[t])[at];
 }
 
+#define KCU_FZ_PF 4 /* loads an element prefetched by the interpreter */
+
 template <bool BIG> struct fz_off { typedef unsigned T; }; /* wraps mod 2^32: exact below 2^31 */
 template <> struct fz_off<true> { typedef long long T; };
 
@@ -155,6 +157,15 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS, 4) k_fused(const kcu_fz_args a
         fz_coords<NI, BIG>(p, g, span, lane, c);
         const unsigned i0 = c[NI - 1];
         const off o = fz_at<off, NI>(p.ob, p.oc, c);
+        /* the first KCU_FZ_PF loads of every element, issued together before evaluating */
+        float pf[KCU_FZ_RUN][KCU_FZ_PF];
+        #pragma unroll
+        for (int e = 0; e < KCU_FZ_RUN; e++)
+            #pragma unroll
+            for (int k = 0; k < KCU_FZ_PF; k++)
+                if (k < p.nb_loads && e < nel && i0 + e * lstep < ext_last)
+                    pf[e][k] = fz_load(a, p.lt[k], fz_at<off, NI>(p.lb[k], p.lc[k], c) +
+                                                       (off)(e * lstep) * (off)p.lc[k][NI - 1]);
         float v[KCU_FZ_RUN];
         #pragma unroll
         for (int e = 0; e < KCU_FZ_RUN; e++) {
@@ -166,10 +177,15 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS, 4) k_fused(const kcu_fz_args a
                 if (op == KCU_FZ_LOAD || op == KCU_FZ_CONST) {
                     if (sp_ > 0) stk[sp_ - 1][threadIdx.x] = top;
                     sp_++;
+                    const int k = p.arg[q];
                     if (op == KCU_FZ_CONST) {
                         top = p.f[q][0];
+                    } else if (k < KCU_FZ_PF) {
+                        top = pf[e][0];
+                        #pragma unroll
+                        for (int j = 1; j < KCU_FZ_PF; j++)
+                            if (k == j) top = pf[e][j];
                     } else {
-                        const int k = p.arg[q];
                         const off at = fz_at<off, NI>(p.lb[k], p.lc[k], c) + (off)(e * lstep) * (off)p.lc[k][NI - 1];
                         top = fz_load(a, p.lt[k], at);
                     }
