@@ -175,12 +175,7 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
                 goto done;
             }
         }
-        /* a run: KCU_FZ_RUN adjacent elements a thread, or, along a last axis of 32 or more,
-         * up to KCU_FZ_RUN elements a lane 32 apart, a warp's lanes side by side (its loads
-         * and stores then cover whole sectors) */
-        d->wl = ext[ni - 1] >= 32 ? (int)((ext[ni - 1] + 31) / 32 < KCU_FZ_RUN ? (ext[ni - 1] + 31) / 32 : KCU_FZ_RUN) : 0;
-        const long long span_run = d->wl ? 32LL * d->wl : KCU_FZ_RUN;
-        long long lr = (ext[ni - 1] + span_run - 1) / span_run, runs = lr;
+        long long lr = (ext[ni - 1] + KCU_FZ_RUN - 1) / KCU_FZ_RUN, runs = lr;
         for (int j = 0; j < ni - 1; j++)
             if (__builtin_mul_overflow(runs, ext[j], &runs)) {
                 st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "fused region piece of 2^63 elements or more");
@@ -211,8 +206,7 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
             for (int j = 1; j < s->ni; j++)
                 magic(j == s->ni - 1 ? d->last_runs : d->ext[j], &d->mag[j], &d->shf[j]);
         d->bstart = blocks;
-        const long long per_block = (d->wl ? KCU_FZ_THREADS / 32 : KCU_FZ_THREADS) * KCU_FZ_RPT;
-        blocks += (d->runs + per_block - 1) / per_block;
+        blocks += (d->runs + KCU_FZ_THREADS * KCU_FZ_RPT - 1) / (KCU_FZ_THREADS * KCU_FZ_RPT);
     }
     if (blocks >= (1LL << 31)) {
         st = kg_layer_error(l, KILN_ERR_UNSUPPORTED, "fused region of %lld blocks (at most 2^31 - 1)", blocks);

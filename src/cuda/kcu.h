@@ -242,7 +242,6 @@ typedef struct kcu_fz_piece {
     long long runs;   /* its runs of KCU_FZ_RUN elements along the last axis */
     int ni, nb_loads, nb_instrs;
     unsigned last_runs; /* runs along the last axis (its last run may be short) */
-    int wl; /* 0: a run is KCU_FZ_RUN adjacent elements of a thread; else a warp's, wl a lane, 32 apart */
     /* extents; x / ext = (umulhi(x, mag) + x) >> shf (the last axis: x / last_runs) */
     unsigned ext[KCU_FZ_IT], mag[KCU_FZ_IT];
     int shf[KCU_FZ_IT];
