@@ -943,6 +943,52 @@ static void case_fused_shapes(void) {
     free(u), free(a), free(bb), free(ru), free(ry);
 }
 
+/* Past the walk's limits: a concat of 100 inputs would cut a piece 99 times and read 100
+ * outside tensors (the walk allows 64 of each), so the concat stays outside the region and
+ * only the ReLU and the scale after it fuse. */
+static void case_fused_limits(void) {
+    enum { NI = 100, R = 2, C = 3 };
+    float *xs[NI];
+    char names[NI][8];
+    const char *np[NI];
+    double ref[R * NI * C];
+    for (int i = 0; i < NI; i++) {
+        xs[i] = th_rand_array(R * C, -3, 3);
+        snprintf(names[i], sizeof names[i], "x%d", i);
+        np[i] = names[i];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) {
+                double v = xs[i][r * C + c];
+                ref[r * NI * C + i * C + c] = 2 * (v > 0 ? v : 0);
+            }
+    }
+    float two = 2;
+    kiln_weights none = {KILN_FLOAT32, NULL, 0};
+    kiln_builder *b = th_builder();
+    kiln_network *net;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *parts[NI];
+    bool ok = true;
+    for (int i = 0; i < NI; i++) {
+        parts[i] = kiln_network_add_input(net, names[i], KILN_FLOAT32, kiln_dims_make(2, (int64_t[]){R, C}));
+        ok &= parts[i] != NULL;
+    }
+    kiln_tensor *t = ok ? out0(kiln_network_add_concat(net, parts, NI, 1)) : NULL;
+    t = t ? out0(kiln_network_add_activation(net, t, KILN_ACT_RELU, 0, 0)) : NULL;
+    t = t ? out0(kiln_network_add_scale(net, t, KILN_SCALE_UNIFORM, none, (kiln_weights){KILN_FLOAT32, &two, 1}, none))
+          : NULL;
+    ok = t && kiln_tensor_set_name(t, "y") == KILN_OK && kiln_network_mark_output(net, t) == KILN_OK;
+    CHECK(ok, "100-input concat network: %s", kiln_last_error());
+    float o[R * NI * C];
+    memset(o, 0xff, sizeof o);
+    int concats = ok ? run_net(net, NI, np, xs, "y", o, false, "Concat") : -1;
+    CHECK(concats == 1, "100-input concat: %d concat layers left (want 1: past the walk's cuts)", concats);
+    th_check_close("100-input concat + relu + scale", o, ref, R * NI * C, 1e-6);
+    kiln_network_destroy(net);
+    kiln_builder_destroy(b);
+    for (int i = 0; i < NI; i++) free(xs[i]);
+}
+
 /* The format pass with a made-up backend: convolutions want float16 NHWC, the rest logical. */
 static bool fake_format(const kiln_layer *l, unsigned flags, int *storage, int *format) {
     (void)flags;
@@ -1001,6 +1047,7 @@ int main(void) {
     case_fused_head();
     case_fused_walks();
     case_fused_shapes();
+    case_fused_limits();
     case_residual();
     case_residual_after_act(1, 1, 0);
     case_residual_after_act(3, 1, 0);
