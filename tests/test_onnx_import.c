@@ -263,6 +263,15 @@ static imported import_bytes(const uint8_t *bytes, size_t len, const kiln_onnx_d
     return r;
 }
 
+static imported import_file(const char *path) {
+    imported r;
+    r.b = th_builder();
+    kiln_network_create(r.b, &r.net);
+    r.st = kiln_onnx_parser_create(r.net, NULL, &r.p);
+    if (r.st == KILN_OK) r.st = kiln_onnx_parse_file(r.p, path);
+    return r;
+}
+
 static imported import_mb(mb *b, const kiln_onnx_desc *desc) {
     size_t len;
     uint8_t *bytes = mb_pack(b, &len);
@@ -756,11 +765,7 @@ static void test_external_data(void) {
     unlink(weights);
 
     /* missing data file: a clear error naming the file, no crash, no leak */
-    imported r;
-    r.b = th_builder();
-    kiln_network_create(r.b, &r.net);
-    kiln_onnx_parser_create(r.net, NULL, &r.p);
-    r.st = kiln_onnx_parse_file(r.p, model);
+    imported r = import_file(model);
     CHECK(r.st != KILN_OK && any_error_has(r.p, "weights.bin") && strstr(kiln_last_error(), model),
           "missing external data must be reported with the file: %s", kiln_last_error());
     release(&r);
@@ -770,10 +775,7 @@ static void test_external_data(void) {
     memset(file, 0x55, 16);
     memcpy(file + 16, w, sizeof w);
     write_file(weights, file, sizeof file);
-    r.b = th_builder();
-    kiln_network_create(r.b, &r.net);
-    kiln_onnx_parser_create(r.net, NULL, &r.p);
-    r.st = kiln_onnx_parse_file(r.p, model);
+    r = import_file(model);
     CHECK(r.st == KILN_OK, "external data import: %s", kiln_last_error());
     if (r.st == KILN_OK) {
         void *in[1] = {x}, *out[1] = {NULL};
@@ -789,10 +791,7 @@ static void test_external_data(void) {
 
     /* too short a file */
     write_file(weights, file, 20);
-    r.b = th_builder();
-    kiln_network_create(r.b, &r.net);
-    kiln_onnx_parser_create(r.net, NULL, &r.p);
-    r.st = kiln_onnx_parse_file(r.p, model);
+    r = import_file(model);
     CHECK(r.st == KILN_ERR_FORMAT && any_error_has(r.p, "too short"), "short external data: %s", kiln_last_error());
     release(&r);
 
@@ -806,10 +805,7 @@ static void test_external_data(void) {
     write_file(model, hbytes, hlen);
     free(hbytes);
     t->dims = saved_dims;
-    r.b = th_builder();
-    kiln_network_create(r.b, &r.net);
-    kiln_onnx_parser_create(r.net, NULL, &r.p);
-    r.st = kiln_onnx_parse_file(r.p, model);
+    r = import_file(model);
     CHECK(r.st == KILN_ERR_FORMAT && any_error_has(r.p, "too short"), "huge external tensor: %s", kiln_last_error());
     release(&r);
     write_file(model, bytes, len);
