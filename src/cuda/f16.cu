@@ -229,25 +229,6 @@ extern "C" cudaError_t kcu_epilogue(cudaStream_t s, int st, const void *x, int64
 
 /* ---- broadcast arithmetic on float16 ---- */
 
-/* The float32 formulas of pointwise.cu, chosen at run time (memory-bound kernels). */
-__device__ inline float bin_apply(int op, float x, float y) {
-    switch (op) {
-    case KILN_ELT_ADD: return x + y;
-    case KILN_ELT_SUB: return x - y;
-    case KILN_ELT_MUL: return x * y;
-    case KILN_ELT_DIV: return x / y;
-    case KILN_ELT_MAX: return (x > y || x != x) ? x : y;
-    case KILN_ELT_MIN: return (x < y || x != x) ? x : y;
-    case KILN_ELT_POW: return y == 2.0f ? x * x : powf(x, y);
-    case KILN_ELT_MOD: {
-        float r = fmodf(x, y);
-        return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
-    }
-    case KILN_ELT_FMOD: return fmodf(x, y);
-    case KCU_OP_PRELU: return x >= 0 ? x : x * y;
-    default: return x;
-    }
-}
 
 template <bool RANK1, bool ACT>
 __global__ void k_binary_h(kcu_bcast p, int op, __half *y, const __half *__restrict__ a, const __half *__restrict__ b,
@@ -267,7 +248,7 @@ __global__ void k_binary_h(kcu_bcast p, int op, __half *y, const __half *__restr
                 ob += c * p.st[1][d];
             }
         }
-        float v = bin_apply(op, __half2float(a[oa]), __half2float(b[ob]));
+        float v = kcu_bin_apply(op, __half2float(a[oa]), __half2float(b[ob]));
         if (ACT) v = kcu_act_apply(act.type, act.alpha, act.beta, v);
         y[i] = __float2half_rn(v);
     }
@@ -283,7 +264,7 @@ __global__ void k_binary_h8(int64_t n8, int op, __half *y, const __half *__restr
         kcu_ld8(b + 8 * i, v);
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            u[k] = bin_apply(op, u[k], v[k]);
+            u[k] = kcu_bin_apply(op, u[k], v[k]);
             if (ACT) u[k] = kcu_act_apply(act.type, act.alpha, act.beta, u[k]);
         }
         kcu_st8(y + 8 * i, u);
@@ -295,7 +276,7 @@ template <bool ACT>
 __global__ void k_binary_h_rowvec(int64_t total, int64_t C, int op, __half *y, const __half *__restrict__ a,
                                   const __half *__restrict__ b, kcu_act act) {
     KCU_LOOP(i, total) {
-        float v = bin_apply(op, __half2float(a[i]), __half2float(b[i % C]));
+        float v = kcu_bin_apply(op, __half2float(a[i]), __half2float(b[i % C]));
         if (ACT) v = kcu_act_apply(act.type, act.alpha, act.beta, v);
         y[i] = __float2half_rn(v);
     }

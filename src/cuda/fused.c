@@ -126,21 +126,20 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
     kiln_status st = kf_decode(l, b->env, &ps, &n, NULL, NULL);
     if (st != KILN_OK) return st;
     fz_state *s = kiln_calloc(b->env, 1, sizeof *s);
-    kcu_fz_piece *hp = n ? kiln_calloc(b->env, (size_t)n, sizeof *hp) : NULL;
-    if (!s || (n && !hp)) {
+    kcu_fz_piece *hp = kiln_calloc(b->env, (size_t)n, sizeof *hp);
+    if (!s || !hp) {
         st = kiln_error(b->env, KILN_ERR_OUT_OF_MEMORY, "out of host memory for a fused region");
         goto done;
     }
     s->out_f16 = kg_storage(o) == KILN_FLOAT16;
     for (int i = 0; i < l->nb_inputs; i++)
         if (kg_storage(l->inputs[i]) == KILN_FLOAT16) s->in_f16 |= 1ull << i;
-    /* Each piece's box in the order the kernel walks it, axes merged where every map allows. */
-    kcu_fz_piece *w = hp;
+    /* Each piece's box in the order the kernel walks it, axes merged where every map allows
+     * (kf_decode has checked that there are pieces and that every extent is at least 1). */
     int nimax = 1;
     for (int p = 0; p < n; p++) {
         const kf_piece *src = &ps[p];
-        kcu_fz_piece *d = w;
-        memset(d, 0, sizeof *d);
+        kcu_fz_piece *d = &hp[p];
         /* box axes by falling output stride (a stable insertion sort): the last walks memory */
         int order[KF_MAX_IT];
         long long ext[KF_MAX_IT];
@@ -159,12 +158,7 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
             d->lt[k] = src->loads[k].tensor;
             map_strides(&src->loads[k], l->inputs[d->lt[k]], src->ni, order, d->lc[k], &d->lb[k]);
         }
-        bool empty = false;
-        for (int j = 0; j < src->ni; j++) {
-            ext[j] = src->ext[order[j]];
-            empty |= ext[j] == 0;
-        }
-        if (empty) continue; /* writes nothing */
+        for (int j = 0; j < src->ni; j++) ext[j] = src->ext[order[j]];
         int ni = merge_axes(d, ext, src->ni);
         d->ni = ni;
         for (int j = 0; j < ni; j++) {
@@ -190,9 +184,7 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
             memcpy(d->f[k], src->prog[k].f, sizeof d->f[k]);
         }
         if (ni > nimax) nimax = ni;
-        w++;
     }
-    n = (int)(w - hp);
     /* 32-bit offsets where every tensor's memory holds fewer than 2^31 elements */
     for (int i = 0; i <= l->nb_inputs; i++)
         if (span(i < l->nb_inputs ? l->inputs[i] : o) >= (1LL << 31)) s->big = 1;
@@ -214,13 +206,11 @@ static kiln_status fz_prepare(const kiln_layer *l, const kcu_build *b, void **st
     }
     s->blocks = blocks;
     s->np = n;
-    if (n) {
-        const void *srcs[1] = {hp};
-        size_t bytes[1] = {(size_t)n * sizeof *hp};
-        void *dst[1];
-        st = kcu_state_upload(l, &s->base, 1, srcs, bytes, dst);
-        s->pieces = dst[0];
-    }
+    const void *srcs[1] = {hp};
+    size_t bytes[1] = {(size_t)n * sizeof *hp};
+    void *dst[1];
+    st = kcu_state_upload(l, &s->base, 1, srcs, bytes, dst);
+    s->pieces = dst[0];
 done:
     kiln_free(b->env, ps);
     kiln_free(b->env, hp);

@@ -4,18 +4,6 @@
  * output's memory, so a warp's stores are close together. */
 #include "cuda/kcu_device.cuh"
 
-__device__ __forceinline__ float fz_bin(int op, float a, float b) {
-    switch (op) {
-    case KILN_ELT_ADD: return a + b;
-    case KILN_ELT_SUB: return a - b;
-    case KILN_ELT_MUL: return a * b;
-    case KILN_ELT_DIV: return a / b;
-    case KILN_ELT_MAX: return (a > b || a != a) ? a : b;
-    case KILN_ELT_MIN: return (a < b || a != a) ? a : b;
-    default: return b == 2.0f ? a * a : powf(a, b);
-    }
-}
-
 template <typename off> __device__ __forceinline__ float fz_load(const kcu_fz_args &a, int t, off at) {
     if ((a.in_f16 >> t) & 1ull) return __half2float(reinterpret_cast<const __half *>(a.in[t])[at]);
     return reinterpret_cast<const float *>(a.in[t])[at];
@@ -131,7 +119,7 @@ __global__ void __launch_bounds__(KCU_FZ_THREADS) k_fused(const kcu_fz_args a) {
                         top = __half2float(__float2half_rn(top));
                     } else {
                         sp_--;
-                        top = fz_bin(p.arg[q], stk[sp_ - 1][threadIdx.x], top);
+                        top = kcu_bin_apply(p.arg[q], stk[sp_ - 1][threadIdx.x], top);
                     }
                 }
                 v[e] = top;

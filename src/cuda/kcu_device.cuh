@@ -83,6 +83,27 @@ __device__ inline float kcu_act_apply(int type, float alpha, float beta, float x
     }
 }
 
+/* The float32 binary formulas of pointwise.cu, chosen at run time (the float16 broadcast
+ * kernels, fused regions): op is a float kiln_elementwise_op or KCU_OP_PRELU. */
+__device__ inline float kcu_bin_apply(int op, float x, float y) {
+    switch (op) {
+    case KILN_ELT_ADD: return x + y;
+    case KILN_ELT_SUB: return x - y;
+    case KILN_ELT_MUL: return x * y;
+    case KILN_ELT_DIV: return x / y;
+    case KILN_ELT_MAX: return (x > y || x != x) ? x : y;
+    case KILN_ELT_MIN: return (x < y || x != x) ? x : y;
+    case KILN_ELT_POW: return y == 2.0f ? x * x : powf(x, y);
+    case KILN_ELT_MOD: {
+        float r = fmodf(x, y);
+        return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
+    }
+    case KILN_ELT_FMOD: return fmodf(x, y);
+    case KCU_OP_PRELU: return x >= 0 ? x : x * y;
+    default: return x;
+    }
+}
+
 /* ---- fp16 / bf16 bits, rounding to nearest even exactly as src/core/half.h ---- */
 
 __device__ inline float kcu_half_to_float(uint16_t h) {
