@@ -176,6 +176,37 @@ static kiln_network *make_decoder(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Deconvolutions whose kernel equals their stride (UNet's upsampling: kiln's GEMM scatters
+ * its columns into the output): a 2x2 stride-2 one with a fused ReLU whose output is a
+ * channel slice of the skip concat, a 2x3 stride (2, 3) one of 12 channels (the GEMM's
+ * element-wise epilogue) with no bias, and a 3x3 stride-2 padded one that stays on cuDNN. */
+static kiln_network *make_upsample(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 16, 5, 6));
+    kiln_tensor *img = kiln_network_add_input(net, "img", KILN_FLOAT32, d4(2, 8, 10, 12));
+    kiln_tensor *c = act(net, conv(net, x, 16, 16, 3, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_conv_desc d = {.out_channels = 24, .kernel = {2, 2}, .stride = {2, 2}};
+    kiln_layer *up = c ? kiln_network_add_deconvolution(net, c, &d, wts(rnd(16 * 24 * 4, -0.25f, 0.25f), 16 * 24 * 4),
+                                                        wts(rnd(24, -0.2f, 0.2f), 24))
+                       : NULL;
+    if (up) CHECK_OK(kiln_layer_set_name(up, "up"));
+    kiln_tensor *u = act(net, up ? out0(up) : NULL, KILN_ACT_RELU);
+    kiln_tensor *skip = act(net, conv(net, img, 8, 16, 3, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_tensor *cat_in[2] = {skip, u};
+    kiln_tensor *cat = u && skip ? out0(kiln_network_add_concat(net, cat_in, 2, 1)) : NULL;
+    kiln_tensor *y = cat ? conv(net, cat, 40, 8, 3, 1, NULL, 1, true) : NULL;
+    kiln_conv_desc d2 = {.out_channels = 12, .kernel = {2, 3}, .stride = {2, 3}};
+    kiln_tensor *v = c ? out0(kiln_network_add_deconvolution(net, c, &d2, wts(rnd(16 * 12 * 6, -0.25f, 0.25f), 16 * 12 * 6),
+                                                             wts(NULL, 0)))
+                       : NULL;
+    kiln_tensor *w = deconv(net, c, 16, 8, 3, 2, 1, 1, 1);
+    bool ok = mark(net, y, "y") && mark(net, v, "v") && mark(net, w, "w");
+    CHECK(ok, "upsample network: %s", kiln_last_error());
+    return net;
+}
+
 /* Point-wise layers, broadcasts, concat, resize and data movement after a convolution. */
 static kiln_network *make_pointwise(kiln_builder *b, unsigned seed) {
     th_seed(seed);
@@ -720,6 +751,62 @@ static void test_igemm_fp16(kiln_builder *b) {
     unsetenv("KILN_CONV_IGEMM");
 }
 
+/* The upsampling deconvolutions on kiln's GEMM (forced, then as timed) and on cuDNN
+ * (KILN_CONV_IGEMM=off): within the float16 tolerance of the CPU, the skip concat not
+ * running (the deconvolution writes its channel slice on both paths), a reloaded plan the
+ * same; and a refit of the GEMM's weights (its own layout) matching the CPU's refit. */
+static void test_upsample_fp16(kiln_builder *b) {
+    static const char *const vals[] = {"only", NULL, "off"};
+    for (int v = 0; v < 3; v++) {
+        char what[80];
+        snprintf(what, sizeof what, "fp16 upsample (KILN_CONV_IGEMM=%s)", vals[v] ? vals[v] : "timed");
+        if (vals[v]) setenv("KILN_CONV_IGEMM", vals[v], 1);
+        else unsetenv("KILN_CONV_IGEMM");
+        kiln_engine *e = compare_case(what, b, make_upsample, true, FP16_TOL);
+        if (e) {
+            int gemm = count_kernels(e, "cuda.kiln_igemm_deconv_", "Deconvolution");
+            CHECK(count_kernels(e, "", "Deconvolution") == 3 && count_kernels(e, "_f16_nhwc", "Deconvolution") == 3,
+                  "%s: three float16 channels-last deconvolutions", what);
+            if (v == 0) CHECK(gemm == 2, "%s: %d of the 2 stride-sized deconvolutions on kiln's GEMM", what, gemm);
+            if (v == 2) CHECK(gemm == 0, "%s: %d deconvolutions on kiln's GEMM", what, gemm);
+            CHECK(count_kernels(e, "", "Concat") == 0, "%s: the skip concat is written in place", what);
+            unsetenv("KILN_CONV_IGEMM");
+            kiln_engine *re = th_reload(e, what);
+            CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
+            kiln_engine_destroy(re);
+        }
+        kiln_engine_destroy(e);
+    }
+    /* refit on the GEMM path: new weights and bias for "up", CPU and CUDA alike */
+    setenv("KILN_CONV_IGEMM", "only", 1);
+    kiln_network *ncpu = make_upsample(b, 77), *ngpu = make_upsample(b, 77);
+    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+    unsetenv("KILN_CONV_IGEMM");
+    CHECK(ecpu && egpu, "fp16 upsample refit: build: %s", kiln_last_error());
+    if (ecpu && egpu) {
+        th_seed(5);
+        const float *nw = rnd(16 * 24 * 4, -0.25f, 0.25f), *nb = rnd(24, -0.2f, 0.2f);
+        for (int k = 0; k < 2; k++) {
+            kiln_engine *e = k ? egpu : ecpu;
+            CHECK_OK(kiln_engine_refit(e, "up.kernel", wts(nw, 16 * 24 * 4)));
+            CHECK_OK(kiln_engine_refit(e, "up.bias", wts(nb, 24)));
+        }
+        io_set rc, rg;
+        th_seed(99);
+        io_make(ecpu, &rc);
+        io_make(egpu, &rg);
+        CHECK_OK(run_host(ecpu, &rc, NULL));
+        CHECK_OK(run_host(egpu, &rg, &rc));
+        compare("fp16 upsample after refit", &rg, &rc, FP16_TOL);
+        io_free(&rc);
+        io_free(&rg);
+    }
+    kiln_engine_destroy(ecpu);
+    kiln_engine_destroy(egpu);
+    kiln_network_destroy(ncpu);
+    kiln_network_destroy(ngpu);
+}
+
 /* Concat inputs written into channel slices of the concat's output: on every convolution
  * path (the implicit GEMM writes the slice, cuDNN's paths through their pass after a dense
  * copy, the GEMM with its pitched output), pooling and resize reading and writing slices;
@@ -1148,6 +1235,7 @@ int main(void) {
         test_pools_fp16(b);
         test_igemm_fp16(b);
         test_concat_slices_fp16(b);
+        test_upsample_fp16(b);
         test_stems_fp16(b);
         test_graph_fp16(b);
         test_layers_fp32(b);

@@ -548,6 +548,12 @@ static void test_pad(void) {
     pad_case(KILN_FLOAT64, in, cases[2], KILN_PAD_CONSTANT, 2.5f, &d25);
     uint8_t u1 = 1;
     pad_case(KILN_BOOL, in, cases[0], KILN_PAD_CONSTANT, 1.0f, &u1);
+    /* only the last axis grown at its end (the CUDA backend's row kernel: an image's 3
+     * channels to 8), in float16 and float32; a pad at its start takes the general path */
+    const int64_t rows[8] = {0, 0, 0, 0, 0, 0, 0, 5}, rows_front[8] = {0, 0, 0, 1, 0, 0, 0, 4};
+    pad_case(KILN_FLOAT16, DIMS(2, 5, 7, 3), rows, KILN_PAD_CONSTANT, 1.5f, &h15);
+    pad_case(KILN_FLOAT32, DIMS(2, 5, 7, 3), rows, KILN_PAD_CONSTANT, v, &v);
+    pad_case(KILN_FLOAT32, DIMS(2, 5, 7, 3), rows_front, KILN_PAD_CONSTANT, v, &v);
     for (int m = 1; m < 4; m++) {
         pad_case(KILN_INT8, in, cases[2], m, 0.0f, NULL);
         pad_case(KILN_FLOAT64, in, cases[1], m, 0.0f, NULL);

@@ -1058,6 +1058,26 @@ static kiln_status conv_weights(const kiln_layer *l, const kiln_env *env, const 
     return KILN_OK;
 }
 
+/* A deconvolution's weights for kiln's GEMM (kcu_igemm with uh, uw): float16 [kh, kw, K, C]
+ * from ONNX's [C, K, kh, kw] (one group), so row (i, j, k) holds the C input channels that
+ * make output channel k at offset (i, j) of an input pixel's kh x kw output block. Same
+ * byte count as the cuDNN layout. *out: the caller frees. */
+static kiln_status deconv_gemm_weights(const kiln_layer *l, const kiln_env *env, const conv_state *s, uint16_t **out,
+                                       size_t *bytes) {
+    const float *f = l->w[0].values;
+    int64_t C = s->fk, K = s->k, kh = l->p.conv.kernel[0], kw = l->p.conv.kernel[1], count = C * K * kh * kw;
+    uint16_t *h = kiln_calloc(env, (size_t)(count ? count : 1), sizeof(uint16_t));
+    if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting the weights");
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    kcu_to_half(h + ((i * kw + j) * K + k) * C + c, f + ((c * K + k) * kh + i) * kw + j, 1);
+    *out = h;
+    *bytes = (size_t)count * sizeof(uint16_t);
+    return KILN_OK;
+}
+
 /* The bias in float32 (zeros when absent) and, for float16 data, as float16 too. */
 static kiln_status conv_bias(const kiln_layer *l, const kiln_env *env, const conv_state *s, float **f32,
                              uint16_t **f16) {
@@ -1112,7 +1132,13 @@ static kiln_status conv_refit(const kiln_layer *l, void *state, int slot) {
         const void *src;
         size_t bytes;
         void *tmp;
-        st = conv_weights(l, env, s, &src, &bytes, &tmp);
+        if (s->mode == CONV_IGEMM && s->ig.uh) { /* a deconvolution on kiln's GEMM: its own layout */
+            uint16_t *h = NULL;
+            st = deconv_gemm_weights(l, env, s, &h, &bytes);
+            src = tmp = h;
+        } else {
+            st = conv_weights(l, env, s, &src, &bytes, &tmp);
+        }
         if (st == KILN_OK && bytes) {
             cudaError_t e = cudaMemcpy((void *)s->w, src, bytes, cudaMemcpyHostToDevice);
             if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
@@ -1367,7 +1393,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
      * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                         (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
-                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0, (int)s->yp};
+                        (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0, (int)s->yp, 0, 0};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
     bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&
@@ -1681,6 +1707,9 @@ static const char *const bwd_names[] = {
     "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
     "cuda.cudnn_bwd_data_winograd", "cuda.cudnn_bwd_data_winograd_nonfused"};
 
+static kiln_status deconv_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                              const kcu_exec *x);
+
 /* A deconvolution is cuDNN's backward-data of the convolution from its output to its input,
  * on float32 NCHW or (KILN_FLAG_FP16) float16 channels-last data with float32 accumulation.
  * cuDNN pads both sides alike and has no output padding: other geometries compute the full
@@ -1709,6 +1738,10 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     *state = s;
     s->st = sto;
     s->nhwc = nhwc;
+    s->yp = l->outputs[0]->pitch; /* only where kcu_pitch_ok said so: float16 channels-last */
+    if (s->yp && (!nhwc || s->yp < g.k))
+        return kg_layer_error(l, KILN_ERR_INTERNAL, "output pitch %lld on a tensor of %lld channels%s", (long long)s->yp,
+                              (long long)g.k, nhwc ? "" : " in row-major layout");
     size_t es = sto == KILN_FLOAT16 ? 2 : 4;
     s->n = g.n;
     s->k = g.k;
@@ -1753,14 +1786,98 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     if (on != g.n || ok != g.c || ooh != g.h || oow != g.w)
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN maps the %lldx%lldx%lldx%lld output back to %dx%dx%dx%d",
                               (long long)g.n, (long long)g.k, (long long)yh, (long long)yw, on, ok, ooh, oow);
+    /* kiln's GEMM where the kernel equals the stride (UNet's 2x2, stride 2: no overlap, no
+     * padding): a 1x1 convolution to kh*kw*K channels scattered into the output, bias and
+     * activation in its epilogue, a concat's channel slice written directly. Timed beside
+     * cuDNN (KILN_CONV_IGEMM=off leaves it out, =only prefers it: A/B runs, tests). */
+    s->ig = (kcu_igemm){(int)g.n, (int)g.h, (int)g.w, (int)g.c, (int)(g.kh * g.kw * g.k), (int)g.h, (int)g.w, 1, 1,
+                        1, 1, 0, 0, 1, 1, (int)(g.n * g.h * g.w), (int)g.c, s->has_act, 0, s->act, 0, (int)s->yp,
+                        (int)g.kh, (int)g.kw};
+    bool up_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && direct && g.pt == 0 && g.pl == 0 && g.kh == g.sh &&
+                 g.kw == g.sw && g.dh == 1 && g.dw == 1 && fits_int(g.n * g.h * g.w) && fits_int(g.kh * g.kw * g.k) &&
+                 kcu_igemm_applies(&s->ig);
     tactic t = tactic_read(b, 'D');
-    if (take_backward(b, s, &t)) hint_taken(b);
-    else if ((st = pick_backward(l, b, s)) != KILN_OK) return st;
+    bool ig_hint = t.ok && t.mode == CONV_IGEMM && up_ok && t.algo < (uint32_t)kcu_igemm_configs() &&
+                   kcu_igemm_workspace(&s->ig, (int)t.algo) <= b->ws_limit;
+    if (t.ok && t.mode != CONV_CUDNN) t.ok = false; /* the GEMM's choice, or one not usable here */
+    const char *ig_env = getenv("KILN_CONV_IGEMM");
+    bool ig_time = up_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
+    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    if (ig_hint) { /* cuDNN only as the fallback: the heuristics' choice, untimed */
+        kcu_build quick = *b;
+        quick.untimed = true;
+        if ((st = pick_backward(l, &quick, s)) != KILN_OK) return st;
+    } else if (take_backward(b, s, &t)) {
+        hint_taken(b);
+    } else if ((st = pick_backward(l, b, s)) != KILN_OK) {
+        return st;
+    }
+    /* scratch for cuDNN: workspace, the full output to crop from, the dense copy of a
+     * pitched output that the bias pass writes into the slice */
+    s->buf_off = align256(s->ws);
+    s->pad_bytes = direct ? 0 : (size_t)(g.n * g.k * yh * yw) * es;
+    size_t copy_bytes = s->yp ? (size_t)(g.n * g.k * g.oh * g.ow) * es : 0;
+    size_t need_cudnn = copy_bytes ? align256(s->buf_off + s->pad_bytes) + copy_bytes : s->buf_off + s->pad_bytes;
+    s->mode = CONV_CUDNN;
+    if (ig_hint) {
+        s->mode = CONV_IGEMM; /* the stored choice: no timing */
+        s->ig_cfg = (int)t.algo;
+        hint_taken(b);
+    } else if (ig_time) {
+        size_t ig_max = 0;
+        for (int i = 0; i < kcu_igemm_configs(); i++) {
+            size_t w = kcu_igemm_workspace(&s->ig, i);
+            if (w > ig_max && w <= b->ws_limit) ig_max = w; /* larger ones are not timed */
+        }
+        uint16_t *hw = NULL;
+        size_t wbytes = 0;
+        void *dw = NULL;
+        bench bn;
+        if ((st = deconv_gemm_weights(l, b->env, s, &hw, &wbytes)) != KILN_OK) return st;
+        if (cudaMalloc(&dw, wbytes) == cudaSuccess && cudaMemcpy(dw, hw, wbytes, cudaMemcpyHostToDevice) == cudaSuccess &&
+            bench_open(l, b, &bn, need_cudnn > ig_max ? need_cudnn : ig_max)) {
+            float best = ig_only ? INFINITY : bench_time(&bn, l, s, deconv_run);
+            const void *w_dnn = s->w;
+            int won = -1;
+            s->w = dw; /* the GEMM's layout while its candidates run */
+            s->mode = CONV_IGEMM;
+            for (int i = 0; i < kcu_igemm_configs(); i++) {
+                if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
+                s->ig_cfg = i;
+                float ms = bench_time(&bn, l, s, deconv_run);
+                if (ms < best) {
+                    best = ms;
+                    won = i;
+                }
+            }
+            s->w = w_dnn;
+            s->mode = won >= 0 ? CONV_IGEMM : CONV_CUDNN;
+            if (won >= 0) s->ig_cfg = won;
+            bench_close(&bn);
+        }
+        if (dw) cudaFree(dw);
+        (void)cudaGetLastError();
+        kiln_free(b->env, hw);
+    }
+    if (s->mode == CONV_IGEMM) { /* the weights the GEMM reads, where cuDNN's were */
+        uint16_t *hw = NULL;
+        size_t wbytes = 0;
+        if ((st = deconv_gemm_weights(l, b->env, s, &hw, &wbytes)) != KILN_OK) return st;
+        cudaError_t e = cudaMemcpy((void *)s->w, hw, wbytes, cudaMemcpyHostToDevice);
+        kiln_free(b->env, hw);
+        if (e != cudaSuccess) return kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
+        int bm, bn, z;
+        kcu_igemm_tile(&s->ig, s->ig_cfg, &bm, &bn, &z);
+        char split[24] = "";
+        if (z > 1) snprintf(split, sizeof split, "_splitk%d", z);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_deconv_%dx%d%s_f16_nhwc", bm, bn, split);
+        *scratch = kcu_igemm_workspace(&s->ig, s->ig_cfg);
+        return KILN_OK;
+    }
     snprintf(s->name, sizeof s->name, "%s%s",
              (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data",
              sto == KILN_FLOAT16 ? (nhwc ? "_f16_nhwc" : "_f16") : s->math != CUDNN_FMA_MATH ? "_tf32" : "");
-    s->buf_off = align256(s->ws);
-    *scratch = s->buf_off + (direct ? 0 : (size_t)(g.n * g.k * yh * yw) * es);
+    *scratch = need_cudnn;
     return KILN_OK;
 }
 
@@ -1769,16 +1886,25 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     const conv_state *s = state;
     const float one = 1.0f, zero = 0.0f;
     char *scr = x->scratch;
-    void *dst = s->crop_output ? (void *)(scr + s->buf_off) : out[0];
+    if (s->mode == CONV_IGEMM) {
+        KCU_CUDA(l, kcu_igemm_run(x->stream, s->ig_cfg, &s->ig, in[0], s->w, s->has_bias ? s->bias : NULL, NULL,
+                                  out[0], scr));
+        return KILN_OK;
+    }
+    /* a pitched output: cuDNN (and the crop) write a dense copy, the bias pass the slice */
+    void *dense = s->yp ? (void *)(scr + align256(s->buf_off + s->pad_bytes)) : out[0];
+    void *dst = s->crop_output ? (void *)(scr + s->buf_off) : dense;
     KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
                                             s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
-    if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, dst, out[0]));
-    return conv_epilogue(l, s, x, out[0], out[0], NULL);
+    if (s->crop_output) KCU_CUDA(l, kcu_pad_run(x->stream, &s->pad, s->st == KILN_FLOAT16 ? 2 : 4, dst, dense));
+    return conv_epilogue(l, s, x, dense, out[0], NULL);
 }
 
 static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const conv_state *s = state;
-    return tactic_write(buf, cap, 'D', 0, (uint32_t)s->bwd, s->math, NULL);
+    bool ig = s->mode == CONV_IGEMM;
+    return tactic_write(buf, cap, 'D', ig ? CONV_IGEMM : CONV_CUDNN, ig ? (uint32_t)s->ig_cfg : (uint32_t)s->bwd,
+                        s->math, NULL);
 }
 
 const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release, conv_refit};

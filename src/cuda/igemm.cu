@@ -73,14 +73,31 @@ template <int ACT> __device__ __forceinline__ float ig_out(const kcu_igemm &p, f
     return p.res_after ? ig_act<ACT>(p.act, v) + r : ig_act<ACT>(p.act, v + r);
 }
 
+/* Where the GEMM's element (m, n) goes in y, and its bias channel: m * ldy + n, or, for a
+ * deconvolution (uh > 0), column n = (i, j, c) of input pixel m = (b, y, x) at output pixel
+ * (b, y*uh + i, x*uw + j), channel c (*bn = c). */
+__device__ __forceinline__ int64_t ig_yoff(const kcu_igemm &p, int64_t m, int n, int *bn) {
+    if (!p.uh) {
+        *bn = n;
+        return m * p.ldy + n;
+    }
+    int co = p.k / (p.uh * p.uw), tap = n / co, c = n - tap * co, i = tap / p.uw, j = tap - i * p.uw;
+    int64_t row = m / p.w; /* b*h + y */
+    int x = (int)(m - row * p.w);
+    *bn = c;
+    return ((row * p.uh + i) * ((int64_t)p.w * p.uw) + (int64_t)x * p.uw + j) * p.ldy + c;
+}
+
 /* The epilogue of 8 channels n.. of output row m (v: the sums; at = m * k + n, the
- * residual's index): bias, the residual, the activation, one 16-byte store at m * ldy + n.
+ * residual's index): bias, the residual, the activation, one 16-byte store (ig_yoff).
  * Bias buffers are 256-byte aligned, rows 16-byte. */
 template <int ACT>
 __device__ __forceinline__ void ig_finish8(const kcu_igemm &p, float *v, const float *bias, int n,
                                            const __half *res, int64_t at, int64_t m, __half *y) {
+    int bn;
+    int64_t yo = ig_yoff(p, m, n, &bn);
     if (bias) {
-        float4 b0 = *reinterpret_cast<const float4 *>(bias + n), b1 = *reinterpret_cast<const float4 *>(bias + n + 4);
+        float4 b0 = *reinterpret_cast<const float4 *>(bias + bn), b1 = *reinterpret_cast<const float4 *>(bias + bn + 4);
         v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
         v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
     }
@@ -88,15 +105,17 @@ __device__ __forceinline__ void ig_finish8(const kcu_igemm &p, float *v, const f
     if (res) kcu_ld8(res + at, r);
     #pragma unroll
     for (int e = 0; e < 8; e++) v[e] = ig_out<ACT>(p, v[e], r[e]);
-    kcu_st8(y + m * p.ldy + n, v);
+    kcu_st8(y + yo, v);
 }
 
 /* The same for one element. */
 template <int ACT>
 __device__ __forceinline__ void ig_finish1(const kcu_igemm &p, float v, const float *bias, int n, const __half *res,
                                            int64_t at, int64_t m, __half *y) {
-    if (bias) v += bias[n];
-    y[m * p.ldy + n] = __float2half_rn(ig_out<ACT>(p, v, res ? __half2float(res[at]) : 0.0f));
+    int bn;
+    int64_t yo = ig_yoff(p, m, n, &bn);
+    if (bias) v += bias[bn];
+    y[yo] = __float2half_rn(ig_out<ACT>(p, v, res ? __half2float(res[at]) : 0.0f));
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -333,6 +352,10 @@ static bool ig_shape_ok(const kcu_igemm *p) {
     int64_t img = (int64_t)p->h * p->w * p->c, kg = (int64_t)p->kh * p->kw * p->c;
     int64_t m = (int64_t)p->n * p->oh * p->ow;
     /* m0 + a tile row stays below INT32_MAX; the narrowest tiles (32) set the grid's y */
+    bool up = p->uh > 0 || p->uw > 0;
+    if (up && (p->uh <= 0 || p->uw <= 0 || p->k % (p->uh * p->uw) || p->kh != 1 || p->kw != 1 || p->sh != 1 ||
+               p->sw != 1 || p->pt || p->pl || p->oh != p->h || p->ow != p->w))
+        return false;
     return img < INT32_MAX && kg == p->kg && kg < INT32_MAX && m == p->m && m <= INT32_MAX - 256 &&
            (p->k + 31) / 32 <= 65535;
 }
@@ -376,9 +399,10 @@ extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *s
     if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(shape)) return cudaErrorInvalidValue;
     /* 16-byte stores and loads of 8 channels where the rows allow (bias buffers are aligned) */
     kcu_igemm q = *shape;
-    if (!q.ldy) q.ldy = q.k;
-    if (q.ldy < q.k) return cudaErrorInvalidValue;
-    q.vec = q.k % 8 == 0 && q.ldy % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)workspace) % 16 == 0;
+    int co = q.uh > 0 ? q.k / (q.uh * q.uw) : q.k; /* channels of an output pixel */
+    if (!q.ldy) q.ldy = co;
+    if (q.ldy < co || (q.uh > 0 && res)) return cudaErrorInvalidValue;
+    q.vec = co % 8 == 0 && q.ldy % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)workspace) % 16 == 0;
     const kcu_igemm *p = &q;
     int bm = ig_tiles[cfg][0], bn = ig_tiles[cfg][1], z = ig_splits(p, cfg);
     if (z > 1 && !workspace) return cudaErrorInvalidValue;

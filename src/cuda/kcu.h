@@ -68,6 +68,8 @@ typedef struct kcu_pad {
     int64_t map_off[KCU_PAD_RANK];
     const int64_t *maps;
     uint64_t value; /* the constant's bytes, element size of the tensor */
+    int64_t row_in; /* > 0: only the last axis grows, at its end, with the constant: rows of
+                     * row_in elements into rows of out[rank - 1] (a stem's 3 channels to 8) */
 } kcu_pad;
 
 /* Space-to-depth of a zero-padded channels-last float16 image for a strided convolution
@@ -190,7 +192,12 @@ cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int
 /* igemm.cu: kiln's implicit-GEMM convolution, float16 channels-last, one group; x is
  * [n, h, w, c], the weights [k, kh, kw, c], y and the residual [n, oh, ow, k]. kg = kh*kw*c,
  * m = n*oh*ow; act applies where has_act is set, the residual before it, or after it with
- * res_after. y may be pitched (ldy). */
+ * res_after. y may be pitched (ldy).
+ * With uh, uw > 0 the product is a deconvolution whose kernel equals its stride (no overlap,
+ * no padding): a 1x1 convolution (kh = kw = sh = sw = 1, oh = h, ow = w) whose k = uh*uw*co
+ * columns (i, j, c) of input pixel (b, y, x) go to output pixel (b, y*uh + i, x*uw + j),
+ * channel c, of a [n, h*uh, w*uw, co] y (pitched by ldy); the bias is indexed by c; no
+ * residual. */
 typedef struct kcu_igemm {
     int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
     int m, kg;
@@ -198,7 +205,8 @@ typedef struct kcu_igemm {
     int res_after;
     kcu_act act;
     int vec; /* set by kcu_igemm_run: 8 channels a memory access */
-    int ldy; /* elements from one output pixel to the next (0: k; a channel slice: more) */
+    int ldy; /* elements from one output pixel to the next (0: k, or co; a channel slice: more) */
+    int uh, uw; /* > 0: the deconvolution's scatter above */
 } kcu_igemm;
 int kcu_igemm_configs(void);
 /* A configuration's tile shape and split-K slices for this shape. */

@@ -200,8 +200,33 @@ __global__ void k_pad(kcu_pad p, const E *__restrict__ src, E *dst) {
     }
 }
 
+/* Only the last axis grows, at its end (kcu_pad.row_in): element i is column i % w of row
+ * i / w, from the source row or the constant; unsigned I indexing (32 bits where the
+ * output fits) keeps the division cheap. The general kernel above walks every axis through
+ * its map for each element: 7x slower on a UNet stem's 3 -> 8 channels. */
+template <typename E, typename I>
+__global__ void k_pad_rows(I total, I w, I row_in, uint64_t bits, const E *__restrict__ src, E *dst) {
+    E value;
+    memcpy(&value, &bits, sizeof(E));
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+        I r = i / w, c = i - r * w;
+        dst[i] = c < row_in ? src[r * row_in + c] : value;
+    }
+}
+
 extern "C" cudaError_t kcu_pad_run(cudaStream_t s, const kcu_pad *p, int es, const void *src, void *dst) {
     if (p->total <= 0) return cudaSuccess;
+    int64_t w = p->out[p->rank - 1];
+    if (p->row_in > 0 && w > 0) {
+        if (p->total <= INT32_MAX) { /* i + the grid stays below 2^32 */
+            KCU_BY_SIZE(es, (k_pad_rows<E, uint32_t><<<kcu_blocks(p->total), KCU_THREADS, 0, s>>>(
+                                (uint32_t)p->total, (uint32_t)w, (uint32_t)p->row_in, p->value, (const E *)src, (E *)dst)));
+        } else {
+            KCU_BY_SIZE(es, (k_pad_rows<E, uint64_t><<<kcu_blocks(p->total), KCU_THREADS, 0, s>>>(
+                                (uint64_t)p->total, (uint64_t)w, (uint64_t)p->row_in, p->value, (const E *)src, (E *)dst)));
+        }
+        return kcu_launched();
+    }
     KCU_BY_SIZE(es, (k_pad<E><<<kcu_blocks(p->total), KCU_THREADS, 0, s>>>(*p, (const E *)src, (E *)dst)));
     return kcu_launched();
 }

@@ -1073,6 +1073,9 @@ kiln_status kcu_pad_plan(const kiln_layer *l, const kiln_env *env, int rank, con
         int64_t kept = in_dims[k] - crop - (e < 0 ? -e : 0);
         for (int64_t o = 0; o < out[k]; o++) t[p->map_off[k] + o] = pad_source(mode, o, pb, crop, kept);
     }
+    bool rows = mode == KILN_PAD_CONSTANT && rank >= 1 && pads[rank - 1] == 0 && pads[2 * rank - 1] >= 0;
+    for (int k = 0; rows && k < rank - 1; k++) rows = pads[k] == 0 && pads[rank + k] == 0;
+    if (rows && in_dims[rank - 1] > 0) p->row_in = in_dims[rank - 1];
     *maps = t;
     *map_count = (size_t)count;
     return KILN_OK;
