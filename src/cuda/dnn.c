@@ -1800,18 +1800,20 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     bool ig_hint = t.ok && t.mode == CONV_IGEMM && up_ok && t.algo < (uint32_t)kcu_igemm_configs() &&
                    kcu_igemm_workspace(&s->ig, (int)t.algo) <= b->ws_limit;
     if (t.ok && t.mode != CONV_CUDNN) t.ok = false; /* the GEMM's choice, or one not usable here */
-    const char *ig_env = getenv("KILN_CONV_IGEMM");
-    bool ig_time = up_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
-    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    bool dnn_hint = false;
     if (ig_hint) { /* cuDNN only as the fallback: the heuristics' choice, untimed */
         kcu_build quick = *b;
         quick.untimed = true;
         if ((st = pick_backward(l, &quick, s)) != KILN_OK) return st;
     } else if (take_backward(b, s, &t)) {
+        dnn_hint = true; /* the stored choice: cuDNN, nothing timed */
         hint_taken(b);
     } else if ((st = pick_backward(l, b, s)) != KILN_OK) {
         return st;
     }
+    const char *ig_env = getenv("KILN_CONV_IGEMM");
+    bool ig_time = up_ok && !ig_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
+    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
     /* scratch for cuDNN: workspace, the full output to crop from, the dense copy of a
      * pitched output that the bias pass writes into the slice */
     s->buf_off = align256(s->ws);
@@ -1836,7 +1838,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         if ((st = deconv_gemm_weights(l, b->env, s, &hw, &wbytes)) != KILN_OK) return st;
         if (cudaMalloc(&dw, wbytes) == cudaSuccess && cudaMemcpy(dw, hw, wbytes, cudaMemcpyHostToDevice) == cudaSuccess &&
             bench_open(l, b, &bn, need_cudnn > ig_max ? need_cudnn : ig_max)) {
-            float best = ig_only ? INFINITY : bench_time(&bn, l, s, deconv_run);
+            float dnn_ms = bench_time(&bn, l, s, deconv_run), gemm_ms = INFINITY;
+            float best = ig_only ? INFINITY : dnn_ms;
             const void *w_dnn = s->w;
             int won = -1;
             s->w = dw; /* the GEMM's layout while its candidates run */
@@ -1845,6 +1848,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                 s->ig_cfg = i;
                 float ms = bench_time(&bn, l, s, deconv_run);
+                if (ms < gemm_ms) gemm_ms = ms;
                 if (ms < best) {
                     best = ms;
                     won = i;
@@ -1853,6 +1857,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
             s->w = w_dnn;
             s->mode = won >= 0 ? CONV_IGEMM : CONV_CUDNN;
             if (won >= 0) s->ig_cfg = won;
+            kiln_log(b->env, KILN_LOG_VERBOSE, "deconvolution %s: cuDNN backward-data %.4f ms, kiln's GEMM %.4f ms (%s)",
+                     l->name ? l->name : "?", dnn_ms, gemm_ms, won >= 0 ? "kiln's GEMM" : "cuDNN");
             bench_close(&bn);
         }
         if (dw) cudaFree(dw);
