@@ -345,6 +345,29 @@ static kiln_network *make_stems(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Stride-1 stems on an RGB image (UNet's and VGG's 3x3, 64 filters; 72 filters: a second,
+ * partial block of 64; a 1x1 over 3 channels), the 3x3 two concatenated (kiln's stem
+ * kernel writes channel slices), with ReLU, sigmoid and no activation. */
+static kiln_network *make_stems_s1(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 3, 20, 37));
+    kiln_conv_desc d = {.out_channels = 64, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_layer *c1 = kiln_network_add_convolution(net, x, &d, wts(rnd(64 * 27, -0.3f, 0.3f), 64 * 27),
+                                                  wts(rnd(64, -0.2f, 0.2f), 64));
+    if (c1) CHECK_OK(kiln_layer_set_name(c1, "stem"));
+    kiln_tensor *t1 = act(net, c1 ? out0(c1) : NULL, KILN_ACT_RELU);
+    kiln_tensor *t2 = act(net, conv(net, x, 3, 72, 3, 1, NULL, 1, true), KILN_ACT_SIGMOID);
+    kiln_tensor *t3 = conv(net, x, 3, 16, 1, 1, NULL, 1, true);
+    kiln_tensor *t4 = act(net, conv(net, x, 3, 16, 3, 1, NULL, 1, false), KILN_ACT_RELU);
+    kiln_tensor *cat_in[2] = {t1, t4};
+    kiln_tensor *cat = t1 && t4 ? out0(kiln_network_add_concat(net, cat_in, 2, 1)) : NULL;
+    bool ok = mark(net, cat, "cat") && mark(net, t2, "t2") && mark(net, t3, "t3");
+    CHECK(ok, "stride-1 stems network: %s", kiln_last_error());
+    return net;
+}
+
 /* Windowed pooling on channels-last float16: 24 channels (the vector kernel: 8 channels a
  * thread) and 12 (a channel a thread); max and average, padding counted or not, ceil mode,
  * dilation, asymmetric padding. */
@@ -807,6 +830,67 @@ static void test_upsample_fp16(kiln_builder *b) {
     kiln_network_destroy(ngpu);
 }
 
+/* kiln's stem kernel (few input channels read unpadded): forced on every stem it takes
+ * (the strided ones of make_stems but ResNet's 7x7, whose 147-term reduction is past its
+ * 128; space-to-depth off so the plain convolution is the one prepared), off, and as
+ * timed; within the float16 tolerance of the CPU, its concat written in place, a reloaded
+ * plan the same, and a refit of its weights matching the CPU's. */
+static void test_stem_kernel_fp16(kiln_builder *b) {
+    static const char *const vals[] = {"only", "off", NULL};
+    setenv("KILN_CONV_S2D", "off", 1);
+    for (int v = 0; v < 3; v++) {
+        if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
+        else unsetenv("KILN_CONV_STEM");
+        for (int m = 0; m < 2; m++) {
+            char what[96];
+            snprintf(what, sizeof what, "fp16 %s (KILN_CONV_STEM=%s)", m ? "strided stems" : "stride-1 stems",
+                     vals[v] ? vals[v] : "timed");
+            kiln_engine *e = compare_case(what, b, m ? make_stems : make_stems_s1, true, FP16_TOL);
+            if (e) {
+                int n = count_kernels(e, "cuda.kiln_stem", "Convolution"), want = m ? 4 : 4;
+                if (v == 0) CHECK(n == want, "%s: %d of %d convolutions on the stem kernel", what, n, want);
+                if (v == 1) CHECK(n == 0, "%s: %d convolutions on the stem kernel", what, n);
+                if (!m) CHECK(count_kernels(e, "", "Concat") == 0, "%s: the concat is written in place", what);
+                unsetenv("KILN_CONV_STEM");
+                kiln_engine *re = th_reload(e, what);
+                CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
+                kiln_engine_destroy(re);
+                if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
+            }
+            kiln_engine_destroy(e);
+        }
+    }
+    unsetenv("KILN_CONV_S2D");
+    /* refit on the stem kernel: new weights and bias for "stem", CPU and CUDA alike */
+    setenv("KILN_CONV_STEM", "only", 1);
+    kiln_network *ncpu = make_stems_s1(b, 77), *ngpu = make_stems_s1(b, 77);
+    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+    unsetenv("KILN_CONV_STEM");
+    CHECK(ecpu && egpu, "fp16 stem refit: build: %s", kiln_last_error());
+    if (ecpu && egpu) {
+        th_seed(6);
+        const float *nw = rnd(64 * 27, -0.3f, 0.3f), *nb = rnd(64, -0.2f, 0.2f);
+        for (int k = 0; k < 2; k++) {
+            kiln_engine *e = k ? egpu : ecpu;
+            CHECK_OK(kiln_engine_refit(e, "stem.kernel", wts(nw, 64 * 27)));
+            CHECK_OK(kiln_engine_refit(e, "stem.bias", wts(nb, 64)));
+        }
+        io_set rc, rg;
+        th_seed(99);
+        io_make(ecpu, &rc);
+        io_make(egpu, &rg);
+        CHECK_OK(run_host(ecpu, &rc, NULL));
+        CHECK_OK(run_host(egpu, &rg, &rc));
+        compare("fp16 stem after refit", &rg, &rc, FP16_TOL);
+        io_free(&rc);
+        io_free(&rg);
+    }
+    kiln_engine_destroy(ecpu);
+    kiln_engine_destroy(egpu);
+    kiln_network_destroy(ncpu);
+    kiln_network_destroy(ngpu);
+}
+
 /* Concat inputs written into channel slices of the concat's output: on every convolution
  * path (the implicit GEMM writes the slice, cuDNN's paths through their pass after a dense
  * copy, the GEMM with its pitched output), pooling and resize reading and writing slices;
@@ -1236,6 +1320,7 @@ int main(void) {
         test_igemm_fp16(b);
         test_concat_slices_fp16(b);
         test_upsample_fp16(b);
+        test_stem_kernel_fp16(b);
         test_stems_fp16(b);
         test_graph_fp16(b);
         test_layers_fp32(b);

@@ -747,6 +747,9 @@ typedef struct conv_state {
     kcu_igemm ig;          /* CONV_IGEMM: kiln's implicit-GEMM kernel (src/cuda/igemm.cu) */
     bool ig_ok;            /* ... applies to this layer */
     int ig_cfg;            /* ... the timed tile shape */
+    kcu_stem stem;         /* CONV_STEM: kiln's stem kernel for few input channels (src/cuda/stem.cu) */
+    bool stem_ok;          /* ... applies to this layer */
+    const void *stem_w;    /* ... its weights [k, kp], float16 (NULL where it does not apply) */
     mm_state *gemm;        /* CONV_GEMM: a 1x1 convolution as a GEMM */
     bool gemm_nhwc;        /* ... one [N*H*W, C] x [C, K] product, bias in its epilogue */
     int64_t yp;            /* output pitch (a channel slice of a concat; 0: dense): the
@@ -760,7 +763,7 @@ typedef struct conv_state {
  * bias + residual + ReLU (or identity) call; a 1x1 stride-1 unpadded convolution as a
  * cuBLASLt GEMM (row-major: W[K, C] x X[C, HW] per image; channels-last: X[N*H*W, C] x
  * W[K, C]^T with the bias, residual and ReLU in cuBLASLt's epilogue). */
-enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH, CONV_IGEMM };
+enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH, CONV_IGEMM, CONV_STEM };
 /* Tactic mode bit: the convolution runs on the space-to-depth transform of its input. */
 #define CONV_S2D 0x10
 
@@ -1093,6 +1096,25 @@ static kiln_status conv_bias(const kiln_layer *l, const kiln_env *env, const con
     return KILN_OK;
 }
 
+/* The stem kernel's weights: float16 [k, kp] from [k, c, kh, kw], reduction index
+ * (r*kw + s)*c + ch, zeros past kh*kw*c. *out: the caller frees. */
+static kiln_status stem_weights(const kiln_layer *l, const kiln_env *env, const conv_state *s, uint16_t **out,
+                                size_t *bytes) {
+    const kcu_stem *q = &s->stem;
+    const float *f = l->w[0].values;
+    int64_t count = (int64_t)q->k * q->kp;
+    uint16_t *h = kiln_calloc(env, (size_t)(count ? count : 1), sizeof(uint16_t));
+    if (!h) return kg_layer_error(l, KILN_ERR_OUT_OF_MEMORY, "out of host memory converting the weights");
+    for (int64_t k = 0; k < q->k; k++)
+        for (int64_t c = 0; c < q->c; c++)
+            for (int64_t r = 0; r < q->kh; r++)
+                for (int64_t t = 0; t < q->kw; t++)
+                    kcu_to_half(h + k * q->kp + (r * q->kw + t) * q->c + c, f + ((k * q->c + c) * q->kh + r) * q->kw + t, 1);
+    *out = h;
+    *bytes = (size_t)count * sizeof(uint16_t);
+    return KILN_OK;
+}
+
 /* Uploads weights, bias and (when used) the pad/crop tables into one device block. */
 static kiln_status conv_upload(const kiln_layer *l, const kcu_build *b, conv_state *s, const int64_t *maps,
                                size_t map_count) {
@@ -1101,22 +1123,27 @@ static kiln_status conv_upload(const kiln_layer *l, const kcu_build *b, conv_sta
     void *wtmp;
     float *bf = NULL;
     uint16_t *bh = NULL;
+    uint16_t *sw = NULL;
+    size_t sbytes = 0;
     kiln_status st = conv_weights(l, b->env, s, &wsrc, &wbytes, &wtmp);
     if (st == KILN_OK) st = conv_bias(l, b->env, s, &bf, &bh);
+    if (st == KILN_OK && s->stem_ok) st = stem_weights(l, b->env, s, &sw, &sbytes);
     if (st == KILN_OK) {
-        const void *src[4] = {wsrc, bf, bh, maps};
-        size_t bytes[4] = {wbytes, (size_t)s->k * sizeof(float), bh ? (size_t)s->k * sizeof(uint16_t) : 0,
-                           maps ? map_count * sizeof(int64_t) : 0};
-        void *dst[4];
-        st = kcu_state_upload(l, &s->base, 4, src, bytes, dst);
+        const void *src[5] = {wsrc, bf, bh, maps, sw};
+        size_t bytes[5] = {wbytes, (size_t)s->k * sizeof(float), bh ? (size_t)s->k * sizeof(uint16_t) : 0,
+                           maps ? map_count * sizeof(int64_t) : 0, sbytes};
+        void *dst[5];
+        st = kcu_state_upload(l, &s->base, 5, src, bytes, dst);
         if (st == KILN_OK) {
             s->w = dst[0];
             s->bias = dst[1];
             s->bias_st = bh ? dst[2] : dst[1];
             s->pad.maps = dst[3];
+            s->stem_w = sw ? dst[4] : NULL;
             s->has_bias = l->w[1].count > 0;
         }
     }
+    kiln_free(b->env, sw);
     kiln_free(b->env, wtmp);
     kiln_free(b->env, bf);
     kiln_free(b->env, bh);
@@ -1144,6 +1171,13 @@ static kiln_status conv_refit(const kiln_layer *l, void *state, int slot) {
             if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
         }
         kiln_free(env, tmp);
+        if (st == KILN_OK && s->stem_w) { /* the stem kernel's copy, kept whichever path runs */
+            uint16_t *h = NULL;
+            st = stem_weights(l, env, s, &h, &bytes);
+            cudaError_t e = st == KILN_OK ? cudaMemcpy((void *)s->stem_w, h, bytes, cudaMemcpyHostToDevice) : cudaSuccess;
+            if (e != cudaSuccess) st = kcu_cuda_fail(l, NULL, e, "cudaMemcpy", __FILE__, __LINE__);
+            kiln_free(env, h);
+        }
     } else if (slot == 1 && s->has_bias) {
         float *bf;
         uint16_t *bh;
@@ -1255,6 +1289,8 @@ static void conv_name(conv_state *s) {
         if (z > 1) snprintf(split, sizeof split, "_splitk%d", z);
         snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_%dx%d%s%s", bm, bn, split, fmt);
     }
+    else if (s->mode == CONV_STEM)
+        snprintf(s->name, sizeof s->name, "cuda.kiln_stem%s", fmt);
     else if (s->mode == CONV_FUSED)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
     else
@@ -1354,6 +1390,13 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         s->has_act = true;
         kcu_post_act(l, &s->act);
     }
+    /* kiln's stem kernel: few input channels read unpadded (KILN_CONV_STEM=off|only: A/B
+     * runs, tests) */
+    s->stem = (kcu_stem){(int)g.n, (int)g.h, (int)g.w, (int)g.c, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
+                         (int)g.sh, (int)g.sw, (int)g.pt, (int)g.pl, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
+                         (int)((g.kh * g.kw * g.c + 15) / 16 * 16), (int)s->yp, s->has_act, s->act};
+    s->stem_ok = !use_s2d && sto == KILN_FLOAT16 && nhwc && g.g == 1 && !has_res && g.c <= 8 &&
+                 g.kh * g.kw * g.c <= 128 && fits_int(g.n * g.oh * g.ow) && kcu_stem_applies(&s->stem);
     int64_t *maps = NULL;
     size_t map_count = 0;
     if (asym || s->cpad) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
@@ -1401,12 +1444,18 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     if (hint.ok && hint.mode == CONV_IGEMM && !ig_hint) hint.ok = false; /* not here: time as usual */
     bool ig_time = s->ig_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
     bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    const char *stem_env = getenv("KILN_CONV_STEM");
+    bool stem_hint = hint.ok && hint.mode == CONV_STEM && s->stem_ok;
+    if (hint.ok && hint.mode == CONV_STEM && !stem_hint) hint.ok = false; /* not here: time as usual */
+    bool stem_time = s->stem_ok && !stem_hint && !ig_hint && !b->untimed && !(stem_env && !strcmp(stem_env, "off"));
+    bool stem_only = stem_time && stem_env && !strcmp(stem_env, "only");
+    if (stem_only) ig_time = ig_only = false;
     /* cuDNN's backend API: float16 channels-last, one group; ReLU fused, another activation
      * in a pass after it (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others:
      * A/B runs, tests; a stored choice wins over the variable) */
     bool graph_wanted = hint.ok && hint.mode == CONV_GRAPH;
     const char *graph_env = getenv("KILN_CONV_GRAPH");
-    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && !ig_hint && !ig_only &&
+    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && !ig_hint && !ig_only && !stem_hint && !stem_only &&
                     (graph_wanted || (!(graph_env && !strcmp(graph_env, "off")) && !b->untimed));
     s->cg_act_pass = s->has_act && s->act.type != KILN_ACT_RELU;
     bool graph_ok[KCU_CG_MAX] = {false};
@@ -1423,7 +1472,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                       kcu_cg_plan(s->cg, (int)hint.algo, b->ws_limit, &graph_ws[0]);
     if (graph_wanted && !graph_hint) hint.ok = false; /* the stored engine is gone: time as usual */
     bool fwd_taken;
-    if (graph_hint || ig_hint) { /* the legacy algorithm is only a fallback here: no timing */
+    if (graph_hint || ig_hint || stem_hint) { /* the legacy algorithm is only a fallback here: no timing */
         kcu_build quick = *b;
         quick.untimed = true;
         fwd_taken = true;
@@ -1467,12 +1516,15 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         s->mode = CONV_IGEMM; /* the stored choice: no timing */
         s->ig_cfg = (int)hint.algo;
         hint_taken(b);
+    } else if (stem_hint) {
+        s->mode = CONV_STEM; /* the stored choice: no timing */
+        hint_taken(b);
     } else if (fwd_taken && (hint.mode == CONV_CUDNN || (hint.mode == CONV_FUSED && fused) ||
                              (hint.mode == CONV_GEMM && gemm && mm_take(b, s->gemm, hint.lt)))) {
         s->mode = hint.mode; /* the stored choice: no timing */
         if (s->mode == CONV_GEMM) mm_ws(s->gemm);
         hint_taken(b);
-    } else if ((fused || gemm || graph_max || s->cg || ig_time) &&
+    } else if ((fused || gemm || graph_max || s->cg || ig_time || stem_time) &&
                bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run);
         if (fused) {
@@ -1504,10 +1556,18 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             if (won >= 0) s->ig_cfg = won;
             else s->mode = keep;
         }
+        if (stem_time) {
+            int keep = s->mode;
+            s->mode = CONV_STEM;
+            if (stem_only) best = INFINITY; /* tests: the stem kernel wherever it runs */
+            float t = bench_time(&bn, l, s, conv_run);
+            if (t < best) best = t;
+            else s->mode = keep;
+        }
         if (s->cg) {
             int keep = s->mode, won = -1;
             s->mode = CONV_GRAPH;
-            if (graph_env && !strcmp(graph_env, "only")) best = INFINITY; /* tests: the graph path whenever it runs */
+            if (graph_env && !strcmp(graph_env, "only") && !stem_only) best = INFINITY; /* tests: the graph path whenever it runs */
             for (int i = 0; i < graph_n; i++) {
                 if (!graph_ok[i]) continue;
                 kcu_cg_use(s->cg, i);
@@ -1547,6 +1607,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                                                       : s->ws);
         *scratch = copy_bytes && s->mode != CONV_IGEMM ? align256(s->buf_off + pad_bytes) + copy_bytes
                                                          : s->buf_off + pad_bytes;
+        if (s->mode == CONV_STEM) *scratch = s->buf_off = 0; /* reads the input as it is, writes y itself */
     }
     conv_name(s);
     return KILN_OK;
@@ -1602,6 +1663,10 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         }
         if ((st = mm_call(l, m, x, s->w, src, res_in, out[0])) != KILN_OK) return st;
         return conv_epilogue(l, s, x, out[0], out[0], res_post);
+    }
+    if (s->mode == CONV_STEM) {
+        KCU_CUDA(l, kcu_stem_run(x->stream, &s->stem, in[0], s->stem_w, s->bias, out[0]));
+        return KILN_OK;
     }
     /* where the libraries write: a dense copy in scratch when the output is pitched */
     void *yl = s->yp && s->mode != CONV_IGEMM ? scr + align256(s->buf_off + s->pad_bytes) : out[0];

@@ -217,6 +217,20 @@ size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
                           const void *res, void *y, void *workspace);
 
+/* stem.cu: an image network's stem convolution, float16 channels-last with 1-8 input
+ * channels read unpadded: x [n, h, w, c], the weights [k, kp] (reduction index
+ * (r*kw + s)*c + ch, zero past kh*kw*c; kp = that rounded up to 16, at most 128), y
+ * [n, oh, ow, k] pitched by ldy (0: k), the float32 bias and the activation fused. */
+typedef struct kcu_stem {
+    int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
+    int m, kp; /* n*oh*ow; the padded reduction */
+    int ldy;
+    int has_act;
+    kcu_act act;
+} kcu_stem;
+int kcu_stem_applies(const kcu_stem *p);
+cudaError_t kcu_stem_run(cudaStream_t s, const kcu_stem *p, const void *x, const void *w, const float *bias, void *y);
+
 /* reduce.cu */
 cudaError_t kcu_reduce_run(cudaStream_t s, const kcu_reduce *p, const void *x, void *y);
 cudaError_t kcu_arg_reduce(cudaStream_t s, int dtype, int is_min, int last, int64_t outer, int64_t len, int64_t inner,
