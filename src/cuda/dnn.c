@@ -744,6 +744,7 @@ typedef struct conv_state {
     int64_t cg_engine;     /* ... cuDNN's global engine index (checked when a plan is loaded) */
     size_t cg_ws;          /* ... its workspace bytes */
     bool cg_act_pass;      /* ... an activation the graph does not fuse runs after it */
+    bool cg_pitched;       /* ... it writes the pitched output itself (no dense copy) */
     kcu_igemm ig;          /* CONV_IGEMM: kiln's implicit-GEMM kernel (src/cuda/igemm.cu) */
     bool ig_ok;            /* ... applies to this layer */
     int ig_cfg;            /* ... the timed tile shape */
@@ -766,6 +767,8 @@ typedef struct conv_state {
 enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH, CONV_IGEMM, CONV_STEM };
 /* Tactic mode bit: the convolution runs on the space-to-depth transform of its input. */
 #define CONV_S2D 0x10
+/* Tactic mode bit: the graph writes the concat slice itself (its output tensor pitched). */
+#define CONV_GPITCH 0x20
 
 static void conv_release(const kiln_env *env, void *state) {
     conv_state *s = state;
@@ -1431,7 +1434,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         return kg_layer_error(l, KILN_ERR_INTERNAL, "cuDNN sizes the output %dx%dx%dx%d, the layer %lldx%lldx%lldx%lld",
                               on, ok, ooh, oow, (long long)g.n, (long long)g.k, (long long)g.oh, (long long)g.ow);
     tactic hint = *hintp;
-    hint.mode &= ~CONV_S2D;
+    bool hint_pitch = (hint.mode & CONV_GPITCH) != 0;
+    hint.mode &= ~(CONV_S2D | CONV_GPITCH);
     /* kiln's implicit GEMM: float16 channels-last, one group, channels multiples of 8, on the
      * same (padded or transformed) input as cuDNN (KILN_CONV_IGEMM=off|only as below) */
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
@@ -1450,6 +1454,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     bool stem_time = s->stem_ok && !stem_hint && !ig_hint && !b->untimed && !(stem_env && !strcmp(stem_env, "off"));
     bool stem_only = stem_time && stem_env && !strcmp(stem_env, "only");
     if (stem_only) ig_time = ig_only = false;
+    if (ig_only) stem_time = false; /* tests: the implicit GEMM wherever it runs */
     /* cuDNN's backend API: float16 channels-last, one group; ReLU fused, another activation
      * in a pass after it (KILN_CONV_GRAPH=off leaves it out, =only prefers it to the others:
      * A/B runs, tests; a stored choice wins over the variable) */
@@ -1462,9 +1467,21 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
     int graph_n = 0;
     if (graph_on) {
+        /* a pitched output written by the graph itself where cuDNN has engines for it
+         * (KILN_CONV_GRAPH_PITCH=off: the dense copy and a pass, A/B runs), else dense */
+        const char *pitch_env = getenv("KILN_CONV_GRAPH_PITCH");
+        bool pitch_on = s->yp && (graph_wanted ? hint_pitch : !(pitch_env && !strcmp(pitch_env, "off")));
         kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass};
-        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0};
+        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
+            kcu_cg_free(b->env, s->cg);
+            s->cg = NULL;
+            if (pitch_on) { /* no engine for the pitched output: the dense one */
+                cd.ldy = 0;
+                if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+            }
+        }
+        s->cg_pitched = s->cg && cd.ldy > 0;
         (void)cudaGetLastError();
     }
     bool graph_hint = graph_wanted && s->cg && (int)hint.algo < kcu_cg_count(s->cg) &&
@@ -1605,8 +1622,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                               : s->mode == CONV_GRAPH ? s->cg_ws
                               : s->mode == CONV_IGEMM ? kcu_igemm_workspace(&s->ig, s->ig_cfg)
                                                       : s->ws);
-        *scratch = copy_bytes && s->mode != CONV_IGEMM ? align256(s->buf_off + pad_bytes) + copy_bytes
-                                                         : s->buf_off + pad_bytes;
+        bool direct = s->mode == CONV_IGEMM || (s->mode == CONV_GRAPH && s->cg_pitched);
+        *scratch = copy_bytes && !direct ? align256(s->buf_off + pad_bytes) + copy_bytes : s->buf_off + pad_bytes;
         if (s->mode == CONV_STEM) *scratch = s->buf_off = 0; /* reads the input as it is, writes y itself */
     }
     conv_name(s);
@@ -1669,7 +1686,8 @@ static kiln_status conv_run(const kiln_layer *l, const void *state, const void *
         return KILN_OK;
     }
     /* where the libraries write: a dense copy in scratch when the output is pitched */
-    void *yl = s->yp && s->mode != CONV_IGEMM ? scr + align256(s->buf_off + s->pad_bytes) : out[0];
+    bool direct = s->mode == CONV_IGEMM || (s->mode == CONV_GRAPH && s->cg_pitched);
+    void *yl = s->yp && !direct ? scr + align256(s->buf_off + s->pad_bytes) : out[0];
     if (s->s2d) {
         void *buf = scr + s->buf_off;
         KCU_CUDA(l, kcu_s2d_run(x->stream, &s->s2, in[0], buf));
@@ -1706,7 +1724,8 @@ static size_t conv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const cublasLtMatmulAlgo_t *lt = s->mode == CONV_GEMM && mm_timed(s->gemm) ? &s->gemm->algo[0] : NULL;
     bool graph = s->mode == CONV_GRAPH;
     uint32_t algo = graph ? (uint32_t)s->cg_index : s->mode == CONV_IGEMM ? (uint32_t)s->ig_cfg : (uint32_t)s->fwd;
-    return tactic_write(buf, cap, 'C', s->mode | (s->s2d ? CONV_S2D : 0), algo,
+    int bits = (s->s2d ? CONV_S2D : 0) | (graph && s->cg_pitched ? CONV_GPITCH : 0);
+    return tactic_write(buf, cap, 'C', s->mode | bits, algo,
                         graph ? (uint32_t)s->cg_engine : s->math, lt);
 }
 

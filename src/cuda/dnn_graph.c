@@ -72,9 +72,11 @@ static cudnnStatus_t set_i64(bd_t d, cudnnBackendAttributeName_t a, int64_t n, c
     return cudnnBackendSetAttribute(d, a, CUDNN_TYPE_INT64, n, v);
 }
 
-/* A tensor [d0, d1, d2, d3] (logical NCHW order) stored channels-last. */
-static cudnnStatus_t tensor(bd_t *t, int64_t uid, cudnnDataType_t dt, const int64_t *dims, bool virt) {
-    int64_t st[4] = {dims[1] * dims[2] * dims[3], 1, dims[3] * dims[1], dims[1]}, align = 16;
+/* A tensor [d0, d1, d2, d3] (logical NCHW order) stored channels-last, its pixels ld
+ * elements apart (0: d1, dense). */
+static cudnnStatus_t tensor_ld(bd_t *t, int64_t uid, cudnnDataType_t dt, const int64_t *dims, bool virt, int64_t ld) {
+    int64_t p = ld > 0 ? ld : dims[1];
+    int64_t st[4] = {p * dims[2] * dims[3], 1, dims[3] * p, p}, align = 16;
     cudnnStatus_t s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, t);
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendSetAttribute(*t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
     if (s == CUDNN_STATUS_SUCCESS) s = set_i64(*t, CUDNN_ATTR_TENSOR_DIMENSIONS, 4, dims);
@@ -85,6 +87,10 @@ static cudnnStatus_t tensor(bd_t *t, int64_t uid, cudnnDataType_t dt, const int6
         s = cudnnBackendSetAttribute(*t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(*t);
     return s;
+}
+
+static cudnnStatus_t tensor(bd_t *t, int64_t uid, cudnnDataType_t dt, const int64_t *dims, bool virt) {
+    return tensor_ld(t, uid, dt, dims, virt, 0);
 }
 
 /* A point-wise operation y = mode(x[, b]) in float32 math. */
@@ -119,7 +125,7 @@ static cudnnStatus_t build_graph(kcu_cg *g, cudnnHandle_t h, const kcu_cg_desc *
     bool tail = d->res || d->bias || d->relu; /* point-wise ops after the convolution */
     cudnnStatus_t s = tensor(&t[T_X], UID_X, CUDNN_DATA_HALF, xd, false);
     if (s == CUDNN_STATUS_SUCCESS) s = tensor(&t[T_W], UID_W, CUDNN_DATA_HALF, wd, false);
-    if (s == CUDNN_STATUS_SUCCESS) s = tensor(&t[T_Y], UID_Y, CUDNN_DATA_HALF, yd, false);
+    if (s == CUDNN_STATUS_SUCCESS) s = tensor_ld(&t[T_Y], UID_Y, CUDNN_DATA_HALF, yd, false, d->ldy);
     if (s == CUDNN_STATUS_SUCCESS && d->res) s = tensor(&t[T_Z], UID_Z, CUDNN_DATA_HALF, yd, false);
     if (s == CUDNN_STATUS_SUCCESS && d->bias) s = tensor(&t[T_B], UID_B, CUDNN_DATA_HALF, bdim, false);
     if (s == CUDNN_STATUS_SUCCESS && tail) s = tensor(&t[T_CONV], UID_CONV, CUDNN_DATA_FLOAT, yd, true);

@@ -12,11 +12,13 @@
 typedef struct kcu_cg kcu_cg;
 
 /* x [n, c, h, w], w [k, c, r, s], y [n, k, oh, ow]: all float16 channels-last (w as
- * K, R, S, C); bias [k] float16; z (residual) like y. */
+ * K, R, S, C); bias [k] float16; z (residual) dense like y. ldy > 0: y's pixels that many
+ * elements apart (a concat's channel slice), else k. */
 typedef struct kcu_cg_desc {
     int64_t n, c, h, w, k, r, s, oh, ow;
     int64_t pad_pre[2], pad_post[2], stride[2], dil[2];
     bool res, bias, relu;
+    int64_t ldy;
 } kcu_cg_desc;
 
 /* The operation graph and its engine configurations; KILN_ERR_UNSUPPORTED (a message
