@@ -779,116 +779,71 @@ static void test_igemm_fp16(kiln_builder *b) {
  * running (the deconvolution writes its channel slice on both paths), a reloaded plan the
  * same; and a refit of the GEMM's weights (its own layout) matching the CPU's refit. */
 static void test_upsample_fp16(kiln_builder *b) {
-    static const char *const vals[] = {"only", NULL, "off"};
-    for (int v = 0; v < 3; v++) {
+    /* KILN_CONV_IGEMM=only, timed, off (with the graph API off: cuDNN's legacy call), and
+     * KILN_CONV_GRAPH=only (the backward-data graph with the bias fused) */
+    static const char *const vals[] = {"only", NULL, "off", "off"};
+    for (int v = 0; v < 4; v++) {
         char what[80];
-        snprintf(what, sizeof what, "fp16 upsample (KILN_CONV_IGEMM=%s)", vals[v] ? vals[v] : "timed");
+        snprintf(what, sizeof what, "fp16 upsample (%s=%s)", v == 3 ? "KILN_CONV_GRAPH" : "KILN_CONV_IGEMM",
+                 v == 3 ? "only" : vals[v] ? vals[v] : "timed");
         if (vals[v]) setenv("KILN_CONV_IGEMM", vals[v], 1);
         else unsetenv("KILN_CONV_IGEMM");
+        if (v >= 2) setenv("KILN_CONV_GRAPH", v == 3 ? "only" : "off", 1);
         kiln_engine *e = compare_case(what, b, make_upsample, true, FP16_TOL);
         if (e) {
             int gemm = count_kernels(e, "cuda.kiln_igemm_deconv_", "Deconvolution");
+            int graph = count_kernels(e, "cuda.cudnn_graph_dgrad_", "Deconvolution");
             CHECK(count_kernels(e, "", "Deconvolution") == 3 && count_kernels(e, "_f16_nhwc", "Deconvolution") == 3,
                   "%s: three float16 channels-last deconvolutions", what);
             if (v == 0) CHECK(gemm == 2, "%s: %d of the 2 stride-sized deconvolutions on kiln's GEMM", what, gemm);
-            if (v == 2) CHECK(gemm == 0, "%s: %d deconvolutions on kiln's GEMM", what, gemm);
+            if (v == 2) CHECK(gemm == 0 && graph == 0, "%s: %d on kiln's GEMM, %d on the graph API", what, gemm, graph);
+            if (v == 3) CHECK(graph == 2, "%s: %d of the 2 unpadded deconvolutions on the graph API", what, graph);
             CHECK(count_kernels(e, "", "Concat") == 0, "%s: the skip concat is written in place", what);
             unsetenv("KILN_CONV_IGEMM");
+            unsetenv("KILN_CONV_GRAPH");
             kiln_engine *re = th_reload(e, what);
             CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
             kiln_engine_destroy(re);
         }
         kiln_engine_destroy(e);
+        unsetenv("KILN_CONV_IGEMM");
+        unsetenv("KILN_CONV_GRAPH");
     }
-    /* refit on the GEMM path: new weights and bias for "up", CPU and CUDA alike */
-    setenv("KILN_CONV_IGEMM", "only", 1);
-    kiln_network *ncpu = make_upsample(b, 77), *ngpu = make_upsample(b, 77);
-    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
-    unsetenv("KILN_CONV_IGEMM");
-    CHECK(ecpu && egpu, "fp16 upsample refit: build: %s", kiln_last_error());
-    if (ecpu && egpu) {
-        th_seed(5);
-        const float *nw = rnd(16 * 24 * 4, -0.25f, 0.25f), *nb = rnd(24, -0.2f, 0.2f);
-        for (int k = 0; k < 2; k++) {
-            kiln_engine *e = k ? egpu : ecpu;
-            CHECK_OK(kiln_engine_refit(e, "up.kernel", wts(nw, 16 * 24 * 4)));
-            CHECK_OK(kiln_engine_refit(e, "up.bias", wts(nb, 24)));
-        }
-        io_set rc, rg;
-        th_seed(99);
-        io_make(ecpu, &rc);
-        io_make(egpu, &rg);
-        CHECK_OK(run_host(ecpu, &rc, NULL));
-        CHECK_OK(run_host(egpu, &rg, &rc));
-        compare("fp16 upsample after refit", &rg, &rc, FP16_TOL);
-        io_free(&rc);
-        io_free(&rg);
-    }
-    kiln_engine_destroy(ecpu);
-    kiln_engine_destroy(egpu);
-    kiln_network_destroy(ncpu);
-    kiln_network_destroy(ngpu);
-}
-
-/* kiln's stem kernel (few input channels read unpadded): forced on every stem it takes
- * (the strided ones of make_stems but ResNet's 7x7, whose 147-term reduction is past its
- * 128; space-to-depth off so the plain convolution is the one prepared), off, and as
- * timed; within the float16 tolerance of the CPU, its concat written in place, a reloaded
- * plan the same, and a refit of its weights matching the CPU's. */
-static void test_stem_kernel_fp16(kiln_builder *b) {
-    static const char *const vals[] = {"only", "off", NULL};
-    setenv("KILN_CONV_S2D", "off", 1);
-    for (int v = 0; v < 3; v++) {
-        if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
-        else unsetenv("KILN_CONV_STEM");
-        for (int m = 0; m < 2; m++) {
-            char what[96];
-            snprintf(what, sizeof what, "fp16 %s (KILN_CONV_STEM=%s)", m ? "strided stems" : "stride-1 stems",
-                     vals[v] ? vals[v] : "timed");
-            kiln_engine *e = compare_case(what, b, m ? make_stems : make_stems_s1, true, FP16_TOL);
-            if (e) {
-                int n = count_kernels(e, "cuda.kiln_stem", "Convolution"), want = m ? 4 : 4;
-                if (v == 0) CHECK(n == want, "%s: %d of %d convolutions on the stem kernel", what, n, want);
-                if (v == 1) CHECK(n == 0, "%s: %d convolutions on the stem kernel", what, n);
-                if (!m) CHECK(count_kernels(e, "", "Concat") == 0, "%s: the concat is written in place", what);
-                unsetenv("KILN_CONV_STEM");
-                kiln_engine *re = th_reload(e, what);
-                CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
-                kiln_engine_destroy(re);
-                if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
+    /* refit on kiln's GEMM and on the graph API: new weights and bias for "up", CPU and
+     * CUDA alike */
+    static const char *const forced[2] = {"KILN_CONV_IGEMM", "KILN_CONV_GRAPH"};
+    for (int f = 0; f < 2; f++) {
+        setenv(forced[f], "only", 1);
+        kiln_network *ncpu = make_upsample(b, 77), *ngpu = make_upsample(b, 77);
+        kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL),
+                    *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+        unsetenv(forced[f]);
+        CHECK(ecpu && egpu, "fp16 upsample refit (%s): build: %s", forced[f], kiln_last_error());
+        if (ecpu && egpu) {
+            th_seed(5);
+            const float *nw = rnd(16 * 24 * 4, -0.25f, 0.25f), *nb = rnd(24, -0.2f, 0.2f);
+            for (int k = 0; k < 2; k++) {
+                kiln_engine *e = k ? egpu : ecpu;
+                CHECK_OK(kiln_engine_refit(e, "up.kernel", wts(nw, 16 * 24 * 4)));
+                CHECK_OK(kiln_engine_refit(e, "up.bias", wts(nb, 24)));
             }
-            kiln_engine_destroy(e);
+            io_set rc, rg;
+            th_seed(99);
+            io_make(ecpu, &rc);
+            io_make(egpu, &rg);
+            CHECK_OK(run_host(ecpu, &rc, NULL));
+            CHECK_OK(run_host(egpu, &rg, &rc));
+            char what[80];
+            snprintf(what, sizeof what, "fp16 upsample after refit (%s=only)", forced[f]);
+            compare(what, &rg, &rc, FP16_TOL);
+            io_free(&rc);
+            io_free(&rg);
         }
+        kiln_engine_destroy(ecpu);
+        kiln_engine_destroy(egpu);
+        kiln_network_destroy(ncpu);
+        kiln_network_destroy(ngpu);
     }
-    unsetenv("KILN_CONV_S2D");
-    /* refit on the stem kernel: new weights and bias for "stem", CPU and CUDA alike */
-    setenv("KILN_CONV_STEM", "only", 1);
-    kiln_network *ncpu = make_stems_s1(b, 77), *ngpu = make_stems_s1(b, 77);
-    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
-    unsetenv("KILN_CONV_STEM");
-    CHECK(ecpu && egpu, "fp16 stem refit: build: %s", kiln_last_error());
-    if (ecpu && egpu) {
-        th_seed(6);
-        const float *nw = rnd(64 * 27, -0.3f, 0.3f), *nb = rnd(64, -0.2f, 0.2f);
-        for (int k = 0; k < 2; k++) {
-            kiln_engine *e = k ? egpu : ecpu;
-            CHECK_OK(kiln_engine_refit(e, "stem.kernel", wts(nw, 64 * 27)));
-            CHECK_OK(kiln_engine_refit(e, "stem.bias", wts(nb, 64)));
-        }
-        io_set rc, rg;
-        th_seed(99);
-        io_make(ecpu, &rc);
-        io_make(egpu, &rg);
-        CHECK_OK(run_host(ecpu, &rc, NULL));
-        CHECK_OK(run_host(egpu, &rg, &rc));
-        compare("fp16 stem after refit", &rg, &rc, FP16_TOL);
-        io_free(&rc);
-        io_free(&rg);
-    }
-    kiln_engine_destroy(ecpu);
-    kiln_engine_destroy(egpu);
-    kiln_network_destroy(ncpu);
-    kiln_network_destroy(ngpu);
 }
 
 /* Concat inputs written into channel slices of the concat's output: on every convolution

@@ -1472,7 +1472,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         const char *pitch_env = getenv("KILN_CONV_GRAPH_PITCH");
         bool pitch_on = s->yp && (graph_wanted ? hint_pitch : !(pitch_env && !strcmp(pitch_env, "off")));
         kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0};
+                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0, false};
         if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
             kcu_cg_free(b->env, s->cg);
             s->cg = NULL;
@@ -1880,12 +1880,41 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     bool up_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && direct && g.pt == 0 && g.pl == 0 && g.kh == g.sh &&
                  g.kw == g.sw && g.dh == 1 && g.dw == 1 && fits_int(g.n * g.h * g.w) && fits_int(g.kh * g.kw * g.k) &&
                  kcu_igemm_applies(&s->ig);
-    tactic t = tactic_read(b, 'D');
-    bool ig_hint = t.ok && t.mode == CONV_IGEMM && up_ok && t.algo < (uint32_t)kcu_igemm_configs() &&
-                   kcu_igemm_workspace(&s->ig, (int)t.algo) <= b->ws_limit;
-    if (t.ok && t.mode != CONV_CUDNN) t.ok = false; /* the GEMM's choice, or one not usable here */
+    tactic t0 = tactic_read(b, 'D'), t = t0;
+    int hint_mode = t0.ok ? t0.mode & ~CONV_GPITCH : -1;
+    bool ig_hint = hint_mode == CONV_IGEMM && up_ok && t0.algo < (uint32_t)kcu_igemm_configs() &&
+                   kcu_igemm_workspace(&s->ig, (int)t0.algo) <= b->ws_limit;
+    /* cuDNN's backend API: backward-data with the bias (and ReLU) in its epilogue, writing
+     * a concat's slice itself where an engine takes that pitched output (KILN_CONV_GRAPH=
+     * off|only, KILN_CONV_GRAPH_PITCH=off as for convolutions) */
+    const char *graph_env = getenv("KILN_CONV_GRAPH"), *pitch_env = getenv("KILN_CONV_GRAPH_PITCH");
+    bool graph_wanted = hint_mode == CONV_GRAPH;
+    bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && direct && !ig_hint &&
+                    (graph_wanted || (!(graph_env && !strcmp(graph_env, "off")) && !b->untimed && !t0.ok));
+    s->cg_act_pass = s->has_act && s->act.type != KILN_ACT_RELU;
+    if (graph_on) {
+        bool pitch_on = s->yp && (graph_wanted ? (t0.mode & CONV_GPITCH) != 0 : !(pitch_env && !strcmp(pitch_env, "off")));
+        kcu_cg_desc cd = {g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.oh, g.ow, {g.pt, g.pl}, {g.pt, g.pl}, {g.sh, g.sw},
+                          {g.dh, g.dw}, false, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0, true};
+        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
+            kcu_cg_free(b->env, s->cg);
+            s->cg = NULL;
+            if (pitch_on) { /* no engine for the pitched output: the dense one */
+                cd.ldy = 0;
+                if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+            }
+        }
+        s->cg_pitched = s->cg && cd.ldy > 0;
+        (void)cudaGetLastError();
+    }
+    size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
+    bool graph_ok[KCU_CG_MAX] = {false};
+    bool graph_hint = graph_wanted && s->cg && (int)t0.algo < kcu_cg_count(s->cg) &&
+                      kcu_cg_engine(s->cg, (int)t0.algo) == (int64_t)t0.math &&
+                      kcu_cg_plan(s->cg, (int)t0.algo, b->ws_limit, &graph_ws[0]);
+    if (t.ok && hint_mode != CONV_CUDNN) t.ok = false; /* another path's choice, or one not usable here */
     bool dnn_hint = false;
-    if (ig_hint) { /* cuDNN only as the fallback: the heuristics' choice, untimed */
+    if (ig_hint || graph_hint) { /* cuDNN's legacy call only as the fallback: the heuristics' choice, untimed */
         kcu_build quick = *b;
         quick.untimed = true;
         if ((st = pick_backward(l, &quick, s)) != KILN_OK) return st;
@@ -1896,22 +1925,37 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         return st;
     }
     const char *ig_env = getenv("KILN_CONV_IGEMM");
-    bool ig_time = up_ok && !ig_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
+    bool ig_time = up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
     bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
-    /* scratch for cuDNN: workspace, the full output to crop from, the dense copy of a
-     * pitched output that the bias pass writes into the slice */
-    s->buf_off = align256(s->ws);
+    int graph_n = 0;
+    if (s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only) {
+        graph_n = kcu_cg_count(s->cg);
+        for (int i = 0; i < graph_n; i++) {
+            graph_ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &graph_ws[i]);
+            if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
+        }
+    }
+    bool graph_time = graph_n > 0 && !b->untimed;
+    /* scratch: the libraries' workspace, then the full output to crop from, then the dense
+     * copy of a pitched output that the bias pass writes into the slice */
+    s->buf_off = align256(s->ws > graph_max ? s->ws : graph_max);
     s->pad_bytes = direct ? 0 : (size_t)(g.n * g.k * yh * yw) * es;
     size_t copy_bytes = s->yp ? (size_t)(g.n * g.k * g.oh * g.ow) * es : 0;
     size_t need_cudnn = copy_bytes ? align256(s->buf_off + s->pad_bytes) + copy_bytes : s->buf_off + s->pad_bytes;
     s->mode = CONV_CUDNN;
     if (ig_hint) {
         s->mode = CONV_IGEMM; /* the stored choice: no timing */
-        s->ig_cfg = (int)t.algo;
+        s->ig_cfg = (int)t0.algo;
         hint_taken(b);
-    } else if (ig_time) {
+    } else if (graph_hint) {
+        s->mode = CONV_GRAPH; /* the stored choice: no timing */
+        s->cg_index = (int)t0.algo;
+        s->cg_ws = graph_ws[0];
+        kcu_cg_use(s->cg, s->cg_index);
+        hint_taken(b);
+    } else if (ig_time || graph_time) {
         size_t ig_max = 0;
-        for (int i = 0; i < kcu_igemm_configs(); i++) {
+        for (int i = 0; ig_time && i < kcu_igemm_configs(); i++) {
             size_t w = kcu_igemm_workspace(&s->ig, i);
             if (w > ig_max && w <= b->ws_limit) ig_max = w; /* larger ones are not timed */
         }
@@ -1919,35 +1963,70 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         size_t wbytes = 0;
         void *dw = NULL;
         bench bn;
-        if ((st = deconv_gemm_weights(l, b->env, s, &hw, &wbytes)) != KILN_OK) return st;
-        if (cudaMalloc(&dw, wbytes) == cudaSuccess && cudaMemcpy(dw, hw, wbytes, cudaMemcpyHostToDevice) == cudaSuccess &&
-            bench_open(l, b, &bn, need_cudnn > ig_max ? need_cudnn : ig_max)) {
-            float dnn_ms = bench_time(&bn, l, s, deconv_run), gemm_ms = INFINITY;
+        if (ig_time && (st = deconv_gemm_weights(l, b->env, s, &hw, &wbytes)) != KILN_OK) return st;
+        bool ready = !ig_time || (cudaMalloc(&dw, wbytes) == cudaSuccess &&
+                                  cudaMemcpy(dw, hw, wbytes, cudaMemcpyHostToDevice) == cudaSuccess);
+        if (ready && bench_open(l, b, &bn, need_cudnn > ig_max ? need_cudnn : ig_max)) {
+            float dnn_ms = bench_time(&bn, l, s, deconv_run), gemm_ms = INFINITY, graph_ms = INFINITY;
             float best = ig_only ? INFINITY : dnn_ms;
-            const void *w_dnn = s->w;
             int won = -1;
-            s->w = dw; /* the GEMM's layout while its candidates run */
-            s->mode = CONV_IGEMM;
-            for (int i = 0; i < kcu_igemm_configs(); i++) {
-                if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
-                s->ig_cfg = i;
-                float ms = bench_time(&bn, l, s, deconv_run);
-                if (ms < gemm_ms) gemm_ms = ms;
-                if (ms < best) {
-                    best = ms;
-                    won = i;
+            if (ig_time) {
+                const void *w_dnn = s->w;
+                s->w = dw; /* the GEMM's layout while its candidates run */
+                s->mode = CONV_IGEMM;
+                for (int i = 0; i < kcu_igemm_configs(); i++) {
+                    if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
+                    s->ig_cfg = i;
+                    float ms = bench_time(&bn, l, s, deconv_run);
+                    if (ms < gemm_ms) gemm_ms = ms;
+                    if (ms < best) {
+                        best = ms;
+                        won = i;
+                    }
+                }
+                s->w = w_dnn;
+                s->mode = won >= 0 ? CONV_IGEMM : CONV_CUDNN;
+                if (won >= 0) s->ig_cfg = won;
+            }
+            if (graph_time) {
+                int keep = s->mode, gwon = -1;
+                s->mode = CONV_GRAPH;
+                if (graph_env && !strcmp(graph_env, "only")) best = INFINITY; /* tests: the graph wherever it runs */
+                for (int i = 0; i < graph_n; i++) {
+                    if (!graph_ok[i]) continue;
+                    kcu_cg_use(s->cg, i);
+                    float ms = bench_time(&bn, l, s, deconv_run);
+                    if (ms < graph_ms) graph_ms = ms;
+                    if (ms < best) {
+                        best = ms;
+                        gwon = i;
+                    }
+                }
+                if (gwon >= 0) {
+                    kcu_cg_use(s->cg, gwon);
+                    s->cg_index = gwon;
+                    s->cg_ws = graph_ws[gwon];
+                } else {
+                    s->mode = keep;
                 }
             }
-            s->w = w_dnn;
-            s->mode = won >= 0 ? CONV_IGEMM : CONV_CUDNN;
-            if (won >= 0) s->ig_cfg = won;
-            kiln_log(b->env, KILN_LOG_VERBOSE, "deconvolution %s: cuDNN backward-data %.4f ms, kiln's GEMM %.4f ms (%s)",
-                     l->name ? l->name : "?", dnn_ms, gemm_ms, won >= 0 ? "kiln's GEMM" : "cuDNN");
+            kiln_log(b->env, KILN_LOG_VERBOSE,
+                     "deconvolution %s: cuDNN backward-data %.4f ms, cuDNN graph%s %.4f ms, kiln's GEMM %.4f ms (%s)",
+                     l->name ? l->name : "?", dnn_ms, s->cg_pitched ? " (writing the slice)" : "", graph_ms, gemm_ms,
+                     s->mode == CONV_IGEMM ? "kiln's GEMM" : s->mode == CONV_GRAPH ? "cuDNN graph" : "cuDNN");
             bench_close(&bn);
         }
         if (dw) cudaFree(dw);
         (void)cudaGetLastError();
         kiln_free(b->env, hw);
+    }
+    if (s->mode == CONV_GRAPH) {
+        kcu_cg_keep(s->cg);
+        s->cg_engine = kcu_cg_engine(s->cg, s->cg_index);
+    } else {
+        kcu_cg_free(b->env, s->cg);
+        s->cg = NULL;
+        s->cg_pitched = false;
     }
     if (s->mode == CONV_IGEMM) { /* the weights the GEMM reads, where cuDNN's were */
         uint16_t *hw = NULL;
@@ -1964,10 +2043,17 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         *scratch = kcu_igemm_workspace(&s->ig, s->ig_cfg);
         return KILN_OK;
     }
+    if (s->mode == CONV_GRAPH) {
+        snprintf(s->name, sizeof s->name, "cuda.cudnn_graph_dgrad_eng%lld_f16_nhwc", (long long)s->cg_engine);
+        s->buf_off = align256(s->cg_ws);
+        *scratch = s->yp && !s->cg_pitched ? align256(s->buf_off) + copy_bytes : s->buf_off;
+        return KILN_OK;
+    }
     snprintf(s->name, sizeof s->name, "%s%s",
              (unsigned)s->bwd < sizeof bwd_names / sizeof bwd_names[0] ? bwd_names[s->bwd] : "cuda.cudnn_bwd_data",
              sto == KILN_FLOAT16 ? (nhwc ? "_f16_nhwc" : "_f16") : s->math != CUDNN_FMA_MATH ? "_tf32" : "");
-    *scratch = need_cudnn;
+    s->buf_off = align256(s->ws);
+    *scratch = copy_bytes ? align256(s->buf_off + s->pad_bytes) + copy_bytes : s->buf_off + s->pad_bytes;
     return KILN_OK;
 }
 
@@ -1983,6 +2069,12 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
     }
     /* a pitched output: cuDNN (and the crop) write a dense copy, the bias pass the slice */
     void *dense = s->yp ? (void *)(scr + align256(s->buf_off + s->pad_bytes)) : out[0];
+    if (s->mode == CONV_GRAPH) {
+        void *yl = s->cg_pitched ? out[0] : dense;
+        kiln_status st = kcu_cg_run(l, s->cg, x->dnn, in[0], s->w, NULL, s->bias_st, yl, scr);
+        if (st != KILN_OK) return st;
+        return conv_finish(l, s, x, yl, out[0], NULL, s->cg_act_pass ? &s->act : NULL);
+    }
     void *dst = s->crop_output ? (void *)(scr + s->buf_off) : dense;
     KCU_DNN(l, cudnnConvolutionBackwardData(x->dnn, &one, s->wd, s->w, s->xd, in[0], s->cd, s->bwd,
                                             s->ws ? scr : NULL, s->ws, &zero, s->yd, dst));
@@ -1992,6 +2084,9 @@ static kiln_status deconv_run(const kiln_layer *l, const void *state, const void
 
 static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {
     const conv_state *s = state;
+    if (s->mode == CONV_GRAPH)
+        return tactic_write(buf, cap, 'D', CONV_GRAPH | (s->cg_pitched ? CONV_GPITCH : 0), (uint32_t)s->cg_index,
+                            (uint32_t)s->cg_engine, NULL);
     bool ig = s->mode == CONV_IGEMM;
     return tactic_write(buf, cap, 'D', ig ? CONV_IGEMM : CONV_CUDNN, ig ? (uint32_t)s->ig_cfg : (uint32_t)s->bwd,
                         s->math, NULL);

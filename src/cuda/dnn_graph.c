@@ -122,6 +122,10 @@ static cudnnStatus_t build_graph(kcu_cg *g, cudnnHandle_t h, const kcu_cg_desc *
     int nops = 0;
     int64_t xd[4] = {d->n, d->c, d->h, d->w}, wd[4] = {d->k, d->c, d->r, d->s}, yd[4] = {d->n, d->k, d->oh, d->ow},
             bdim[4] = {1, d->k, 1, 1};
+    if (d->dgrad) { /* the filter of the convolution from y to x */
+        wd[0] = d->c;
+        wd[1] = d->k;
+    }
     bool tail = d->res || d->bias || d->relu; /* point-wise ops after the convolution */
     cudnnStatus_t s = tensor(&t[T_X], UID_X, CUDNN_DATA_HALF, xd, false);
     if (s == CUDNN_STATUS_SUCCESS) s = tensor(&t[T_W], UID_W, CUDNN_DATA_HALF, wd, false);
@@ -148,9 +152,31 @@ static cudnnStatus_t build_graph(kcu_cg *g, cudnnHandle_t h, const kcu_cg_desc *
         if (s == CUDNN_STATUS_SUCCESS) s = set_i64(conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, 2, d->pad_post);
         if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(conv);
     }
-    if (s == CUDNN_STATUS_SUCCESS)
+    if (s == CUDNN_STATUS_SUCCESS && d->dgrad) {
+        s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR, &ops[nops]);
+        bd_t op = ops[nops++], dx = tail ? t[T_CONV] : t[T_Y];
+        float alpha = 1.0f, beta = 0.0f;
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                         1, &t[T_X]);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                         &t[T_W]);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                         1, &dx);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC,
+                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+        if (s == CUDNN_STATUS_SUCCESS)
+            s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+        if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(op);
+    } else if (s == CUDNN_STATUS_SUCCESS) {
         s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, &ops[nops]);
-    if (s == CUDNN_STATUS_SUCCESS) {
+    }
+    if (s == CUDNN_STATUS_SUCCESS && !d->dgrad) {
         bd_t op = ops[nops++], y = tail ? t[T_CONV] : t[T_Y];
         float alpha = 1.0f, beta = 0.0f;
         s = cudnnBackendSetAttribute(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,

@@ -19,6 +19,10 @@ typedef struct kcu_cg_desc {
     int64_t pad_pre[2], pad_post[2], stride[2], dil[2];
     bool res, bias, relu;
     int64_t ldy;
+    /* a deconvolution: cuDNN's backward-data of the convolution from y to x, so x
+     * [n, c, h, w] is its dy and y [n, k, oh, ow] its dx; w [c, k, r, s] (stored C, R, S,
+     * K); pads, strides, dilations the deconvolution's; no residual */
+    bool dgrad;
 } kcu_cg_desc;
 
 /* The operation graph and its engine configurations; KILN_ERR_UNSUPPORTED (a message
