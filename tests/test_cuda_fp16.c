@@ -846,6 +846,67 @@ static void test_upsample_fp16(kiln_builder *b) {
     }
 }
 
+/* kiln's stem kernel (few input channels read unpadded): forced on every stem it takes
+ * (the strided ones of make_stems but ResNet's 7x7, whose 147-term reduction is past its
+ * 128; space-to-depth off so the plain convolution is the one prepared), off, and as
+ * timed; within the float16 tolerance of the CPU, its concat written in place, a reloaded
+ * plan the same, and a refit of its weights matching the CPU's. */
+static void test_stem_kernel_fp16(kiln_builder *b) {
+    static const char *const vals[] = {"only", "off", NULL};
+    setenv("KILN_CONV_S2D", "off", 1);
+    for (int v = 0; v < 3; v++) {
+        if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
+        else unsetenv("KILN_CONV_STEM");
+        for (int m = 0; m < 2; m++) {
+            char what[96];
+            snprintf(what, sizeof what, "fp16 %s (KILN_CONV_STEM=%s)", m ? "strided stems" : "stride-1 stems",
+                     vals[v] ? vals[v] : "timed");
+            kiln_engine *e = compare_case(what, b, m ? make_stems : make_stems_s1, true, FP16_TOL);
+            if (e) {
+                int n = count_kernels(e, "cuda.kiln_stem", "Convolution"), want = m ? 4 : 4;
+                if (v == 0) CHECK(n == want, "%s: %d of %d convolutions on the stem kernel", what, n, want);
+                if (v == 1) CHECK(n == 0, "%s: %d convolutions on the stem kernel", what, n);
+                if (!m) CHECK(count_kernels(e, "", "Concat") == 0, "%s: the concat is written in place", what);
+                unsetenv("KILN_CONV_STEM");
+                kiln_engine *re = th_reload(e, what);
+                CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
+                kiln_engine_destroy(re);
+                if (vals[v]) setenv("KILN_CONV_STEM", vals[v], 1);
+            }
+            kiln_engine_destroy(e);
+        }
+    }
+    unsetenv("KILN_CONV_S2D");
+    /* refit on the stem kernel: new weights and bias for "stem", CPU and CUDA alike */
+    setenv("KILN_CONV_STEM", "only", 1);
+    kiln_network *ncpu = make_stems_s1(b, 77), *ngpu = make_stems_s1(b, 77);
+    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+    unsetenv("KILN_CONV_STEM");
+    CHECK(ecpu && egpu, "fp16 stem refit: build: %s", kiln_last_error());
+    if (ecpu && egpu) {
+        th_seed(6);
+        const float *nw = rnd(64 * 27, -0.3f, 0.3f), *nb = rnd(64, -0.2f, 0.2f);
+        for (int k = 0; k < 2; k++) {
+            kiln_engine *e = k ? egpu : ecpu;
+            CHECK_OK(kiln_engine_refit(e, "stem.kernel", wts(nw, 64 * 27)));
+            CHECK_OK(kiln_engine_refit(e, "stem.bias", wts(nb, 64)));
+        }
+        io_set rc, rg;
+        th_seed(99);
+        io_make(ecpu, &rc);
+        io_make(egpu, &rg);
+        CHECK_OK(run_host(ecpu, &rc, NULL));
+        CHECK_OK(run_host(egpu, &rg, &rc));
+        compare("fp16 stem after refit", &rg, &rc, FP16_TOL);
+        io_free(&rc);
+        io_free(&rg);
+    }
+    kiln_engine_destroy(ecpu);
+    kiln_engine_destroy(egpu);
+    kiln_network_destroy(ncpu);
+    kiln_network_destroy(ngpu);
+}
+
 /* Concat inputs written into channel slices of the concat's output: on every convolution
  * path (the implicit GEMM writes the slice, cuDNN's paths through their pass after a dense
  * copy, the GEMM with its pitched output), pooling and resize reading and writing slices;
