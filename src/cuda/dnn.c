@@ -1928,12 +1928,24 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     bool ig_time = up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
     bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
     int graph_n = 0;
-    if (s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only) {
+    for (int pass = 0; pass < 2 && s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only; pass++) {
         graph_n = kcu_cg_count(s->cg);
         for (int i = 0; i < graph_n; i++) {
             graph_ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &graph_ws[i]);
             if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
         }
+        if (graph_max || !s->cg_pitched) break;
+        bool any = false;
+        for (int i = 0; i < graph_n; i++) any = any || graph_ok[i];
+        if (any) break;
+        /* no plan finalizes for the pitched output: the dense graph and a pass */
+        kcu_cg_desc cd = {g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.oh, g.ow, {g.pt, g.pl}, {g.pt, g.pl}, {g.sh, g.sw},
+                          {g.dh, g.dw}, false, s->has_bias, s->has_act && !s->cg_act_pass, 0, true};
+        kcu_cg_free(b->env, s->cg);
+        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+        s->cg_pitched = false;
+        graph_n = 0;
+        (void)cudaGetLastError();
     }
     bool graph_time = graph_n > 0 && !b->untimed;
     /* scratch: the libraries' workspace, then the full output to crop from, then the dense
