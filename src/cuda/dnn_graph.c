@@ -3,7 +3,9 @@
  * then in float32 the residual add, the bias add and ReLU, written once as float16.
  * cuDNN's heuristics list the engine configurations for it; each that finalizes into an
  * execution plan (without run-time compilation, within the workspace limit) is a
- * candidate the caller times (dnn.c). The legacy API reaches only eight algorithms, each
+ * candidate the caller times (dnn.c). A deconvolution's graph is cuDNN's backward-data with the same
+ * epilogue (kcu_cg_desc.dgrad); an output that is a concat's channel slice is described
+ * with its pixel pitch (kcu_cg_desc.ldy). The legacy API reaches only eight algorithms, each
  * tied to one engine; this reaches every engine, fused epilogues included. */
 #include "cuda/dnn_graph.h"
 

@@ -17,6 +17,10 @@
  * measured slower on YOLOv5s at batch 1 on an H200: 0.770 against 0.680 ms, one SM summing a
  * whole tile while the others idle). Needs sm_80 or newer (cp.async, ldmatrix, bf16-era mma).
  *
+ * A deconvolution whose kernel equals its stride (kcu_igemm.uh, uw) runs as the 1x1
+ * convolution to uh*uw*k columns whose epilogue scatters each 8-channel run to its output
+ * pixel (ig_yoff).
+ *
  * cuDNN runs the convolution and a separate kernel the activations it cannot fuse (SiLU,
  * LeakyReLU, sigmoid...): at batch 1 a YOLOv5s layer is a few microseconds of work and the
  * second kernel cost as much as the first. The builder times this kernel's tile shapes
