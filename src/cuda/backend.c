@@ -807,9 +807,10 @@ static const char *cu_kernel_name(const ke_node *node) {
 }
 
 /* Channel slices of a concat (kiln_tensor.pitch): float16 channels-last outputs of
- * convolutions and deconvolutions (kiln's implicit GEMM and the cuBLASLt GEMM write them
- * directly; after cuDNN the bias/activation pass writes the slice from a dense copy),
- * inputs and outputs of windowed pooling and of resize. */
+ * convolutions and deconvolutions (kiln's implicit GEMM, its stem kernel, the cuBLASLt GEMM
+ * and a cuDNN graph whose engine takes a pitched output write them directly; after cuDNN's
+ * other paths the bias/activation pass writes the slice from a dense copy), inputs and
+ * outputs of windowed pooling and of resize. */
 static bool cu_pitch_ok(const kiln_layer *l, const kiln_tensor *t) {
     if (!kcu_nhwc(t) || kg_storage(t) != KILN_FLOAT16 || l->nb_inputs < 1 || !l->inputs[0]) return false;
     bool out = l->nb_outputs == 1 && l->outputs[0] == t, in = l->inputs[0] == t;
