@@ -417,8 +417,33 @@ static void pool_errors(kiln_builder *b) {
     expect_error(b, "unknown type", KILN_FLOAT32, xd, &d, "type");
 }
 
+/* A window far wider than its padded input (a fuzzer's find: 27 million columns took the
+ * CPU kernel seconds, tap by tap): every output covers all of its rows' inputs. */
+static void pool_wide_window(kiln_builder *b) {
+    for (int type = 0; type < 2; type++) {
+        pool_case t = {type ? KILN_POOL_AVERAGE : KILN_POOL_MAX, 0, 0, 0, 1, 2, 3, 5, 2, 400001, 1, 1, 1, 1,
+                       0, 200000, 0, 200000};
+        float x[2 * 3 * 5];
+        th_fill(x, 30, -1, 1);
+        double ref[2 * 2 * 5];
+        for (int64_t p = 0; p < 2; p++)
+            for (int64_t a = 0; a < 2; a++) {
+                double mx = -INFINITY, sum = 0;
+                for (int64_t i = a; i < a + 2; i++)
+                    for (int64_t j = 0; j < 5; j++) {
+                        double v = x[(p * 3 + i) * 5 + j];
+                        mx = v > mx ? v : mx;
+                        sum += v;
+                    }
+                for (int64_t o = 0; o < 5; o++) ref[(p * 2 + a) * 5 + o] = type ? sum / 10.0 : mx;
+            }
+        run_case(b, &t, x, ref);
+    }
+}
+
 int main(void) {
     kiln_builder *b = th_builder();
+    pool_wide_window(b);
     pool_sweep(b);
     pool_global(b);
     pool_onnx_examples(b);

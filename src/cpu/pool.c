@@ -17,8 +17,11 @@ typedef struct pool_state {
     /* per output row / column: valid taps [lo, hi) and the divisor factor */
     int64_t *ilo, *ihi, *jlo, *jhi;
     float *hdiv, *wdiv;
-    /* per kernel column: the output columns where that tap is inside the input */
+    /* per kernel column: the output columns where that tap is inside the input; [tj0, tj1):
+     * the columns from the first such tap to the last (a window far wider than its padded
+     * input has millions of taps that reach nothing) */
     int64_t *tlo, *thi;
+    int64_t tj0, tj1;
     /* 1 / divisor factors (0 where no tap counts) */
     float *hinv, *winv;
 } pool_state;
@@ -108,7 +111,22 @@ static kiln_status pool_prepare(const kiln_layer *l, const kiln_env *env, void *
     bool inc = d->count_include_pad != 0;
     axis_tables(s->h, oh, s->kh, s->sh, s->dh, s->pt, pb, inc, s->ilo, s->ihi, s->hdiv);
     axis_tables(s->w, ow, s->kw, s->sw, s->dw, s->pl, pr, inc, s->jlo, s->jhi, s->wdiv);
-    for (int64_t j = 0; j < s->kw; j++) tap_range(j * s->dw - s->pl, s->sw, s->w, ow, &s->tlo[j], &s->thi[j]);
+    /* only taps whose offset j*dw - pl lies in [-(ow-1)*sw, w) can reach the input; the
+     * others' table entries are never read */
+    int64_t big = INT64_MAX / 4;
+    int64_t reach = ow > 1 && s->sw > big / (ow - 1) ? big : (ow - 1) * s->sw;
+    int64_t first = s->pl - reach <= 0 ? 0 : (s->pl - reach + s->dw - 1) / s->dw;
+    int64_t last = s->pl > big ? s->kw : (s->pl + s->w - 1) / s->dw + 1;
+    if (last > s->kw) last = s->kw;
+    s->tj0 = s->kw;
+    s->tj1 = 0;
+    for (int64_t j = first; j < last; j++) {
+        tap_range(j * s->dw - s->pl, s->sw, s->w, ow, &s->tlo[j], &s->thi[j]);
+        if (s->tlo[j] < s->thi[j]) {
+            if (s->tj0 > j) s->tj0 = j;
+            s->tj1 = j + 1;
+        }
+    }
     for (int64_t i = 0; i < oh; i++) s->hinv[i] = s->hdiv[i] > 0 ? 1.0f / s->hdiv[i] : 0.0f;
     for (int64_t i = 0; i < ow; i++) s->winv[i] = s->wdiv[i] > 0 ? 1.0f / s->wdiv[i] : 0.0f;
     return KILN_OK;
@@ -143,7 +161,7 @@ static void pool_row_separable(const pool_state *s, const float *xs, int64_t oh,
             for (int64_t t = 0; t < w; t++) row[t] += xr[t];
     }
     for (int64_t t = 0; t < s->ow; t++) orow[t] = init;
-    for (int64_t jj = 0; jj < s->kw; jj++) {
+    for (int64_t jj = s->tj0; jj < s->tj1; jj++) {
         int64_t lo = s->tlo[jj], hi = s->thi[jj];
         const float *src = row + jj * s->dw - s->pl; /* indexed from lo, inside the row */
         if (s->max) {
