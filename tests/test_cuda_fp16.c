@@ -774,6 +774,44 @@ static void test_igemm_fp16(kiln_builder *b) {
     unsetenv("KILN_CONV_IGEMM");
 }
 
+/* Builds make() for the CPU and, with var=only, for CUDA float16; refits layer's kernel
+ * (nk values in [-kr, kr]) and bias (nb values) with the same new values on both and
+ * compares their runs: the path var forces reads the refitted weights in its own layout. */
+static void refit_case(kiln_builder *b, make_fn make, const char *var, const char *layer, int64_t nk, float kr,
+                       int64_t nb, unsigned seed) {
+    char what[96], kname[64], bname[64];
+    snprintf(what, sizeof what, "fp16 %s after refit (%s=only)", layer, var);
+    snprintf(kname, sizeof kname, "%s.kernel", layer);
+    snprintf(bname, sizeof bname, "%s.bias", layer);
+    setenv(var, "only", 1);
+    kiln_network *ncpu = make(b, 77), *ngpu = make(b, 77);
+    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+    unsetenv(var);
+    CHECK(ecpu && egpu, "%s: build: %s", what, kiln_last_error());
+    if (ecpu && egpu) {
+        th_seed(seed);
+        const float *nw = rnd(nk, -kr, kr), *nbias = rnd(nb, -0.2f, 0.2f);
+        for (int k = 0; k < 2; k++) {
+            kiln_engine *e = k ? egpu : ecpu;
+            CHECK_OK(kiln_engine_refit(e, kname, wts(nw, nk)));
+            CHECK_OK(kiln_engine_refit(e, bname, wts(nbias, nb)));
+        }
+        io_set rc, rg;
+        th_seed(99);
+        io_make(ecpu, &rc);
+        io_make(egpu, &rg);
+        CHECK_OK(run_host(ecpu, &rc, NULL));
+        CHECK_OK(run_host(egpu, &rg, &rc));
+        compare(what, &rg, &rc, FP16_TOL);
+        io_free(&rc);
+        io_free(&rg);
+    }
+    kiln_engine_destroy(ecpu);
+    kiln_engine_destroy(egpu);
+    kiln_network_destroy(ncpu);
+    kiln_network_destroy(ngpu);
+}
+
 /* The upsampling deconvolutions on kiln's GEMM (forced, then as timed) and on cuDNN
  * (KILN_CONV_IGEMM=off): within the float16 tolerance of the CPU, the skip concat not
  * running (the deconvolution writes its channel slice on both paths), a reloaded plan the
@@ -812,39 +850,8 @@ static void test_upsample_fp16(kiln_builder *b) {
     }
     /* refit on kiln's GEMM and on the graph API: new weights and bias for "up", CPU and
      * CUDA alike */
-    static const char *const forced[2] = {"KILN_CONV_IGEMM", "KILN_CONV_GRAPH"};
-    for (int f = 0; f < 2; f++) {
-        setenv(forced[f], "only", 1);
-        kiln_network *ncpu = make_upsample(b, 77), *ngpu = make_upsample(b, 77);
-        kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL),
-                    *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
-        unsetenv(forced[f]);
-        CHECK(ecpu && egpu, "fp16 upsample refit (%s): build: %s", forced[f], kiln_last_error());
-        if (ecpu && egpu) {
-            th_seed(5);
-            const float *nw = rnd(16 * 24 * 4, -0.25f, 0.25f), *nb = rnd(24, -0.2f, 0.2f);
-            for (int k = 0; k < 2; k++) {
-                kiln_engine *e = k ? egpu : ecpu;
-                CHECK_OK(kiln_engine_refit(e, "up.kernel", wts(nw, 16 * 24 * 4)));
-                CHECK_OK(kiln_engine_refit(e, "up.bias", wts(nb, 24)));
-            }
-            io_set rc, rg;
-            th_seed(99);
-            io_make(ecpu, &rc);
-            io_make(egpu, &rg);
-            CHECK_OK(run_host(ecpu, &rc, NULL));
-            CHECK_OK(run_host(egpu, &rg, &rc));
-            char what[80];
-            snprintf(what, sizeof what, "fp16 upsample after refit (%s=only)", forced[f]);
-            compare(what, &rg, &rc, FP16_TOL);
-            io_free(&rc);
-            io_free(&rg);
-        }
-        kiln_engine_destroy(ecpu);
-        kiln_engine_destroy(egpu);
-        kiln_network_destroy(ncpu);
-        kiln_network_destroy(ngpu);
-    }
+    refit_case(b, make_upsample, "KILN_CONV_IGEMM", "up", 16 * 24 * 4, 0.25f, 24, 5);
+    refit_case(b, make_upsample, "KILN_CONV_GRAPH", "up", 16 * 24 * 4, 0.25f, 24, 5);
 }
 
 /* kiln's stem kernel (few input channels read unpadded): forced on every stem it takes
@@ -879,33 +886,7 @@ static void test_stem_kernel_fp16(kiln_builder *b) {
     }
     unsetenv("KILN_CONV_S2D");
     /* refit on the stem kernel: new weights and bias for "stem", CPU and CUDA alike */
-    setenv("KILN_CONV_STEM", "only", 1);
-    kiln_network *ncpu = make_stems_s1(b, 77), *ngpu = make_stems_s1(b, 77);
-    kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
-    unsetenv("KILN_CONV_STEM");
-    CHECK(ecpu && egpu, "fp16 stem refit: build: %s", kiln_last_error());
-    if (ecpu && egpu) {
-        th_seed(6);
-        const float *nw = rnd(64 * 27, -0.3f, 0.3f), *nb = rnd(64, -0.2f, 0.2f);
-        for (int k = 0; k < 2; k++) {
-            kiln_engine *e = k ? egpu : ecpu;
-            CHECK_OK(kiln_engine_refit(e, "stem.kernel", wts(nw, 64 * 27)));
-            CHECK_OK(kiln_engine_refit(e, "stem.bias", wts(nb, 64)));
-        }
-        io_set rc, rg;
-        th_seed(99);
-        io_make(ecpu, &rc);
-        io_make(egpu, &rg);
-        CHECK_OK(run_host(ecpu, &rc, NULL));
-        CHECK_OK(run_host(egpu, &rg, &rc));
-        compare("fp16 stem after refit", &rg, &rc, FP16_TOL);
-        io_free(&rc);
-        io_free(&rg);
-    }
-    kiln_engine_destroy(ecpu);
-    kiln_engine_destroy(egpu);
-    kiln_network_destroy(ncpu);
-    kiln_network_destroy(ngpu);
+    refit_case(b, make_stems_s1, "KILN_CONV_STEM", "stem", 64 * 27, 0.3f, 64, 6);
 }
 
 /* Concat inputs written into channel slices of the concat's output: on every convolution

@@ -770,6 +770,76 @@ enum { CONV_CUDNN = 0, CONV_FUSED, CONV_GEMM, CONV_GRAPH, CONV_IGEMM, CONV_STEM 
 /* Tactic mode bit: the graph writes the concat slice itself (its output tensor pitched). */
 #define CONV_GPITCH 0x20
 
+/* ---- cuDNN's backend-API graph as a candidate (convolution and deconvolution) ---- */
+
+/* s->cg for cd: its output pitched as cd->ldy asks, or, where cuDNN offers no engine for
+ * that, the dense graph (its output then reaches the slice through the pass); s->cg_pitched
+ * says which. s->cg stays NULL where cuDNN has neither. */
+static void cg_open(const kiln_layer *l, const kiln_env *env, conv_state *s, kcu_cg_desc cd) {
+    s->cg = NULL;
+    if (kcu_cg_create(l, env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
+        kcu_cg_free(env, s->cg);
+        s->cg = NULL;
+        if (cd.ldy) {
+            cd.ldy = 0;
+            if (kcu_cg_create(l, env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
+        }
+    }
+    s->cg_pitched = s->cg && cd.ldy > 0;
+    (void)cudaGetLastError();
+}
+
+/* Finalizes every configuration of s->cg (ok[i], its workspace ws[i], *max the largest);
+ * when none finalizes for a pitched output, reopens the dense graph (cd, ldy 0) and plans
+ * that. Returns the number of configurations (0: no graph). */
+static int cg_plan_all(const kiln_layer *l, const kcu_build *b, conv_state *s, kcu_cg_desc cd, bool *ok, size_t *ws,
+                       size_t *max) {
+    *max = 0;
+    for (int pass = 0; pass < 2 && s->cg; pass++) {
+        int n = kcu_cg_count(s->cg);
+        bool any = false;
+        for (int i = 0; i < n; i++) {
+            ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &ws[i]);
+            if (ok[i] && ws[i] > *max) *max = ws[i];
+            any = any || ok[i];
+        }
+        if (any || !s->cg_pitched) return n;
+        kcu_cg_free(b->env, s->cg); /* no plan for the pitched output: the dense graph and a pass */
+        cd.ldy = 0;
+        cg_open(l, b->env, s, cd);
+    }
+    return 0;
+}
+
+/* Times the finalized configurations (ok[i]) with run against *best; a faster one becomes
+ * s's choice (CONV_GRAPH, its index and workspace), else s->mode stays. Returns the fastest
+ * configuration's time (INFINITY: none ran). */
+static float cg_time(bench *bn, const kiln_layer *l, conv_state *s, run_fn run, int n, const bool *ok,
+                     const size_t *ws, float *best) {
+    int keep = s->mode, won = -1;
+    float fastest = INFINITY;
+    s->mode = CONV_GRAPH;
+    for (int i = 0; i < n; i++) {
+        if (!ok[i]) continue;
+        kcu_cg_use(s->cg, i);
+        float ms = bench_time(bn, l, s, run);
+        if (ms < fastest) fastest = ms;
+        if (ms < *best) {
+            *best = ms;
+            won = i;
+        }
+    }
+    if (won >= 0) {
+        kcu_cg_use(s->cg, won);
+        s->cg_index = won;
+        s->cg_ws = ws[won];
+    } else {
+        s->mode = keep;
+    }
+    return fastest;
+}
+
+
 static void conv_release(const kiln_env *env, void *state) {
     conv_state *s = state;
     if (!s) return;
@@ -1466,23 +1536,15 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     bool graph_ok[KCU_CG_MAX] = {false};
     size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
     int graph_n = 0;
+    kcu_cg_desc cd;
     if (graph_on) {
         /* a pitched output written by the graph itself where cuDNN has engines for it
          * (KILN_CONV_GRAPH_PITCH=off: the dense copy and a pass, A/B runs), else dense */
         const char *pitch_env = getenv("KILN_CONV_GRAPH_PITCH");
         bool pitch_on = s->yp && (graph_wanted ? hint_pitch : !(pitch_env && !strcmp(pitch_env, "off")));
-        kcu_cg_desc cd = {g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
-                          has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0, false};
-        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
-            kcu_cg_free(b->env, s->cg);
-            s->cg = NULL;
-            if (pitch_on) { /* no engine for the pitched output: the dense one */
-                cd.ldy = 0;
-                if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
-            }
-        }
-        s->cg_pitched = s->cg && cd.ldy > 0;
-        (void)cudaGetLastError();
+        cd = (kcu_cg_desc){g.n, cin, ih, iw, g.k, g.kh, g.kw, g.oh, g.ow, {ph, pw}, {ph, pw}, {g.sh, g.sw}, {g.dh, g.dw},
+                           has_res && !s->res_after, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0, false};
+        cg_open(l, b->env, s, cd);
     }
     bool graph_hint = graph_wanted && s->cg && (int)hint.algo < kcu_cg_count(s->cg) &&
                       kcu_cg_engine(s->cg, (int)hint.algo) == (int64_t)hint.math &&
@@ -1505,13 +1567,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     bool fused = prepare_fused(l, s);
     bool gemm = !use_s2d && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !asym && g.pt == 0 && g.pl == 0 && g.g == 1 &&
                 prepare_gemm(l, b, s, &g);
-    if (s->cg && !graph_hint && !(hint.ok && fwd_taken)) {
-        graph_n = kcu_cg_count(s->cg);
-        for (int i = 0; i < graph_n; i++) {
-            graph_ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &graph_ws[i]);
-            if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
-        }
-    }
+    if (s->cg && !graph_hint && !(hint.ok && fwd_taken)) graph_n = cg_plan_all(l, b, s, cd, graph_ok, graph_ws, &graph_max);
     size_t cudnn_ws = s->ws > s->fused_ws ? s->ws : s->fused_ws, ig_max = 0;
     for (int i = 0; ig_time && i < kcu_igemm_configs(); i++) {
         size_t w = kcu_igemm_workspace(&s->ig, i);
@@ -1582,25 +1638,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             else s->mode = keep;
         }
         if (s->cg) {
-            int keep = s->mode, won = -1;
-            s->mode = CONV_GRAPH;
             if (graph_env && !strcmp(graph_env, "only") && !stem_only) best = INFINITY; /* tests: the graph path whenever it runs */
-            for (int i = 0; i < graph_n; i++) {
-                if (!graph_ok[i]) continue;
-                kcu_cg_use(s->cg, i);
-                float t = bench_time(&bn, l, s, conv_run);
-                if (t < best) {
-                    best = t;
-                    won = i;
-                }
-            }
-            if (won >= 0) {
-                kcu_cg_use(s->cg, won);
-                s->cg_index = won;
-                s->cg_ws = graph_ws[won];
-            } else {
-                s->mode = keep;
-            }
+            (void)cg_time(&bn, l, s, conv_run, graph_n, graph_ok, graph_ws, &best);
         }
         bench_close(&bn);
     } else if (gemm && s->nhwc) {
@@ -1892,20 +1931,12 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     bool graph_on = sto == KILN_FLOAT16 && nhwc && g.g == 1 && direct && !ig_hint &&
                     (graph_wanted || (!(graph_env && !strcmp(graph_env, "off")) && !b->untimed && !t0.ok));
     s->cg_act_pass = s->has_act && s->act.type != KILN_ACT_RELU;
+    kcu_cg_desc cd = {g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.oh, g.ow, {g.pt, g.pl}, {g.pt, g.pl}, {g.sh, g.sw},
+                      {g.dh, g.dw}, false, s->has_bias, s->has_act && !s->cg_act_pass, 0, true};
     if (graph_on) {
         bool pitch_on = s->yp && (graph_wanted ? (t0.mode & CONV_GPITCH) != 0 : !(pitch_env && !strcmp(pitch_env, "off")));
-        kcu_cg_desc cd = {g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.oh, g.ow, {g.pt, g.pl}, {g.pt, g.pl}, {g.sh, g.sw},
-                          {g.dh, g.dw}, false, s->has_bias, s->has_act && !s->cg_act_pass, pitch_on ? s->yp : 0, true};
-        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK || kcu_cg_count(s->cg) == 0) {
-            kcu_cg_free(b->env, s->cg);
-            s->cg = NULL;
-            if (pitch_on) { /* no engine for the pitched output: the dense one */
-                cd.ldy = 0;
-                if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
-            }
-        }
-        s->cg_pitched = s->cg && cd.ldy > 0;
-        (void)cudaGetLastError();
+        cd.ldy = pitch_on ? s->yp : 0;
+        cg_open(l, b->env, s, cd);
     }
     size_t graph_ws[KCU_CG_MAX] = {0}, graph_max = 0;
     bool graph_ok[KCU_CG_MAX] = {false};
@@ -1928,25 +1959,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     bool ig_time = up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
     bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
     int graph_n = 0;
-    for (int pass = 0; pass < 2 && s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only; pass++) {
-        graph_n = kcu_cg_count(s->cg);
-        for (int i = 0; i < graph_n; i++) {
-            graph_ok[i] = kcu_cg_plan(s->cg, i, b->ws_limit, &graph_ws[i]);
-            if (graph_ok[i] && graph_ws[i] > graph_max) graph_max = graph_ws[i];
-        }
-        if (graph_max || !s->cg_pitched) break;
-        bool any = false;
-        for (int i = 0; i < graph_n; i++) any = any || graph_ok[i];
-        if (any) break;
-        /* no plan finalizes for the pitched output: the dense graph and a pass */
-        kcu_cg_desc cd = {g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.oh, g.ow, {g.pt, g.pl}, {g.pt, g.pl}, {g.sh, g.sw},
-                          {g.dh, g.dw}, false, s->has_bias, s->has_act && !s->cg_act_pass, 0, true};
-        kcu_cg_free(b->env, s->cg);
-        if (kcu_cg_create(l, b->env, &cd, &s->cg) != KILN_OK) s->cg = NULL;
-        s->cg_pitched = false;
-        graph_n = 0;
-        (void)cudaGetLastError();
-    }
+    if (s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only)
+        graph_n = cg_plan_all(l, b, s, cd, graph_ok, graph_ws, &graph_max);
     bool graph_time = graph_n > 0 && !b->untimed;
     /* scratch: the libraries' workspace, then the full output to crop from, then the dense
      * copy of a pitched output that the bias pass writes into the slice */
@@ -2001,26 +2015,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 if (won >= 0) s->ig_cfg = won;
             }
             if (graph_time) {
-                int keep = s->mode, gwon = -1;
-                s->mode = CONV_GRAPH;
                 if (graph_env && !strcmp(graph_env, "only")) best = INFINITY; /* tests: the graph wherever it runs */
-                for (int i = 0; i < graph_n; i++) {
-                    if (!graph_ok[i]) continue;
-                    kcu_cg_use(s->cg, i);
-                    float ms = bench_time(&bn, l, s, deconv_run);
-                    if (ms < graph_ms) graph_ms = ms;
-                    if (ms < best) {
-                        best = ms;
-                        gwon = i;
-                    }
-                }
-                if (gwon >= 0) {
-                    kcu_cg_use(s->cg, gwon);
-                    s->cg_index = gwon;
-                    s->cg_ws = graph_ws[gwon];
-                } else {
-                    s->mode = keep;
-                }
+                graph_ms = cg_time(&bn, l, s, deconv_run, graph_n, graph_ok, graph_ws, &best);
             }
             kiln_log(b->env, KILN_LOG_VERBOSE,
                      "deconvolution %s: cuDNN backward-data %.4f ms, cuDNN graph%s %.4f ms, kiln's GEMM %.4f ms (%s)",

@@ -366,13 +366,7 @@ static bool ig_shape_ok(const kcu_igemm *p) {
 
 /* At prepare: the shape, and a device of compute capability 8.0 or newer (cp.async). */
 extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 8) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    return ig_shape_ok(p);
+    return kcu_device_sm80() && ig_shape_ok(p);
 }
 
 /* One launch. Every launch raises the kernel's dynamic shared memory limit (above the

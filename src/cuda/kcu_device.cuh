@@ -28,6 +28,18 @@ static inline unsigned kcu_blocks(int64_t n, int threads = KCU_THREADS) {
 
 static inline cudaError_t kcu_launched(void) { return cudaGetLastError(); }
 
+/* Whether the current device has compute capability 8.0 or newer (cp.async, ldmatrix,
+ * mma.sync m16n8k16: kiln's tensor-core kernels). */
+static inline bool kcu_device_sm80(void) {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return major >= 8;
+}
+
 /* Records a fault; the first one wins. */
 __device__ inline void kcu_fault(kcu_err *err, int code, int node, long long a, long long b) {
     if (!err) return;

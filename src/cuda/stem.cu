@@ -160,13 +160,7 @@ static bool st_shape_ok(const kcu_stem *p) {
 }
 
 extern "C" int kcu_stem_applies(const kcu_stem *p) {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 8) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    return st_shape_ok(p);
+    return kcu_device_sm80() && st_shape_ok(p);
 }
 
 template <int KS>
