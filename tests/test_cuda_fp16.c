@@ -437,6 +437,51 @@ static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
     return net;
 }
 
+/* Shapes for kiln's Hopper kernel (wgmma.cu): 3x3 at 64 and 128 channels on a 150-wide map
+ * (128-pixel tiles, the second partial), a 40-wide one (tiles of two 64-pixel rows, an odd
+ * row count), no padding, a 1x1 and a 3x1 kernel, bias or
+ * none, ReLU / SiLU / LeakyReLU, a residual before the activation and one after it, and
+ * outputs written into a concat's channel slices. */
+static kiln_network *make_wgmma(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 64, 9, 150));
+    kiln_tensor *x2 = kiln_network_add_input(net, "x2", KILN_FLOAT32, d4(1, 64, 7, 40));
+    kiln_tensor *c1 = act(net, conv(net, x, 64, 64, 3, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_tensor *c2 = act(net, conv(net, c1, 64, 128, 3, 1, NULL, 1, true), KILN_ACT_SILU);
+    kiln_tensor *c3a = c2 ? conv(net, c2, 128, 64, 3, 1, NULL, 1, false) : NULL;
+    kiln_tensor *c3 = act(net, c3a ? out0(kiln_network_add_elementwise(net, c3a, c1, KILN_ELT_ADD)) : NULL, KILN_ACT_RELU);
+    kiln_tensor *c4a = act(net, c3 ? conv(net, c3, 64, 64, 3, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
+    kiln_tensor *c4 = c4a ? out0(kiln_network_add_elementwise(net, c4a, c3, KILN_ELT_ADD)) : NULL;
+    kiln_tensor *c5 = c2 ? conv(net, c2, 128, 64, 1, 1, NULL, 1, true) : NULL;
+    kiln_tensor *c6 = c1 ? act(net, conv(net, x, 64, 64, 3, 1, NULL, 1, true), KILN_ACT_RELU) : NULL;
+    kiln_tensor *cat_in[2] = {c4, c6};
+    kiln_tensor *cat = c4 && c6 ? out0(kiln_network_add_concat(net, cat_in, 2, 1)) : NULL;
+    kiln_tensor *c7 = NULL;
+    if (cat) { /* named: the refit case replaces its weights */
+        kiln_conv_desc d = {.out_channels = 64, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {1, 1},
+                            .pad_end = {1, 1}, .dilation = {1, 1}, .groups = 1};
+        int64_t nw = 64 * 128 * 9;
+        kiln_layer *l = kiln_network_add_convolution(net, cat, &d, wts(rnd(nw, -0.03f, 0.03f), nw),
+                                                     wts(rnd(64, -0.2f, 0.2f), 64));
+        if (l) CHECK_OK(kiln_layer_set_name(l, "conv7"));
+        c7 = out0(l);
+    }
+    kiln_tensor *w1 = act(net, conv(net, x2, 64, 64, 3, 1, NULL, 1, true), KILN_ACT_LEAKY_RELU);
+    kiln_tensor *w2 = w1 ? conv(net, w1, 64, 128, 3, 1, (const int64_t[4]){0, 0, 0, 0}, 1, true) : NULL;
+    kiln_tensor *w3 = NULL;
+    if (w1) {
+        kiln_conv_desc d = {.out_channels = 64, .kernel = {3, 1}, .stride = {1, 1}, .pad_begin = {1, 0},
+                            .pad_end = {1, 0}, .dilation = {1, 1}, .groups = 1};
+        int64_t nw = 64 * 64 * 3;
+        w3 = out0(kiln_network_add_convolution(net, w1, &d, wts(rnd(nw, -0.06f, 0.06f), nw), wts(rnd(64, -0.2f, 0.2f), 64)));
+    }
+    bool ok = mark(net, c5, "c5") && mark(net, c7, "c7") && mark(net, w2, "w2") && mark(net, w3, "w3");
+    CHECK(ok, "wgmma network: %s", kiln_last_error());
+    return net;
+}
+
 /* Output channel counts that are not multiples of 8 (YOLOv5's 255-channel heads): kiln's
  * implicit GEMM stores those one element at a time, its split-K reduction too. */
 static kiln_network *make_igemm_odd(kiln_builder *b, unsigned seed) {
@@ -731,10 +776,11 @@ static void test_pools_fp16(kiln_builder *b) {
  * runs): each within the float16 tolerance of the CPU's float32, `want` convolutions on
  * kernels named KERNEL* (exactly, or at least with at_least), and a reloaded plan running
  * the same kernels without the variable (the plan's stored choice decides). */
-static void forced_path_cases(kiln_builder *b, const char *var, const char *kernel, const char *path,
-                              const make_fn *makes, const char *const *names, const int *want, bool at_least) {
-    setenv(var, "only", 1);
-    for (int m = 0; m < 3; m++) {
+static void forced_path_cases_n(kiln_builder *b, const char *var, const char *val, const char *kernel,
+                                const char *path, const make_fn *makes, const char *const *names, const int *want,
+                                int count, bool at_least) {
+    setenv(var, val, 1);
+    for (int m = 0; m < count; m++) {
         kiln_engine *e = compare_case(names[m], b, makes[m], true, FP16_TOL);
         if (e) {
             int n = count_kernels(e, kernel, "Convolution");
@@ -744,11 +790,16 @@ static void forced_path_cases(kiln_builder *b, const char *var, const char *kern
             kiln_engine *re = th_reload(e, names[m]);
             CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", names[m]);
             kiln_engine_destroy(re);
-            setenv(var, "only", 1);
+            setenv(var, val, 1);
         }
         kiln_engine_destroy(e);
     }
     unsetenv(var);
+}
+
+static void forced_path_cases(kiln_builder *b, const char *var, const char *kernel, const char *path,
+                              const make_fn *makes, const char *const *names, const int *want, bool at_least) {
+    forced_path_cases_n(b, var, "only", kernel, path, makes, names, want, 3, at_least);
 }
 
 /* kiln's implicit-GEMM kernel wherever it applies: every one-group convolution (stems:
@@ -774,16 +825,38 @@ static void test_igemm_fp16(kiln_builder *b) {
     unsetenv("KILN_CONV_IGEMM");
 }
 
+/* kiln's Hopper kernel (KILN_CONV_IGEMM=wgmma: its configurations wherever one applies)
+ * on make_wgmma's shapes: within the float16 tolerance of the CPU, all ten of its
+ * convolutions on the kernel where the device is a compute capability 9.0 Hopper, a reloaded plan running
+ * the same kernels, and a refit read in the kernel's own weight layout. */
+static void refit_case_val(kiln_builder *b, make_fn make, const char *var, const char *val, const char *layer,
+                           int64_t nk, float kr, int64_t nb, unsigned seed);
+
+static void test_wgmma_fp16(kiln_builder *b) {
+    int dev = 0, major = 0, minor = 0;
+    bool hopper = cudaGetDevice(&dev) == cudaSuccess &&
+                  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+                  major == 9 && minor == 0;
+    const make_fn makes[1] = {make_wgmma};
+    const char *const names[1] = {"fp16 wgmma shapes"};
+    const int want[1] = {hopper ? 10 : 0};
+    if (!hopper) printf("not a compute capability 9.0 device: kiln's Hopper kernel is not a candidate here\n");
+    forced_path_cases_n(b, "KILN_CONV_IGEMM", "wgmma", "cuda.kiln_wgmma_", "kiln's Hopper kernel", makes, names, want,
+                        1, false);
+    if (hopper) refit_case_val(b, make_wgmma, "KILN_CONV_IGEMM", "wgmma", "conv7", 64 * 128 * 9, 0.05f, 64, 8);
+}
+
 /* Builds make() for the CPU and, with var=only, for CUDA float16; refits layer's kernel
  * (nk values in [-kr, kr]) and bias (nb values) with the same new values on both and
  * compares their runs: the path var forces reads the refitted weights in its own layout. */
-static void refit_case(kiln_builder *b, make_fn make, const char *var, const char *layer, int64_t nk, float kr,
-                       int64_t nb, unsigned seed) {
+static void refit_case_val(kiln_builder *b, make_fn make, const char *var, const char *val, const char *layer,
+                           int64_t nk, float kr, int64_t nb, unsigned seed) {
     char what[96], kname[64], bname[64];
-    snprintf(what, sizeof what, "fp16 %s after refit (%s=only)", layer, var);
+    snprintf(what, sizeof what, "fp16 %s after refit (%s=%s)", layer, var, val);
     snprintf(kname, sizeof kname, "%s.kernel", layer);
     snprintf(bname, sizeof bname, "%s.bias", layer);
-    setenv(var, "only", 1);
+    setenv(var, val, 1);
     kiln_network *ncpu = make(b, 77), *ngpu = make(b, 77);
     kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL), *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
     unsetenv(var);
@@ -810,6 +883,11 @@ static void refit_case(kiln_builder *b, make_fn make, const char *var, const cha
     kiln_engine_destroy(egpu);
     kiln_network_destroy(ncpu);
     kiln_network_destroy(ngpu);
+}
+
+static void refit_case(kiln_builder *b, make_fn make, const char *var, const char *layer, int64_t nk, float kr,
+                       int64_t nb, unsigned seed) {
+    refit_case_val(b, make, var, "only", layer, nk, kr, nb, seed);
 }
 
 /* The upsampling deconvolutions on kiln's GEMM (forced, then as timed) and on cuDNN
@@ -1316,6 +1394,7 @@ int main(void) {
         test_layers_fp16(b);
         test_pools_fp16(b);
         test_igemm_fp16(b);
+        test_wgmma_fp16(b);
         test_concat_slices_fp16(b);
         test_upsample_fp16(b);
         test_stem_kernel_fp16(b);

@@ -1360,7 +1360,8 @@ static void conv_name(conv_state *s) {
         kcu_igemm_tile(&s->ig, s->ig_cfg, &bm, &bn, &z);
         char split[24] = "";
         if (z > 1) snprintf(split, sizeof split, "_splitk%d", z);
-        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_%dx%d%s%s", bm, bn, split, fmt);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_%s_%dx%d%s%s", kcu_igemm_is_wgmma(s->ig_cfg) ? "wgmma" : "igemm",
+                 bm, bn, split, fmt);
     }
     else if (s->mode == CONV_STEM)
         snprintf(s->name, sizeof s->name, "cuda.kiln_stem%s", fmt);
@@ -1513,11 +1514,17 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
                         (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0, (int)s->yp, 0, 0};
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
-    bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && hint.algo < (uint32_t)kcu_igemm_configs() &&
+    bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && kcu_igemm_config_ok(&s->ig, (int)hint.algo) &&
                    kcu_igemm_workspace(&s->ig, (int)hint.algo) <= b->ws_limit;
     if (hint.ok && hint.mode == CONV_IGEMM && !ig_hint) hint.ok = false; /* not here: time as usual */
     bool ig_time = s->ig_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
-    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    /* =wgmma: as only, with the Hopper kernel's configurations alone where one applies */
+    bool ig_wgmma = false;
+    for (int i = 0; ig_time && ig_env && !strcmp(ig_env, "wgmma") && i < kcu_igemm_configs(); i++)
+        ig_wgmma = ig_wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(&s->ig, i));
+    bool ig_only = ig_time && ig_env && (!strcmp(ig_env, "only") || !strcmp(ig_env, "wgmma"));
+    const char *wg_env = getenv("KILN_CONV_WGMMA"); /* =off: the Hopper kernel left out (A/B runs) */
+    bool wg_off = wg_env && !strcmp(wg_env, "off");
     const char *stem_env = getenv("KILN_CONV_STEM");
     bool stem_hint = hint.ok && hint.mode == CONV_STEM && s->stem_ok;
     if (hint.ok && hint.mode == CONV_STEM && !stem_hint) hint.ok = false; /* not here: time as usual */
@@ -1599,10 +1606,12 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         hint_taken(b);
     } else if ((fused || gemm || graph_max || s->cg || ig_time || stem_time) &&
                bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
-        float best = bench_time(&bn, l, s, conv_run);
+        float best = bench_time(&bn, l, s, conv_run), dnn_ms = best, ig_ms = INFINITY, wg_ms = INFINITY;
+        float graph_ms = INFINITY;
         if (fused) {
             s->mode = CONV_FUSED;
             float t = bench_time(&bn, l, s, conv_run);
+            if (t < dnn_ms) dnn_ms = t;
             if (t < best) best = t;
             else s->mode = CONV_CUDNN;
         }
@@ -1618,9 +1627,13 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             s->mode = CONV_IGEMM;
             if (ig_only) best = INFINITY; /* tests: the own kernel wherever it runs */
             for (int i = 0; i < kcu_igemm_configs(); i++) {
+                if (!kcu_igemm_config_ok(&s->ig, i) || (ig_wgmma && !kcu_igemm_is_wgmma(i))) continue;
+                if (wg_off && kcu_igemm_is_wgmma(i)) continue;
                 if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                 s->ig_cfg = i;
                 float t = bench_time(&bn, l, s, conv_run);
+                float *fastest = kcu_igemm_is_wgmma(i) ? &wg_ms : &ig_ms;
+                if (t < *fastest) *fastest = t;
                 if (t < best) {
                     best = t;
                     won = i;
@@ -1639,8 +1652,12 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         }
         if (s->cg) {
             if (graph_env && !strcmp(graph_env, "only") && !stem_only) best = INFINITY; /* tests: the graph path whenever it runs */
-            (void)cg_time(&bn, l, s, conv_run, graph_n, graph_ok, graph_ws, &best);
+            graph_ms = cg_time(&bn, l, s, conv_run, graph_n, graph_ok, graph_ws, &best);
         }
+        kiln_log(b->env, KILN_LOG_VERBOSE,
+                 "convolution %s: cuDNN %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, kiln's Hopper kernel %.4f ms "
+                 "(mode %d)",
+                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms, s->mode);
         bench_close(&bn);
     } else if (gemm && s->nhwc) {
         s->mode = CONV_GEMM; /* untimed: the GEMM with its fused epilogue is the likely winner */
@@ -1921,7 +1938,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                  kcu_igemm_applies(&s->ig);
     tactic t0 = tactic_read(b, 'D'), t = t0;
     int hint_mode = t0.ok ? t0.mode & ~CONV_GPITCH : -1;
-    bool ig_hint = hint_mode == CONV_IGEMM && up_ok && t0.algo < (uint32_t)kcu_igemm_configs() &&
+    bool ig_hint = hint_mode == CONV_IGEMM && up_ok && kcu_igemm_config_ok(&s->ig, (int)t0.algo) &&
                    kcu_igemm_workspace(&s->ig, (int)t0.algo) <= b->ws_limit;
     /* cuDNN's backend API: backward-data with the bias (and ReLU) in its epilogue, writing
      * a concat's slice itself where an engine takes that pitched output (KILN_CONV_GRAPH=
@@ -2001,6 +2018,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 s->w = dw; /* the GEMM's layout while its candidates run */
                 s->mode = CONV_IGEMM;
                 for (int i = 0; i < kcu_igemm_configs(); i++) {
+                    if (!kcu_igemm_config_ok(&s->ig, i)) continue;
                     if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                     s->ig_cfg = i;
                     float ms = bench_time(&bn, l, s, deconv_run);

@@ -322,7 +322,10 @@ __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict_
 static const int ig_tiles[][2] = {{64, 64}, {128, 64}, {64, 128}, {128, 128}, {32, 64}, {64, 32}, {32, 32}, {128, 32}};
 #define IG_CONFIGS ((int)(sizeof ig_tiles / sizeof ig_tiles[0]))
 
-extern "C" int kcu_igemm_configs(void) { return IG_CONFIGS; }
+/* Configurations IG_CONFIGS.. are kiln's Hopper kernel (wgmma.cu), where it applies. */
+extern "C" int kcu_igemm_configs(void) { return IG_CONFIGS + kcu_wgmma_configs(); }
+
+extern "C" int kcu_igemm_is_wgmma(int cfg) { return cfg >= IG_CONFIGS; }
 
 /* Split-K slices for a tile shape: enough blocks for two per SM of a 132-SM Hopper where the
  * output tiles alone leave it idle, each slice keeping 4 or more reduction tiles. A function
@@ -340,11 +343,17 @@ static int ig_splits(const kcu_igemm *p, int cfg) {
 }
 
 extern "C" size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg) {
-    int z = cfg >= 0 && cfg < IG_CONFIGS ? ig_splits(p, cfg) : 1;
+    int z = cfg >= 0 && cfg < IG_CONFIGS ? ig_splits(p, cfg) : 1; /* the Hopper kernel never splits */
     return z > 1 ? (size_t)z * (size_t)p->m * (size_t)p->k * sizeof(float) : 0;
 }
 
 extern "C" void kcu_igemm_tile(const kcu_igemm *p, int cfg, int *bm, int *bn, int *splits) {
+    if (cfg >= IG_CONFIGS) {
+        *bm = 128;
+        *bn = kcu_wgmma_bn(cfg - IG_CONFIGS);
+        *splits = 1;
+        return;
+    }
     *bm = ig_tiles[cfg][0];
     *bn = ig_tiles[cfg][1];
     *splits = ig_splits(p, cfg);
@@ -367,6 +376,12 @@ static bool ig_shape_ok(const kcu_igemm *p) {
 /* At prepare: the shape, and a device of compute capability 8.0 or newer (cp.async). */
 extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
     return kcu_device_sm80() && ig_shape_ok(p);
+}
+
+/* Whether configuration cfg runs this shape (kcu_igemm_applies said the GEMM does). */
+extern "C" int kcu_igemm_config_ok(const kcu_igemm *p, int cfg) {
+    if (cfg < 0 || cfg >= kcu_igemm_configs()) return 0;
+    return cfg < IG_CONFIGS || kcu_wgmma_applies(p, cfg - IG_CONFIGS);
 }
 
 /* One launch. Every launch raises the kernel's dynamic shared memory limit (above the
@@ -394,6 +409,8 @@ static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, cons
 
 extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *shape, const void *x, const void *w,
                                      const float *bias, const void *res, void *y, void *workspace) {
+    if (cfg >= IG_CONFIGS && cfg < kcu_igemm_configs() && ig_shape_ok(shape))
+        return kcu_wgmma_run(s, cfg - IG_CONFIGS, shape, x, w, bias, res, y);
     if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(shape)) return cudaErrorInvalidValue;
     /* 16-byte stores and loads of 8 channels where the rows allow (bias buffers are aligned) */
     kcu_igemm q = *shape;

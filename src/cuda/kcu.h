@@ -209,6 +209,9 @@ typedef struct kcu_igemm {
     int uh, uw; /* > 0: the deconvolution's scatter above */
 } kcu_igemm;
 int kcu_igemm_configs(void);
+/* Whether configuration cfg is kiln's Hopper kernel (wgmma.cu), and whether it runs p. */
+int kcu_igemm_is_wgmma(int cfg);
+int kcu_igemm_config_ok(const kcu_igemm *p, int cfg);
 /* A configuration's tile shape and split-K slices for this shape. */
 void kcu_igemm_tile(const kcu_igemm *p, int cfg, int *bm, int *bn, int *splits);
 int kcu_igemm_applies(const kcu_igemm *p);
@@ -216,6 +219,14 @@ int kcu_igemm_applies(const kcu_igemm *p);
 size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
                           const void *res, void *y, void *workspace);
+
+/* wgmma.cu: kiln's Hopper convolution (stride 1, channels multiples of 64, weights resident
+ * in shared memory; sm_90a), configurations IG_CONFIGS.. of the implicit GEMM above. */
+int kcu_wgmma_configs(void);
+int kcu_wgmma_bn(int cfg);
+int kcu_wgmma_applies(const kcu_igemm *p, int cfg);
+cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
+                          const void *res, void *y);
 
 /* stem.cu: an image network's stem convolution, float16 channels-last with 1-8 input
  * channels read unpadded: x [n, h, w, c], the weights [k, kp] (reduction index

@@ -1,0 +1,455 @@
+/* kiln CUDA backend: kiln's Hopper convolution, float16 channels-last, stride 1, on the
+ * tensor cores through wgmma with TMA loads (sm_90a: H100, H200).
+ *
+ * The convolution is the implicit GEMM of igemm.cu (M = output pixels, N = output channels,
+ * reduction over kh x kw taps of C input channels) with what Hopper adds:
+ * - the layer's weights for one block of BN output channels stay in shared memory for the
+ *   whole kernel (loaded once by the tensor copy engine, 128-byte swizzled), so only the
+ *   input streams;
+ * - a tile is 128 output pixels: one output row of 128, or two rows of 64 where the map
+ *   is 64 wide or less. For each filter row r and each 64-channel block, one TMA copy brings
+ *   the tile's input row with its halo ((tile width + kw - 1) pixels x 64 channels; the
+ *   padding and the edges arrive as zeros from the copy engine, which fills what lies
+ *   outside the tensor), and the kw taps of that row are the same shared rows shifted by one
+ *   pixel (128 bytes): each input pixel crosses from L2 kh times, not kh x kw;
+ * - two consumer warpgroups take the block's tiles in turn (ping-pong): each issues
+ *   wgmma.m64nBNk16 for the tile's two 64-pixel halves, both operands read from shared
+ *   memory through descriptors, and their main loops alternate on the tensor cores (named
+ *   barriers), so that one's epilogue runs under the other's products. A producer warp
+ *   feeds each warpgroup its own ring of input stages on mbarriers; the grid is persistent
+ *   (one block per SM, tiles in raster order so neighbouring rows meet in L2);
+ * - the accumulators start from the bias; the epilogue adds the residual, applies the
+ *   activation and stores float16 (pitched: y may be a concat's channel slice).
+ * Measured on an H200 (UNet at batch 8, 512x512, 3x3 64 -> 64 into a concat's slice):
+ * 0.332 ms against cuDNN's 0.421 (which writes a dense copy first); without the ping-pong,
+ * the descriptors built per instruction and the filter taps in a run-time loop, 0.534.
+ * It applies to stride-1, undilated, one-group convolutions of 1 or 3 filter columns with C a
+ * multiple of 64, K of BN and weights that fit in shared memory beside four stages (3x3 up
+ * to 128 channels at BN = 64): UNet's and VGG's wide early layers, where cuDNN's best engine reached a third
+ * of the tensor cores' peak. The builder times it beside the other candidates; it is
+ * numbered as further configurations of kiln's implicit GEMM (its weights, refit and plan
+ * entry are the GEMM's). */
+#include "cuda/kcu_device.cuh"
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#define WG_THREADS 288                 /* warps 0-7: two consumer warpgroups; warp 8: the producer */
+#define WG_ROWS 136                    /* 128-byte shared rows of an input stage */
+#define WG_STAGE (WG_ROWS * 128)       /* 17408 bytes, a multiple of 1024 (the swizzle's period) */
+#define WG_MAX_STAGES 8            /* two rings of up to 4 */
+
+/* The kernel's arguments beside its two tensor maps. */
+typedef struct wg_args {
+    int oh, ow, k, c, kh, kw, pt, pl;
+    int tw, th;                 /* a tile: th rows of tw output pixels (128 x 1 or 64 x 2) */
+    int tiles_w, tiles_h, tiles; /* tiles across a row, down an image, in all */
+    int nblocks, cblocks;       /* blocks of BN output channels, of 64 input channels */
+    int wblocks;                /* kh*kw*cblocks weight tiles of BN x 64 in shared memory */
+    int stages;
+    int ldy, vec;               /* vec: y and the residual take 4-byte pairs */
+    int res_after;
+    kcu_act act;
+    const float *bias;
+    const __half *res;
+    __half *y;
+} wg_args;
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_ARCH 1
+#endif
+
+#ifdef WG_ARCH
+__device__ __forceinline__ uint32_t wg_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void wg_bar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void wg_bar_expect(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void wg_bar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* Waits until the barrier's phase of this parity has completed. */
+__device__ __forceinline__ void wg_bar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* Tensor copies into shared memory, completing on an mbarrier; coordinates innermost first,
+ * those outside the tensor read as zeros. */
+__device__ __forceinline__ void wg_tma4(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
+                                        uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+                 "%4, %5}], [%6];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+                 : "memory");
+}
+__device__ __forceinline__ void wg_tma2(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, "
+                 "%3}], [%4];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
+}
+
+/* A shared-memory matrix descriptor: K-major, 128-byte swizzle (8-row groups 1024 bytes
+ * apart), the start address in 16-byte units in the low bits (added to, to step along K or
+ * to shift rows). The swizzle follows the address bits: a start off the swizzle's 1024-byte
+ * period (an input row shifted by a tap) needs no base offset (measured on an H200: setting
+ * the field to the start's phase read wrong rows). */
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N, int R> __device__ __forceinline__ void wg_wait(float *d) {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+    #pragma unroll
+    for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i])::"memory"); /* the sums are read after the wait */
+}
+
+__device__ __forceinline__ void wg_mma64(float *d, uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wg_mma128(float *d, uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1));
+}
+
+template <int BN> __device__ __forceinline__ void wg_mma(float *d, uint64_t da, uint64_t db) {
+    if (BN == 64) wg_mma64(d, da, db);
+    else wg_mma128(d, da, db);
+}
+#endif /* WG_ARCH */
+
+enum { WG_NONE, WG_RELU, WG_SILU, WG_ANY };
+
+template <int ACT> __device__ __forceinline__ float wg_act(const kcu_act &a, float v) {
+    if (ACT == WG_RELU) return v < 0 ? 0.0f : v;
+    if (ACT == WG_SILU) return kcu_silu_fast(v);
+    if (ACT == WG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
+    return v;
+}
+
+template <int BN, int KW, int ACT>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+    k_wgmma(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap, const wg_args a) {
+#ifndef WG_ARCH
+    __trap();
+#else
+    extern __shared__ uint8_t wg_raw[];
+    uint32_t base = (wg_smem(wg_raw) + 1023u) & ~1023u;
+    int rs = a.stages / 2;                                     /* stages of each warpgroup's ring */
+    uint32_t wsm = base;                                       /* weights: wblocks tiles of BN rows x 128 bytes */
+    uint32_t xsm = wsm + (uint32_t)a.wblocks * BN * 128;       /* input stages: ring 0, then ring 1 */
+    uint32_t full = xsm + (uint32_t)a.stages * WG_STAGE;       /* mbarriers: full[stages], empty[stages], weights */
+    uint32_t empty = full + 8u * a.stages, wbar = empty + 8u * a.stages;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < a.stages; i++) {
+            wg_bar_init(full + 8 * i, 1);
+            wg_bar_init(empty + 8 * i, 1); /* the ring's warpgroup, once its products are done */
+        }
+        wg_bar_init(wbar, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    int nb = blockIdx.x % a.nblocks, t0 = blockIdx.x / a.nblocks, tstep = gridDim.x / a.nblocks;
+    int halo = a.tw + KW - 1; /* input pixels of a tile row */
+    if (warp == 8) { /* the producer: one lane issues every copy, tiles alternating between the rings */
+        if (lane == 0) {
+            wg_bar_expect(wbar, (uint32_t)a.wblocks * BN * 128);
+            for (int b = 0; b < a.wblocks; b++) {
+                int tap = b / a.cblocks, cb = b - tap * a.cblocks;
+                wg_tma2(wsm + (uint32_t)b * BN * 128, &wmap, tap * a.c + cb * 64, nb * BN, wbar);
+            }
+            uint32_t bytes = (uint32_t)(halo * a.th * 128);
+            int it = 0, other = 0; /* stages this ring and the other have taken */
+            for (int t = t0, q = 0; t < a.tiles; t += tstep, q++) {
+                int g = q & 1, tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img = rest / a.tiles_h;
+                if (q > 0) { /* the other ring's turn */
+                    int x = it;
+                    it = other;
+                    other = x;
+                }
+                for (int r = 0; r < a.kh; r++)
+                    for (int cb = 0; cb < a.cblocks; cb++) {
+                        int slot = g * rs + it % rs;
+                        uint32_t ph = (uint32_t)(it / rs) & 1u;
+                        it++;
+                        wg_bar_wait(empty + 8 * slot, ph ^ 1u); /* the first round passes at once */
+                        wg_bar_expect(full + 8 * slot, bytes);
+                        wg_tma4(xsm + (uint32_t)slot * WG_STAGE, &xmap, cb * 64, tc * a.tw - a.pl, tr * a.th + r - a.pt,
+                                img, full + 8 * slot);
+                    }
+            }
+        }
+        return;
+    }
+    /* consumers: warpgroup g takes the block's tiles q = g, g + 2, ... (all 128 pixels, as two
+     * m64 halves); their main loops take turns on the tensor cores (named barriers 1 and 2)
+     * so that one's epilogue runs under the other's products */
+    int g = warp / 4, w4 = warp % 4;
+    uint32_t half1 = (uint32_t)(a.th == 1 ? 64 : halo) * 128u; /* the second half's first shared row */
+    /* the thread's channel pairs 8j + 2*(lane%4) of this block, and their bias */
+    const float *br = a.bias ? a.bias + nb * BN + 2 * (lane % 4) : NULL;
+    wg_bar_wait(wbar, 0);
+    int it = 0;
+    int count = (a.tiles - t0 + tstep - 1) / tstep; /* the block's tiles */
+    for (int q = g; q < count; q += 2) {
+        int t = t0 + q * tstep;
+        float acc[BN];
+        #pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            float2 bv = br ? *reinterpret_cast<const float2 *>(br + 8 * j) : make_float2(0.0f, 0.0f);
+            #pragma unroll
+            for (int x = 0; x < 4; x++) { /* [half][j][row h][pair] */
+                acc[(x >> 1) * (BN / 2) + 4 * j + 2 * (x & 1)] = bv.x;
+                acc[(x >> 1) * (BN / 2) + 4 * j + 2 * (x & 1) + 1] = bv.y;
+            }
+        }
+        if (q > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + g) : "memory"); /* the other's main loop is issued */
+        int prev = -1;
+        for (int r = 0; r < a.kh; r++)
+            for (int cb = 0; cb < a.cblocks; cb++, it++) {
+                int slot = g * rs + it % rs;
+                wg_bar_wait(full + 8 * slot, (uint32_t)(it / rs) & 1u);
+                uint64_t da = wg_desc(xsm + (uint32_t)slot * WG_STAGE);
+                uint64_t db = wg_desc(wsm + (uint32_t)(r * KW * a.cblocks + cb) * BN * 128);
+                wg_fence();
+                #pragma unroll
+                for (int s = 0; s < KW; s++)
+                    #pragma unroll
+                    for (int k = 0; k < 4; k++) { /* descriptor addresses count 16-byte units */
+                        uint64_t bk = db + (uint64_t)(s * a.cblocks * BN * 8 + k * 2);
+                        wg_mma<BN>(acc, da + (uint64_t)(s * 8 + k * 2), bk);
+                        wg_mma<BN>(acc + BN / 2, da + (uint64_t)((half1 >> 4) + s * 8 + k * 2), bk);
+                    }
+                wg_commit();
+                wg_wait<1, BN>(acc); /* the previous stage's products are done: release it */
+                if (prev >= 0 && threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
+                prev = slot;
+            }
+        if (q + 1 < count) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - g) : "memory"); /* the other's turn */
+        wg_wait<0, BN>(acc);
+        if (threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
+        /* the epilogue: rows 16*w4 + lane/4 (+8) of each half, channel pairs 8j + 2*(lane%4) */
+        int tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img = rest / a.tiles_h;
+        #pragma unroll
+        for (int x = 0; x < 4; x++) {
+            int hf = x >> 1, i = 16 * w4 + lane / 4 + 8 * (x & 1);
+            int py = tr * a.th + (a.th == 1 ? 0 : hf), px = tc * a.tw + (a.th == 1 ? 64 * hf : 0) + i;
+            if (py >= a.oh || px >= a.ow) continue;
+            int64_t m = ((int64_t)img * a.oh + py) * a.ow + px;
+            __half *yr = a.y + m * a.ldy + nb * BN + 2 * (lane % 4);
+            const __half *rr = a.res ? a.res + m * a.k + nb * BN + 2 * (lane % 4) : NULL;
+            #pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                float v0 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1)], v1 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1) + 1];
+                float r0 = 0.0f, r1 = 0.0f;
+                if (rr) {
+                    if (a.vec) {
+                        float2 rv = __half22float2(*reinterpret_cast<const __half2 *>(rr + 8 * j));
+                        r0 = rv.x, r1 = rv.y;
+                    } else {
+                        r0 = __half2float(rr[8 * j]), r1 = __half2float(rr[8 * j + 1]);
+                    }
+                }
+                if (a.res_after) {
+                    v0 = wg_act<ACT>(a.act, v0) + r0, v1 = wg_act<ACT>(a.act, v1) + r1;
+                } else {
+                    v0 = wg_act<ACT>(a.act, v0 + r0), v1 = wg_act<ACT>(a.act, v1 + r1);
+                }
+                if (a.vec) {
+                    *reinterpret_cast<__half2 *>(yr + 8 * j) = __floats2half2_rn(v0, v1);
+                } else {
+                    yr[8 * j] = __float2half_rn(v0);
+                    yr[8 * j + 1] = __float2half_rn(v1);
+                }
+            }
+        }
+    }
+#endif
+}
+
+/* ---- host side ---- */
+
+/* Output-channel blocks of the configurations, in the order they are numbered. */
+static const int wg_bn[] = {64, 128};
+#define WG_CONFIGS ((int)(sizeof wg_bn / sizeof wg_bn[0]))
+
+extern "C" int kcu_wgmma_configs(void) { return WG_CONFIGS; }
+extern "C" int kcu_wgmma_bn(int cfg) { return cfg >= 0 && cfg < WG_CONFIGS ? wg_bn[cfg] : 0; }
+
+static int wg_smem_optin(void) {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return v;
+}
+
+/* The geometry of configuration cfg on this shape (false: it does not apply). */
+static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *smem) {
+    if (cfg < 0 || cfg >= WG_CONFIGS) return false;
+    int bn = wg_bn[cfg];
+    if (p->kw != 1 && p->kw != 3) return false; /* the taps of a row unrolled at compile time */
+    if (p->uh || p->uw || p->sh != 1 || p->sw != 1 || p->dh != 1 || p->dw != 1 || p->c % 64 || p->k % bn ||
+        p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->pt < 0 || p->pl < 0 ||
+        (int64_t)p->kh * p->kw * p->c != p->kg)
+        return false;
+    memset(a, 0, sizeof *a);
+    a->tw = p->ow > 64 ? 128 : 64;
+    a->th = 128 / a->tw;
+    if (a->th * (a->tw + p->kw - 1) > WG_ROWS) return false; /* the halo rows fit a stage */
+    a->cblocks = p->c / 64;
+    int64_t wblocks = (int64_t)p->kh * p->kw * a->cblocks;
+    int64_t wbytes = wblocks * bn * 128, fixed = wbytes + 1024 + 16 * (WG_MAX_STAGES + 1);
+    if (fixed + 4 * WG_STAGE > smem_max) return false; /* the weights stay, beside two rings of two stages */
+    a->wblocks = (int)wblocks;
+    a->stages = (int)((smem_max - fixed) / WG_STAGE) & ~1;
+    if (a->stages > WG_MAX_STAGES) a->stages = WG_MAX_STAGES;
+    a->oh = p->oh, a->ow = p->ow, a->k = p->k, a->c = p->c, a->kh = p->kh, a->kw = p->kw, a->pt = p->pt, a->pl = p->pl;
+    a->tiles_w = (p->ow + a->tw - 1) / a->tw;
+    a->tiles_h = (p->oh + a->th - 1) / a->th;
+    int64_t tiles = (int64_t)p->n * a->tiles_w * a->tiles_h;
+    if (tiles > INT32_MAX / 2 || (int64_t)p->h * p->w * p->c > ((int64_t)1 << 36)) return false;
+    a->tiles = (int)tiles;
+    a->nblocks = p->k / bn;
+    *smem = (int)(wbytes + 1024 + (int64_t)a->stages * WG_STAGE + 16 * a->stages + 8);
+    return true;
+}
+
+/* The current device is a Hopper of compute capability 9.0 exactly: the kernel's sm_90a
+ * code runs there and nowhere else. */
+static bool wg_device_ok(void) {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return major == 9 && minor == 0;
+}
+
+extern "C" int kcu_wgmma_applies(const kcu_igemm *p, int cfg) {
+    wg_args a;
+    int smem;
+    return wg_device_ok() && wg_geom(p, cfg, wg_smem_optin(), &a, &smem);
+}
+
+/* The driver's tensor-map encoder, looked up once (the runtime is linked statically: no
+ * libcuda at link time). */
+static PFN_cuTensorMapEncodeTiled_v12000 wg_lookup(void) {
+    void *fn = NULL;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return (PFN_cuTensorMapEncodeTiled_v12000)fn;
+}
+
+
+template <int BN, int KW, int ACT>
+static cudaError_t wg_launch(cudaStream_t s, const CUtensorMap &xm, const CUtensorMap &wm, const wg_args &a, int smem,
+                             int ctas) {
+    cudaError_t e = cudaFuncSetAttribute(k_wgmma<BN, KW, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    k_wgmma<BN, KW, ACT><<<ctas, WG_THREADS, smem, s>>>(xm, wm, a);
+    return kcu_launched();
+}
+
+template <int BN, int KW>
+static cudaError_t wg_launch_act(int act, cudaStream_t s, const CUtensorMap &xm, const CUtensorMap &wm,
+                                 const wg_args &a, int smem, int ctas) {
+    switch (act) {
+    case WG_NONE: return wg_launch<BN, KW, WG_NONE>(s, xm, wm, a, smem, ctas);
+    case WG_RELU: return wg_launch<BN, KW, WG_RELU>(s, xm, wm, a, smem, ctas);
+    case WG_SILU: return wg_launch<BN, KW, WG_SILU>(s, xm, wm, a, smem, ctas);
+    default: return wg_launch<BN, KW, WG_ANY>(s, xm, wm, a, smem, ctas);
+    }
+}
+
+extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
+                                     const float *bias, const void *res, void *y) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = wg_lookup();
+    wg_args a;
+    int smem, dev = 0, sms = 0;
+    if (!encode || !wg_geom(p, cfg, wg_smem_optin(), &a, &smem)) return cudaErrorInvalidValue;
+    if ((uintptr_t)x % 16 || (uintptr_t)w % 16 || (uintptr_t)bias % 8) return cudaErrorInvalidValue;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e != cudaSuccess) return e;
+    int bn = wg_bn[cfg];
+    a.ldy = p->ldy ? p->ldy : p->k;
+    if (a.ldy < p->k) return cudaErrorInvalidValue;
+    a.vec = a.ldy % 2 == 0 && ((uintptr_t)y | (uintptr_t)res) % 4 == 0;
+    a.res_after = p->res_after;
+    a.act = p->act;
+    a.bias = bias;
+    a.res = (const __half *)res;
+    a.y = (__half *)y;
+    /* x: [n, h, w, c] innermost first; a box is 64 channels x a tile row's halo x th rows */
+    CUtensorMap xm, wm;
+    cuuint64_t xdim[4] = {(cuuint64_t)p->c, (cuuint64_t)p->w, (cuuint64_t)p->h, (cuuint64_t)p->n};
+    cuuint64_t xstr[3] = {(cuuint64_t)p->c * 2, (cuuint64_t)p->w * p->c * 2, (cuuint64_t)p->h * p->w * p->c * 2};
+    cuuint32_t xbox[4] = {64, (cuuint32_t)(a.tw + p->kw - 1), (cuuint32_t)a.th, 1}, one[4] = {1, 1, 1, 1};
+    if (encode(&xm, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void *>(x), xdim, xstr, xbox, one,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+        return cudaErrorInvalidValue;
+    /* the weights: [k, kg] rows; a box is 64 reduction elements x bn output channels */
+    cuuint64_t wdim[2] = {(cuuint64_t)p->kg, (cuuint64_t)p->k}, wstr[1] = {(cuuint64_t)p->kg * 2};
+    cuuint32_t wbox[2] = {64, (cuuint32_t)bn};
+    if (encode(&wm, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void *>(w), wdim, wstr, wbox, one,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+        return cudaErrorInvalidValue;
+    /* persistent: one block per SM, each on one block of output channels */
+    int64_t per = sms / a.nblocks > 0 ? sms / a.nblocks : 1;
+    if (per > a.tiles) per = a.tiles;
+    int ctas = (int)(per * a.nblocks);
+    int act = !p->has_act ? WG_NONE
+              : p->act.type == KILN_ACT_RELU ? WG_RELU
+              : p->act.type == KILN_ACT_SILU ? WG_SILU
+                                             : WG_ANY;
+    if (bn == 64) return p->kw == 3 ? wg_launch_act<64, 3>(act, s, xm, wm, a, smem, ctas)
+                                    : wg_launch_act<64, 1>(act, s, xm, wm, a, smem, ctas);
+    return p->kw == 3 ? wg_launch_act<128, 3>(act, s, xm, wm, a, smem, ctas)
+                      : wg_launch_act<128, 1>(act, s, xm, wm, a, smem, ctas);
+}
