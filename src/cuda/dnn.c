@@ -1628,7 +1628,8 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             if (ig_only) best = INFINITY; /* tests: the own kernel wherever it runs */
             for (int i = 0; i < kcu_igemm_configs(); i++) {
                 if (!kcu_igemm_config_ok(&s->ig, i) || (ig_wgmma && !kcu_igemm_is_wgmma(i))) continue;
-                if (wg_off && kcu_igemm_is_wgmma(i)) continue;
+                /* =only: the portable kernel's tiles alone; =wgmma: the Hopper kernel's */
+                if ((wg_off || (ig_only && !ig_wgmma)) && kcu_igemm_is_wgmma(i)) continue;
                 if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                 s->ig_cfg = i;
                 float t = bench_time(&bn, l, s, conv_run);

@@ -223,6 +223,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     uint32_t half1 = (uint32_t)(a.th == 1 ? 64 : halo) * 128u; /* the second half's first shared row */
     /* the thread's channel pairs 8j + 2*(lane%4) of this block, and their bias */
     const float *br = a.bias ? a.bias + nb * BN + 2 * (lane % 4) : NULL;
+    /* at BN = 64 loaded once (every tile starts from them); at 128 per tile: the registers
+     * (a 288-thread block gets 168 a thread) hold the 128 sums and little more */
+    constexpr int HB = BN <= 64 ? BN / 8 : 1;
+    float2 bias[HB];
+    #pragma unroll
+    for (int j = 0; j < HB; j++)
+        bias[j] = br ? *reinterpret_cast<const float2 *>(br + 8 * j) : make_float2(0.0f, 0.0f);
     wg_bar_wait(wbar, 0);
     int it = 0;
     int count = (a.tiles - t0 + tstep - 1) / tstep; /* the block's tiles */
@@ -231,7 +238,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         float acc[BN];
         #pragma unroll
         for (int j = 0; j < BN / 8; j++) {
-            float2 bv = br ? *reinterpret_cast<const float2 *>(br + 8 * j) : make_float2(0.0f, 0.0f);
+            float2 bv = BN <= 64 ? bias[j < HB ? j : 0]
+                        : br ? *reinterpret_cast<const float2 *>(br + 8 * j) : make_float2(0.0f, 0.0f);
             #pragma unroll
             for (int x = 0; x < 4; x++) { /* [half][j][row h][pair] */
                 acc[(x >> 1) * (BN / 2) + 4 * j + 2 * (x & 1)] = bv.x;
@@ -272,6 +280,15 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
             if (py >= a.oh || px >= a.ow) continue;
             int64_t m = ((int64_t)img * a.oh + py) * a.ow + px;
             __half *yr = a.y + m * a.ldy + nb * BN + 2 * (lane % 4);
+            if (!a.res && a.vec) { /* the common case: the activation and 4-byte stores alone */
+                #pragma unroll
+                for (int j = 0; j < BN / 8; j++) {
+                    float v0 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1)], v1 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1) + 1];
+                    *reinterpret_cast<__half2 *>(yr + 8 * j) =
+                        __floats2half2_rn(wg_act<ACT>(a.act, v0), wg_act<ACT>(a.act, v1));
+                }
+                continue;
+            }
             const __half *rr = a.res ? a.res + m * a.k + nb * BN + 2 * (lane % 4) : NULL;
             #pragma unroll
             for (int j = 0; j < BN / 8; j++) {
