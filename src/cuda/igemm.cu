@@ -61,20 +61,9 @@ __device__ __forceinline__ void ig_mma(float *c, const unsigned *a, unsigned b0,
 /* Element offset of 16-byte chunk `chunk` (0-7) of tile row `row` (128-byte rows). */
 __device__ __forceinline__ int ig_off(int row, int chunk) { return row * IG_BK + ((chunk ^ (row & 7)) << 3); }
 
-/* Activations the epilogue applies, fixed at compile time: the generic one (a switch over
- * every kiln activation, inlined per output) made the kernel's code ten times larger. */
-enum { IG_NONE, IG_RELU, IG_SILU, IG_ANY };
-
-template <int ACT> __device__ __forceinline__ float ig_act(const kcu_act &a, float v) {
-    if (ACT == IG_RELU) return v < 0 ? 0.0f : v;
-    if (ACT == IG_SILU) return kcu_silu_fast(v);
-    if (ACT == IG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
-    return v;
-}
-
 /* v (the sum with its bias) with residual r added before or after the activation. */
 template <int ACT> __device__ __forceinline__ float ig_out(const kcu_igemm &p, float v, float r) {
-    return p.res_after ? ig_act<ACT>(p.act, v) + r : ig_act<ACT>(p.act, v + r);
+    return p.res_after ? kcu_epi_act<ACT>(p.act, v) + r : kcu_epi_act<ACT>(p.act, v + r);
 }
 
 /* Where the GEMM's element (m, n) goes in y, and its bias channel: m * ldy + n, or, for a
@@ -425,16 +414,13 @@ extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *s
     float *part = (float *)workspace;
     const __half *xh = (const __half *)x, *wh = (const __half *)w, *rh = (const __half *)res;
     __half *yh = (__half *)y;
-    int act = !p->has_act ? IG_NONE
-              : p->act.type == KILN_ACT_RELU ? IG_RELU
-              : p->act.type == KILN_ACT_SILU ? IG_SILU
-                                             : IG_ANY;
+    int act = kcu_epi_kind(p->has_act, p->act);
 #define IG_LAUNCH(BM, BN)                                                     \
     switch (act) {                                                            \
-    case IG_NONE: return ig_launch<BM, BN, IG_NONE>(grid, s, p, xh, wh, bias, rh, yh, part); \
-    case IG_RELU: return ig_launch<BM, BN, IG_RELU>(grid, s, p, xh, wh, bias, rh, yh, part); \
-    case IG_SILU: return ig_launch<BM, BN, IG_SILU>(grid, s, p, xh, wh, bias, rh, yh, part); \
-    default: return ig_launch<BM, BN, IG_ANY>(grid, s, p, xh, wh, bias, rh, yh, part);       \
+    case KCU_EPI_NONE: return ig_launch<BM, BN, KCU_EPI_NONE>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    case KCU_EPI_RELU: return ig_launch<BM, BN, KCU_EPI_RELU>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    case KCU_EPI_SILU: return ig_launch<BM, BN, KCU_EPI_SILU>(grid, s, p, xh, wh, bias, rh, yh, part); \
+    default: return ig_launch<BM, BN, KCU_EPI_ANY>(grid, s, p, xh, wh, bias, rh, yh, part);       \
     }
     switch (cfg) {
     case 0: IG_LAUNCH(64, 64);

@@ -95,6 +95,25 @@ __device__ inline float kcu_act_apply(int type, float alpha, float beta, float x
     }
 }
 
+/* Activations a tensor-core epilogue fixes at compile time (igemm.cu, wgmma.cu): the generic
+ * one (a switch over every kiln activation, inlined per output) made those kernels' code
+ * ten times larger. kcu_epi_kind picks the variant for an activation. */
+enum { KCU_EPI_NONE, KCU_EPI_RELU, KCU_EPI_SILU, KCU_EPI_ANY };
+
+template <int ACT> __device__ __forceinline__ float kcu_epi_act(const kcu_act &a, float v) {
+    if (ACT == KCU_EPI_RELU) return v < 0 ? 0.0f : v;
+    if (ACT == KCU_EPI_SILU) return kcu_silu_fast(v);
+    if (ACT == KCU_EPI_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
+    return v;
+}
+
+static inline int kcu_epi_kind(int has_act, const kcu_act &a) {
+    return !has_act ? KCU_EPI_NONE
+           : a.type == KILN_ACT_RELU ? KCU_EPI_RELU
+           : a.type == KILN_ACT_SILU ? KCU_EPI_SILU
+                                     : KCU_EPI_ANY;
+}
+
 /* The float32 binary formulas of pointwise.cu, chosen at run time (the float16 broadcast
  * kernels, fused regions): op is a float kiln_elementwise_op or KCU_OP_PRELU. */
 __device__ inline float kcu_bin_apply(int op, float x, float y) {

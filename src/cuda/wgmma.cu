@@ -152,15 +152,6 @@ template <int BN> __device__ __forceinline__ void wg_mma(float *d, uint64_t da, 
 }
 #endif /* WG_ARCH */
 
-enum { WG_NONE, WG_RELU, WG_SILU, WG_ANY };
-
-template <int ACT> __device__ __forceinline__ float wg_act(const kcu_act &a, float v) {
-    if (ACT == WG_RELU) return v < 0 ? 0.0f : v;
-    if (ACT == WG_SILU) return kcu_silu_fast(v);
-    if (ACT == WG_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
-    return v;
-}
-
 template <int BN, int KW, int ACT>
 __global__ void __launch_bounds__(WG_THREADS, 1)
     k_wgmma(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap, const wg_args a) {
@@ -285,7 +276,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                 for (int j = 0; j < BN / 8; j++) {
                     float v0 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1)], v1 = acc[hf * (BN / 2) + 4 * j + 2 * (x & 1) + 1];
                     *reinterpret_cast<__half2 *>(yr + 8 * j) =
-                        __floats2half2_rn(wg_act<ACT>(a.act, v0), wg_act<ACT>(a.act, v1));
+                        __floats2half2_rn(kcu_epi_act<ACT>(a.act, v0), kcu_epi_act<ACT>(a.act, v1));
                 }
                 continue;
             }
@@ -303,9 +294,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                     }
                 }
                 if (a.res_after) {
-                    v0 = wg_act<ACT>(a.act, v0) + r0, v1 = wg_act<ACT>(a.act, v1) + r1;
+                    v0 = kcu_epi_act<ACT>(a.act, v0) + r0, v1 = kcu_epi_act<ACT>(a.act, v1) + r1;
                 } else {
-                    v0 = wg_act<ACT>(a.act, v0 + r0), v1 = wg_act<ACT>(a.act, v1 + r1);
+                    v0 = kcu_epi_act<ACT>(a.act, v0 + r0), v1 = kcu_epi_act<ACT>(a.act, v1 + r1);
                 }
                 if (a.vec) {
                     *reinterpret_cast<__half2 *>(yr + 8 * j) = __floats2half2_rn(v0, v1);
@@ -415,10 +406,10 @@ template <int BN, int KW>
 static cudaError_t wg_launch_act(int act, cudaStream_t s, const CUtensorMap &xm, const CUtensorMap &wm,
                                  const wg_args &a, int smem, int ctas) {
     switch (act) {
-    case WG_NONE: return wg_launch<BN, KW, WG_NONE>(s, xm, wm, a, smem, ctas);
-    case WG_RELU: return wg_launch<BN, KW, WG_RELU>(s, xm, wm, a, smem, ctas);
-    case WG_SILU: return wg_launch<BN, KW, WG_SILU>(s, xm, wm, a, smem, ctas);
-    default: return wg_launch<BN, KW, WG_ANY>(s, xm, wm, a, smem, ctas);
+    case KCU_EPI_NONE: return wg_launch<BN, KW, KCU_EPI_NONE>(s, xm, wm, a, smem, ctas);
+    case KCU_EPI_RELU: return wg_launch<BN, KW, KCU_EPI_RELU>(s, xm, wm, a, smem, ctas);
+    case KCU_EPI_SILU: return wg_launch<BN, KW, KCU_EPI_SILU>(s, xm, wm, a, smem, ctas);
+    default: return wg_launch<BN, KW, KCU_EPI_ANY>(s, xm, wm, a, smem, ctas);
     }
 }
 
@@ -461,10 +452,7 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     int64_t per = sms / a.nblocks > 0 ? sms / a.nblocks : 1;
     if (per > a.tiles) per = a.tiles;
     int ctas = (int)(per * a.nblocks);
-    int act = !p->has_act ? WG_NONE
-              : p->act.type == KILN_ACT_RELU ? WG_RELU
-              : p->act.type == KILN_ACT_SILU ? WG_SILU
-                                             : WG_ANY;
+    int act = kcu_epi_kind(p->has_act, p->act);
     if (bn == 64) return p->kw == 3 ? wg_launch_act<64, 3>(act, s, xm, wm, a, smem, ctas)
                                     : wg_launch_act<64, 1>(act, s, xm, wm, a, smem, ctas);
     return p->kw == 3 ? wg_launch_act<128, 3>(act, s, xm, wm, a, smem, ctas)
