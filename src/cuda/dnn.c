@@ -840,6 +840,19 @@ static float cg_time(bench *bn, const kiln_layer *l, conv_state *s, run_fn run, 
 }
 
 
+/* After timing: the graph the layer chose keeps only its engine configuration; any other
+ * choice frees the candidate graphs. */
+static void cg_settle(const kcu_build *b, conv_state *s) {
+    if (s->mode == CONV_GRAPH) {
+        kcu_cg_keep(s->cg);
+        s->cg_engine = kcu_cg_engine(s->cg, s->cg_index);
+    } else {
+        kcu_cg_free(b->env, s->cg);
+        s->cg = NULL;
+        s->cg_pitched = false;
+    }
+}
+
 static void conv_release(const kiln_env *env, void *state) {
     conv_state *s = state;
     if (!s) return;
@@ -1657,19 +1670,18 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
         }
         kiln_log(b->env, KILN_LOG_VERBOSE,
                  "convolution %s: cuDNN %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, kiln's Hopper kernel %.4f ms "
-                 "(mode %d)",
-                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms, s->mode);
+                 "(%s)",
+                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms,
+                 s->mode == CONV_GRAPH  ? "cuDNN graph"
+                 : s->mode == CONV_GEMM ? "cuBLASLt"
+                 : s->mode == CONV_STEM ? "kiln's stem kernel"
+                 : s->mode == CONV_IGEMM ? (kcu_igemm_is_wgmma(s->ig_cfg) ? "kiln's Hopper kernel" : "kiln's GEMM")
+                                         : "cuDNN");
         bench_close(&bn);
     } else if (gemm && s->nhwc) {
         s->mode = CONV_GEMM; /* untimed: the GEMM with its fused epilogue is the likely winner */
     }
-    if (s->mode == CONV_GRAPH) {
-        kcu_cg_keep(s->cg);
-        s->cg_engine = kcu_cg_engine(s->cg, s->cg_index);
-    } else {
-        kcu_cg_free(b->env, s->cg);
-        s->cg = NULL;
-    }
+    cg_settle(b, s);
     if (s->mode == CONV_GEMM) {
         *scratch = s->gemm->ws;
     } else {
@@ -2047,14 +2059,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         (void)cudaGetLastError();
         kiln_free(b->env, hw);
     }
-    if (s->mode == CONV_GRAPH) {
-        kcu_cg_keep(s->cg);
-        s->cg_engine = kcu_cg_engine(s->cg, s->cg_index);
-    } else {
-        kcu_cg_free(b->env, s->cg);
-        s->cg = NULL;
-        s->cg_pitched = false;
-    }
+    cg_settle(b, s);
     if (s->mode == CONV_IGEMM) { /* the weights the GEMM reads, where cuDNN's were */
         uint16_t *hw = NULL;
         size_t wbytes = 0;

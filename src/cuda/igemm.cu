@@ -49,13 +49,6 @@ __device__ __forceinline__ void ig_ldsm4(unsigned addr, unsigned &r0, unsigned &
                  : "r"(addr));
 }
 
-__device__ __forceinline__ void ig_mma(float *c, const unsigned *a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 #endif
 
 /* Element offset of 16-byte chunk `chunk` (0-7) of tile row `row` (128-byte rows). */
@@ -223,7 +216,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             #pragma unroll
             for (int i = 0; i < MI; i++)
                 #pragma unroll
-                for (int j = 0; j < NI; j++) ig_mma(acc[i][j], af[i], bf[j][0], bf[j][1]);
+                for (int j = 0; j < NI; j++) kcu_mma16816(acc[i][j], af[i], bf[j][0], bf[j][1]);
         }
     }
     ig_wait<0>();

@@ -100,6 +100,18 @@ __device__ inline float kcu_act_apply(int type, float alpha, float beta, float x
  * ten times larger. kcu_epi_kind picks the variant for an activation. */
 enum { KCU_EPI_NONE, KCU_EPI_RELU, KCU_EPI_SILU, KCU_EPI_ANY };
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+/* c += a b on the tensor cores, mma.sync m16n8k16 (float16 in, float32 sums; a: 4
+ * registers of the 16x16 A fragment, b0, b1 the 16x8 B fragment): the implicit GEMM's and
+ * the stem kernel's product. */
+__device__ __forceinline__ void kcu_mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
 template <int ACT> __device__ __forceinline__ float kcu_epi_act(const kcu_act &a, float v) {
     if (ACT == KCU_EPI_RELU) return v < 0 ? 0.0f : v;
     if (ACT == KCU_EPI_SILU) return kcu_silu_fast(v);

@@ -18,26 +18,9 @@
 #define ST_THREADS 128
 #define ST_LD (ST_BN + 8) /* staged output row, in halves: rows 16 bytes apart in banks */
 
-enum { ST_NONE, ST_RELU, ST_ANY };
-
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-__device__ __forceinline__ void st_mma(float *c, const unsigned *a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-#endif
-
 __device__ __forceinline__ unsigned st_pack(__half lo, __half hi) {
     __half2 v = __halves2half2(lo, hi);
     return *reinterpret_cast<unsigned *>(&v);
-}
-
-template <int ACT> __device__ __forceinline__ float st_act(const kcu_act &a, float v) {
-    if (ACT == ST_RELU) return v < 0 ? 0.0f : v;
-    if (ACT == ST_ANY) return kcu_act_apply(a.type, a.alpha, a.beta, v);
-    return v;
 }
 
 /* KS: reduction steps of 16 (kp = 16 * KS). */
@@ -118,8 +101,8 @@ __global__ void __launch_bounds__(ST_THREADS) k_stem(kcu_stem p, const __half *_
                 b0 = *reinterpret_cast<const unsigned *>(wr);
                 b1 = *reinterpret_cast<const unsigned *>(wr + 8);
             }
-            st_mma(acc[0][j], a[0], b0, b1);
-            st_mma(acc[1][j], a[1], b0, b1);
+            kcu_mma16816(acc[0][j], a[0], b0, b1);
+            kcu_mma16816(acc[1][j], a[1], b0, b1);
         }
     }
 
@@ -133,8 +116,8 @@ __global__ void __launch_bounds__(ST_THREADS) k_stem(kcu_stem p, const __half *_
             #pragma unroll
             for (int h = 0; h < 2; h++) {
                 int row = warp * 32 + i * 16 + h * 8 + g;
-                __half2 v = __floats2half2_rn(st_act<ACT>(p.act, acc[i][j][2 * h] + b0),
-                                              st_act<ACT>(p.act, acc[i][j][2 * h + 1] + b1));
+                __half2 v = __floats2half2_rn(kcu_epi_act<ACT>(p.act, acc[i][j][2 * h] + b0),
+                                              kcu_epi_act<ACT>(p.act, acc[i][j][2 * h + 1] + b1));
                 *reinterpret_cast<__half2 *>(out + row * ST_LD + c) = v;
             }
     }
@@ -167,10 +150,10 @@ template <int KS>
 static cudaError_t st_launch(cudaStream_t s, const kcu_stem *p, const __half *x, const __half *w, const float *bias,
                              __half *y) {
     dim3 grid((unsigned)((p->m + ST_BM - 1) / ST_BM), (unsigned)((p->k + ST_BN - 1) / ST_BN));
-    int act = !p->has_act ? ST_NONE : p->act.type == KILN_ACT_RELU ? ST_RELU : ST_ANY;
-    if (act == ST_NONE) k_stem<KS, ST_NONE><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
-    else if (act == ST_RELU) k_stem<KS, ST_RELU><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
-    else k_stem<KS, ST_ANY><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
+    int act = !p->has_act ? KCU_EPI_NONE : p->act.type == KILN_ACT_RELU ? KCU_EPI_RELU : KCU_EPI_ANY;
+    if (act == KCU_EPI_NONE) k_stem<KS, KCU_EPI_NONE><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
+    else if (act == KCU_EPI_RELU) k_stem<KS, KCU_EPI_RELU><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
+    else k_stem<KS, KCU_EPI_ANY><<<grid, ST_THREADS, 0, s>>>(*p, x, w, bias, y);
     return kcu_launched();
 }
 
