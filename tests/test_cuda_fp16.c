@@ -325,7 +325,8 @@ static kiln_network *make_overflow(kiln_builder *b, unsigned seed) {
 
 /* Strided image stems, where space-to-depth applies (dnn.c): ResNet's 7x7/2, YOLOv5's
  * 6x6/2, a 5x5/2 with asymmetric pads, and on a one-channel image a 3x3/2 and a 4x4/4
- * patchify (a 1x1 kernel after the transform); odd input sizes. */
+ * patchify (a 1x1 kernel after the transform); odd input sizes; two more 7x7/2 of 24 and
+ * 72 filters (a second, partial block of 64) concatenated (written into channel slices). */
 static kiln_network *make_stems(kiln_builder *b, unsigned seed) {
     th_seed(seed);
     kiln_network *net = NULL;
@@ -339,8 +340,16 @@ static kiln_network *make_stems(kiln_builder *b, unsigned seed) {
     kiln_tensor *s3 = conv(net, x, 3, 8, 5, 2, pa, 1, false);
     kiln_tensor *s4 = act(net, conv(net, x1, 1, 8, 3, 2, p1, 1, true), KILN_ACT_RELU);
     kiln_tensor *s5 = conv(net, x1, 1, 16, 4, 4, p0, 1, true);
+    kiln_tensor *s6 = conv(net, x, 3, 24, 7, 2, p3, 1, true);
+    kiln_conv_desc d7 = {.out_channels = 72, .kernel = {7, 7}, .stride = {2, 2}, .pad_begin = {3, 3}, .pad_end = {3, 3}};
+    kiln_layer *c7 = kiln_network_add_convolution(net, x, &d7, wts(rnd(72 * 147, -0.2f, 0.2f), 72 * 147),
+                                                  wts(rnd(72, -0.2f, 0.2f), 72));
+    if (c7) CHECK_OK(kiln_layer_set_name(c7, "stem7"));
+    kiln_tensor *s7 = act(net, c7 ? out0(c7) : NULL, KILN_ACT_RELU);
+    kiln_tensor *cat_in[2] = {s6, s7};
+    kiln_tensor *cat = s6 && s7 ? out0(kiln_network_add_concat(net, cat_in, 2, 1)) : NULL;
     bool ok = mark(net, s1, "s1") && mark(net, s2, "s2") && mark(net, s3, "s3") && mark(net, s4, "s4") &&
-              mark(net, s5, "s5");
+              mark(net, s5, "s5") && mark(net, cat, "cat");
     CHECK(ok, "stems network: %s", kiln_last_error());
     return net;
 }
@@ -370,8 +379,10 @@ static kiln_network *make_stems_s1(kiln_builder *b, unsigned seed) {
 
 /* Windowed pooling on channels-last float16: 24 channels (the vector kernel: 8 channels a
  * thread) and 12 (a channel a thread); max and average, padding counted or not, ceil mode,
- * dilation, asymmetric padding. */
+ * dilation, asymmetric padding. Global pooling (NB_GLOBAL more): average and max over 264
+ * channels (8 a thread, a second block of 256 partly used) and average over 12. */
 #define NB_POOLS 6
+#define NB_GLOBAL 3
 static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
     th_seed(seed);
     kiln_network *net = NULL;
@@ -395,6 +406,11 @@ static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
         snprintf(name, sizeof name, "p%d", i);
         ok = mark(net, out0(kiln_network_add_pooling(net, i < 4 ? c24 : c12, &d[i])), name);
     }
+    kiln_tensor *c264 = ok ? act(net, conv(net, x, 8, 264, 1, 1, NULL, 1, true), KILN_ACT_SIGMOID) : NULL;
+    const kiln_pool_desc ga = {.type = KILN_POOL_AVERAGE, .global = 1}, gm = {.type = KILN_POOL_MAX, .global = 1};
+    ok = ok && c264 && mark(net, out0(kiln_network_add_pooling(net, c264, &ga)), "g0") &&
+         mark(net, out0(kiln_network_add_pooling(net, c264, &gm)), "g1") &&
+         mark(net, out0(kiln_network_add_pooling(net, c12, &ga)), "g2");
     CHECK(ok, "pools network: %s", kiln_last_error());
     return net;
 }
@@ -747,8 +763,8 @@ static void test_stems_fp16(kiln_builder *b) {
         kiln_engine *e = compare_case(what, b, make_stems, true, FP16_TOL);
         if (e) {
             int convs = count_kernels(e, "", "Convolution"), s2d = count_kernels(e, "_s2d", "Convolution");
-            CHECK(convs == 5, "%s: %d convolutions", what, convs);
-            if (m == 0) CHECK(s2d == 5, "%s: %d of 5 convolutions run space-to-depth", what, s2d);
+            CHECK(convs == 7, "%s: %d convolutions", what, convs);
+            if (m == 0) CHECK(s2d == 7, "%s: %d of 7 convolutions run space-to-depth", what, s2d);
             if (m == 1) CHECK(s2d == 0, "%s: %d convolutions run space-to-depth", what, s2d);
             if (m < 2) { /* the plan's stored choice decides, not the variable: the same kernels */
                 unsetenv("KILN_CONV_S2D");
@@ -767,7 +783,8 @@ static void test_pools_fp16(kiln_builder *b) {
     kiln_engine *e = compare_case("fp16 pools", b, make_pools, true, FP16_TOL);
     if (e) {
         int n = count_kernels(e, "_f16_nhwc", "Pooling");
-        CHECK(n == NB_POOLS, "fp16 pools: %d of %d pools run channels-last float16", n, NB_POOLS);
+        CHECK(n == NB_POOLS + NB_GLOBAL, "fp16 pools: %d of %d pools run channels-last float16", n,
+              NB_POOLS + NB_GLOBAL);
     }
     kiln_engine_destroy(e);
 }
@@ -807,7 +824,7 @@ static void forced_path_cases(kiln_builder *b, const char *var, const char *kern
 static void test_igemm_fp16(kiln_builder *b) {
     const make_fn makes[3] = {make_igemm, make_block, make_stems};
     const char *const names[3] = {"fp16 igemm shapes", "fp16 igemm block", "fp16 igemm stems"};
-    const int want[3] = {9, 3, 5};
+    const int want[3] = {9, 3, 7};
     forced_path_cases(b, "KILN_CONV_IGEMM", "cuda.kiln_igemm_", "kiln's implicit GEMM", makes, names, want, true);
     /* make_igemm's c6 splits on every tile shape: the split-K names say so */
     setenv("KILN_CONV_IGEMM", "only", 1);
@@ -933,10 +950,10 @@ static void test_upsample_fp16(kiln_builder *b) {
 }
 
 /* kiln's stem kernel (few input channels read unpadded): forced on every stem it takes
- * (the strided ones of make_stems but ResNet's 7x7, whose 147-term reduction is past its
- * 128; space-to-depth off so the plain convolution is the one prepared), off, and as
- * timed; within the float16 tolerance of the CPU, its concat written in place, a reloaded
- * plan the same, and a refit of its weights matching the CPU's. */
+ * (all of make_stems': the stride-2 ones in its strided form, the 4x4/4 packed;
+ * space-to-depth off so the plain convolution is the one prepared), off, and as timed;
+ * within the float16 tolerance of the CPU, the concats written in place, a reloaded plan
+ * the same, and refits of its weights (both forms) matching the CPU's. */
 static void test_stem_kernel_fp16(kiln_builder *b) {
     static const char *const vals[] = {"only", "off", NULL};
     setenv("KILN_CONV_S2D", "off", 1);
@@ -949,10 +966,12 @@ static void test_stem_kernel_fp16(kiln_builder *b) {
                      vals[v] ? vals[v] : "timed");
             kiln_engine *e = compare_case(what, b, m ? make_stems : make_stems_s1, true, FP16_TOL);
             if (e) {
-                int n = count_kernels(e, "cuda.kiln_stem", "Convolution"), want = m ? 4 : 4;
+                int n = count_kernels(e, "cuda.kiln_stem", "Convolution"), want = m ? 7 : 4;
+                int n2 = count_kernels(e, "cuda.kiln_stem_s2", "Convolution");
                 if (v == 0) CHECK(n == want, "%s: %d of %d convolutions on the stem kernel", what, n, want);
+                if (v == 0) CHECK(n2 == (m ? 6 : 0), "%s: %d convolutions in the strided form", what, n2);
                 if (v == 1) CHECK(n == 0, "%s: %d convolutions on the stem kernel", what, n);
-                if (!m) CHECK(count_kernels(e, "", "Concat") == 0, "%s: the concat is written in place", what);
+                CHECK(count_kernels(e, "", "Concat") == 0, "%s: the concat is written in place", what);
                 unsetenv("KILN_CONV_STEM");
                 kiln_engine *re = th_reload(e, what);
                 CHECK(same_kernels(e, re), "%s: the reloaded plan runs the same kernels", what);
@@ -962,9 +981,11 @@ static void test_stem_kernel_fp16(kiln_builder *b) {
             kiln_engine_destroy(e);
         }
     }
-    unsetenv("KILN_CONV_S2D");
-    /* refit on the stem kernel: new weights and bias for "stem", CPU and CUDA alike */
+    /* refit on the stem kernel: new weights and bias for "stem" (packed) and "stem7"
+     * (strided), CPU and CUDA alike */
     refit_case(b, make_stems_s1, "KILN_CONV_STEM", "stem", 64 * 27, 0.3f, 64, 6);
+    refit_case(b, make_stems, "KILN_CONV_STEM", "stem7", 72 * 147, 0.2f, 72, 7);
+    unsetenv("KILN_CONV_S2D");
 }
 
 /* Concat inputs written into channel slices of the concat's output: on every convolution
@@ -1021,7 +1042,7 @@ static void test_concat_slices_fp16(kiln_builder *b) {
 static void test_graph_fp16(kiln_builder *b) {
     const make_fn makes[3] = {make_block, make_stems, make_igemm};
     const char *const names[3] = {"fp16 graph block", "fp16 graph stems", "fp16 graph activations"};
-    const int want[3] = {3, 5, 9};
+    const int want[3] = {3, 7, 9};
     forced_path_cases(b, "KILN_CONV_GRAPH", "cuda.cudnn_graph_eng", "cuDNN's graph API", makes, names, want, false);
 }
 

@@ -1182,8 +1182,8 @@ static kiln_status conv_bias(const kiln_layer *l, const kiln_env *env, const con
     return KILN_OK;
 }
 
-/* The stem kernel's weights: float16 [k, kp] from [k, c, kh, kw], reduction index
- * (r*kw + s)*c + ch, zeros past kh*kw*c. *out: the caller frees. */
+/* The stem kernel's weights: float16 [k, kp] from [k, c, kh, kw] at the reduction index
+ * of its form (kcu_stem_index), zeros elsewhere. *out: the caller frees. */
 static kiln_status stem_weights(const kiln_layer *l, const kiln_env *env, const conv_state *s, uint16_t **out,
                                 size_t *bytes) {
     const kcu_stem *q = &s->stem;
@@ -1195,7 +1195,7 @@ static kiln_status stem_weights(const kiln_layer *l, const kiln_env *env, const 
         for (int64_t c = 0; c < q->c; c++)
             for (int64_t r = 0; r < q->kh; r++)
                 for (int64_t t = 0; t < q->kw; t++)
-                    kcu_to_half(h + k * q->kp + (r * q->kw + t) * q->c + c, f + ((k * q->c + c) * q->kh + r) * q->kw + t, 1);
+                    kcu_to_half(h + k * q->kp + kcu_stem_index(q, r, t, c), f + ((k * q->c + c) * q->kh + r) * q->kw + t, 1);
     *out = h;
     *bytes = (size_t)count * sizeof(uint16_t);
     return KILN_OK;
@@ -1377,7 +1377,7 @@ static void conv_name(conv_state *s) {
                  bm, bn, split, fmt);
     }
     else if (s->mode == CONV_STEM)
-        snprintf(s->name, sizeof s->name, "cuda.kiln_stem%s", fmt);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_stem%s%s", s->stem.s2 ? "_s2" : "", fmt);
     else if (s->mode == CONV_FUSED)
         snprintf(s->name, sizeof s->name, "cuda.cudnn_fused_bias_act%s", fmt);
     else
@@ -1481,9 +1481,10 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
      * runs, tests) */
     s->stem = (kcu_stem){(int)g.n, (int)g.h, (int)g.w, (int)g.c, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                          (int)g.sh, (int)g.sw, (int)g.pt, (int)g.pl, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
-                         (int)((g.kh * g.kw * g.c + 15) / 16 * 16), (int)s->yp, s->has_act, s->act};
+                         0, (int)s->yp, s->has_act, s->act, 0};
+    kcu_stem_setup(&s->stem);
     s->stem_ok = !use_s2d && sto == KILN_FLOAT16 && nhwc && g.g == 1 && !has_res && g.c <= 8 &&
-                 g.kh * g.kw * g.c <= 128 && fits_int(g.n * g.oh * g.ow) && kcu_stem_applies(&s->stem);
+                 fits_int(g.n * g.oh * g.ow) && kcu_stem_applies(&s->stem);
     int64_t *maps = NULL;
     size_t map_count = 0;
     if (asym || s->cpad) { /* cuDNN pads symmetrically: pad the input ourselves, then convolve unpadded */
@@ -1620,7 +1621,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     } else if ((fused || gemm || graph_max || s->cg || ig_time || stem_time) &&
                bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run), dnn_ms = best, ig_ms = INFINITY, wg_ms = INFINITY;
-        float graph_ms = INFINITY;
+        float graph_ms = INFINITY, stem_ms = INFINITY;
         if (fused) {
             s->mode = CONV_FUSED;
             float t = bench_time(&bn, l, s, conv_run);
@@ -1660,7 +1661,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             int keep = s->mode;
             s->mode = CONV_STEM;
             if (stem_only) best = INFINITY; /* tests: the stem kernel wherever it runs */
-            float t = bench_time(&bn, l, s, conv_run);
+            float t = stem_ms = bench_time(&bn, l, s, conv_run);
             if (t < best) best = t;
             else s->mode = keep;
         }
@@ -1669,9 +1670,9 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             graph_ms = cg_time(&bn, l, s, conv_run, graph_n, graph_ok, graph_ws, &best);
         }
         kiln_log(b->env, KILN_LOG_VERBOSE,
-                 "convolution %s: cuDNN %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, kiln's Hopper kernel %.4f ms "
-                 "(%s)",
-                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms,
+                 "convolution %s: cuDNN %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, kiln's Hopper kernel %.4f ms, "
+                 "kiln's stem kernel %.4f ms (%s)",
+                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms, stem_ms,
                  s->mode == CONV_GRAPH  ? "cuDNN graph"
                  : s->mode == CONV_GEMM ? "cuBLASLt"
                  : s->mode == CONV_STEM ? "kiln's stem kernel"
@@ -1848,6 +1849,8 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     }
     (void)cudaGetLastError();
     bool keep_s2d = st != KILN_OK || !(tb < ta);
+    kiln_log(b->env, KILN_LOG_VERBOSE, "convolution %s: space-to-depth %.4f ms, direct %.4f ms (%s)",
+             l->name ? l->name : "?", ta, tb, keep_s2d ? "space-to-depth" : "direct");
     conv_release(b->env, keep_s2d ? sb : sa);
     *state = keep_s2d ? sa : sb;
     *scratch = keep_s2d ? ca : cb;

@@ -42,13 +42,6 @@ __device__ __forceinline__ void ig_cp16(unsigned dst, const void *src, int src_b
 }
 __device__ __forceinline__ void ig_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void ig_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ig_ldsm4(unsigned addr, unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
 #endif
 
 /* Element offset of 16-byte chunk `chunk` (0-7) of tile row `row` (128-byte rows). */
@@ -205,13 +198,14 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             #pragma unroll
             for (int i = 0; i < MI; i++) {
                 int row = wm * (BM / 2) + i * 16 + (lane & 15);
-                ig_ldsm4(ig_smem(ta + ig_off(row, kk * 2 + (lane >> 4))), af[i][0], af[i][1], af[i][2], af[i][3]);
+                kcu_ldsm4(ig_smem(ta + ig_off(row, kk * 2 + (lane >> 4))), af[i]);
             }
             #pragma unroll
             for (int j = 0; j < NI / 2; j++) {
                 int row = wn * (BN / 2) + j * 16 + (lane & 7) + ((lane >> 4) << 3);
-                ig_ldsm4(ig_smem(tb + ig_off(row, kk * 2 + ((lane >> 3) & 1))), bf[2 * j][0], bf[2 * j][1],
-                         bf[2 * j + 1][0], bf[2 * j + 1][1]);
+                unsigned r[4];
+                kcu_ldsm4(ig_smem(tb + ig_off(row, kk * 2 + ((lane >> 3) & 1))), r);
+                bf[2 * j][0] = r[0], bf[2 * j][1] = r[1], bf[2 * j + 1][0] = r[2], bf[2 * j + 1][1] = r[3];
             }
             #pragma unroll
             for (int i = 0; i < MI; i++)

@@ -230,15 +230,31 @@ cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p, const voi
 
 /* stem.cu: an image network's stem convolution, float16 channels-last with 1-8 input
  * channels read unpadded: x [n, h, w, c], the weights [k, kp] (reduction index
- * (r*kw + s)*c + ch, zero past kh*kw*c; kp = that rounded up to 16, at most 128), y
- * [n, oh, ow, k] pitched by ldy (0: k), the float32 bias and the activation fused. */
+ * kcu_stem_index, zeros elsewhere), y [n, oh, ow, k] pitched by ldy (0: k), the float32
+ * bias and the activation fused. Two forms (kcu_stem_setup picks one from the shape):
+ * - packed: reduction (r*kw + s)*c + ch, kp = kh*kw*c rounded up to 16, at most 128,
+ *   gathered per pixel straight into the tensor cores' fragments;
+ * - strided (s2): a stride-2 row of at most 8 taps over at most 4 channels, reduction
+ *   r*32 + s*4 + ch, kp = 32*kh (kh <= 8): the input patch of a tile in shared memory, its
+ *   taps read with ldmatrix (ResNet's 7x7/2, YOLOv5's 6x6/2). */
 typedef struct kcu_stem {
     int n, h, w, c, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
     int m, kp; /* n*oh*ow; the padded reduction */
     int ldy;
     int has_act;
     kcu_act act;
+    int s2; /* the strided form */
 } kcu_stem;
+/* Sets s2 and kp from the geometry. */
+static inline void kcu_stem_setup(kcu_stem *p) {
+    p->s2 = p->c >= 1 && p->c <= 4 && p->sw == 2 && (p->sh == 1 || p->sh == 2) && p->dh == 1 && p->dw == 1 &&
+            p->kw >= 1 && p->kw <= 8 && p->kh >= 1 && p->kh <= 8;
+    p->kp = p->s2 ? 32 * p->kh : (p->kh * p->kw * p->c + 15) / 16 * 16;
+}
+/* The reduction index of filter tap (r, s), input channel ch. */
+static inline int64_t kcu_stem_index(const kcu_stem *p, int64_t r, int64_t s, int64_t ch) {
+    return p->s2 ? r * 32 + s * 4 + ch : (r * p->kw + s) * p->c + ch;
+}
 int kcu_stem_applies(const kcu_stem *p);
 cudaError_t kcu_stem_run(cudaStream_t s, const kcu_stem *p, const void *x, const void *w, const float *bias, void *y);
 

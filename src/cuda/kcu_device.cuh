@@ -110,6 +110,14 @@ __device__ __forceinline__ void kcu_mma16816(float *c, const unsigned *a, unsign
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+/* Four 8x8 float16 matrices from shared memory (ldmatrix.x4): lanes 8i..8i+7 give the row
+ * addresses (16 bytes each, 16-byte aligned) of matrix i, r[i] receives it. */
+__device__ __forceinline__ void kcu_ldsm4(unsigned addr, unsigned *r) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
 #endif
 
 template <int ACT> __device__ __forceinline__ float kcu_epi_act(const kcu_act &a, float v) {

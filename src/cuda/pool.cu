@@ -302,9 +302,54 @@ __global__ void __launch_bounds__(32 * GP_ROWS) k_global_pool_nhwc(int max, int6
     }
 }
 
+/* Float16 with channels in 8s: a thread sums 8 channels with 16-byte loads, a warp 256
+ * neighbouring channels (512 bytes) of one pixel, GP8_ROWS warps the pixels of an image.
+ * The kernel above gave ResNet-50's last pool at batch 256 (7 x 7 pixels, 2048 channels,
+ * 51 MB) 0.14 ms on an H200, a tenth of the memory's speed: a 2-byte load a thread. */
+#define GP8_ROWS 8
+__global__ void __launch_bounds__(32 * GP8_ROWS) k_global_pool_nhwc_h8(int max, int64_t n, int64_t hw, int64_t C,
+                                                                       const uint4 *__restrict__ x, uint4 *y) {
+    __shared__ float part[GP8_ROWS][32 * 8 + 4];
+    const int64_t c8 = (int64_t)blockIdx.x * 32 + threadIdx.x, C8 = C / 8; /* this thread's 8 channels */
+    for (int64_t b = blockIdx.y; b < n; b += gridDim.y) {
+        float acc[8];
+        #pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] = max ? -INFINITY : 0.0f;
+        if (c8 < C8)
+            for (int64_t i = threadIdx.y; i < hw; i += GP8_ROWS) {
+                uint4 v = x[(b * hw + i) * C8 + c8];
+                const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float2 f = __half22float2(h[e]);
+                    acc[2 * e] = max ? nan_max(acc[2 * e], f.x) : acc[2 * e] + f.x;
+                    acc[2 * e + 1] = max ? nan_max(acc[2 * e + 1], f.y) : acc[2 * e + 1] + f.y;
+                }
+            }
+        #pragma unroll
+        for (int e = 0; e < 8; e++) part[threadIdx.y][threadIdx.x * 8 + e] = acc[e];
+        __syncthreads();
+        /* each of the block's threads finishes one of its 256 channels */
+        int t = threadIdx.y * 32 + threadIdx.x;
+        int64_t ch = (int64_t)blockIdx.x * 256 + t;
+        if (ch < C) {
+            float r = part[0][t];
+            for (int k = 1; k < GP8_ROWS; k++) r = max ? nan_max(r, part[k][t]) : r + part[k][t];
+            reinterpret_cast<__half *>(y)[b * C + ch] = __float2half_rn(max ? r : r / (float)hw);
+        }
+        __syncthreads();
+    }
+}
+
 extern "C" cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int64_t n, int64_t hw, int64_t c,
                                             const void *x, void *y) {
     if (n * c <= 0 || hw <= 0) return cudaSuccess;
+    if (st == KILN_FLOAT16 && c % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
+        dim3 grid((unsigned)((c / 8 + 31) / 32), (unsigned)(n < 65535 ? n : 65535)), block(32, GP8_ROWS);
+        if (grid.x == 0 || (int64_t)grid.x != (c / 8 + 31) / 32) return cudaErrorInvalidValue;
+        k_global_pool_nhwc_h8<<<grid, block, 0, s>>>(max, n, hw, c, (const uint4 *)x, (uint4 *)y);
+        return kcu_launched();
+    }
     dim3 grid((unsigned)((c + 31) / 32), (unsigned)(n < 65535 ? n : 65535)), block(32, GP_ROWS);
     if (grid.x == 0 || (int64_t)grid.x != (c + 31) / 32) return cudaErrorInvalidValue;
     KCU_BY_STORAGE(st, (k_global_pool_nhwc<T><<<grid, block, 0, s>>>(max, n, hw, c, (const T *)x, (T *)y)));
