@@ -493,7 +493,13 @@ static kiln_network *make_wgmma(kiln_builder *b, unsigned seed) {
         int64_t nw = 64 * 64 * 3;
         w3 = out0(kiln_network_add_convolution(net, w1, &d, wts(rnd(nw, -0.06f, 0.06f), nw), wts(rnd(64, -0.2f, 0.2f), 64)));
     }
-    bool ok = mark(net, c5, "c5") && mark(net, c7, "c7") && mark(net, w2, "w2") && mark(net, w3, "w3");
+    /* two 2x2 stride-2 deconvolutions (a 1x1 product scattered, 64 and 128 output channels)
+     * into one concat's channel slices */
+    kiln_tensor *u1 = deconv(net, w1, 64, 64, 2, 2, 0, 0, 1), *u2 = deconv(net, w1, 64, 128, 2, 2, 0, 0, 1);
+    kiln_tensor *up_in[2] = {u1, u2};
+    kiln_tensor *up = u1 && u2 ? out0(kiln_network_add_concat(net, up_in, 2, 1)) : NULL;
+    bool ok = mark(net, c5, "c5") && mark(net, c7, "c7") && mark(net, w2, "w2") && mark(net, w3, "w3") &&
+              mark(net, up, "up");
     CHECK(ok, "wgmma network: %s", kiln_last_error());
     return net;
 }
@@ -861,6 +867,16 @@ static void test_wgmma_fp16(kiln_builder *b) {
     if (!hopper) printf("not a compute capability 9.0 device: kiln's Hopper kernel is not a candidate here\n");
     forced_path_cases_n(b, "KILN_CONV_IGEMM", "wgmma", "cuda.kiln_wgmma_", "kiln's Hopper kernel", makes, names, want,
                         1, false);
+    /* its deconvolutions: both on the kernel, their concat written in place */
+    setenv("KILN_CONV_IGEMM", "wgmma", 1);
+    kiln_engine *e = compare_case("fp16 wgmma deconvolutions", b, make_wgmma, true, FP16_TOL);
+    unsetenv("KILN_CONV_IGEMM");
+    if (e) {
+        int n = count_kernels(e, "cuda.kiln_wgmma_deconv_", "Deconvolution");
+        CHECK(n == (hopper ? 2 : 0), "fp16 wgmma deconvolutions: %d of 2 on kiln's Hopper kernel", n);
+        CHECK(count_kernels(e, "", "Concat") == 0, "fp16 wgmma deconvolutions: the concats are written in place");
+    }
+    kiln_engine_destroy(e);
     if (hopper) refit_case_val(b, make_wgmma, "KILN_CONV_IGEMM", "wgmma", "conv7", 64 * 128 * 9, 0.05f, 64, 8);
 }
 

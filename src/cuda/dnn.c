@@ -1990,7 +1990,13 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     }
     const char *ig_env = getenv("KILN_CONV_IGEMM");
     bool ig_time = up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
-    bool ig_only = ig_time && ig_env && !strcmp(ig_env, "only");
+    /* =wgmma: kiln's Hopper kernel alone where one of its configurations applies */
+    bool ig_wgmma = false;
+    for (int i = 0; ig_time && ig_env && !strcmp(ig_env, "wgmma") && i < kcu_igemm_configs(); i++)
+        ig_wgmma = ig_wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(&s->ig, i));
+    bool ig_only = ig_time && ig_env && (!strcmp(ig_env, "only") || ig_wgmma);
+    const char *wg_env = getenv("KILN_CONV_WGMMA");
+    bool wg_off = wg_env && !strcmp(wg_env, "off");
     int graph_n = 0;
     if (s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only)
         graph_n = cg_plan_all(l, b, s, cd, graph_ok, graph_ws, &graph_max);
@@ -2026,7 +2032,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         bool ready = !ig_time || (cudaMalloc(&dw, wbytes) == cudaSuccess &&
                                   cudaMemcpy(dw, hw, wbytes, cudaMemcpyHostToDevice) == cudaSuccess);
         if (ready && bench_open(l, b, &bn, need_cudnn > ig_max ? need_cudnn : ig_max)) {
-            float dnn_ms = bench_time(&bn, l, s, deconv_run), gemm_ms = INFINITY, graph_ms = INFINITY;
+            float dnn_ms = bench_time(&bn, l, s, deconv_run), gemm_ms = INFINITY, graph_ms = INFINITY, wg_ms = INFINITY;
             float best = ig_only ? INFINITY : dnn_ms;
             int won = -1;
             if (ig_time) {
@@ -2034,11 +2040,13 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 s->w = dw; /* the GEMM's layout while its candidates run */
                 s->mode = CONV_IGEMM;
                 for (int i = 0; i < kcu_igemm_configs(); i++) {
-                    if (!kcu_igemm_config_ok(&s->ig, i)) continue;
+                    if (!kcu_igemm_config_ok(&s->ig, i) || (ig_wgmma && !kcu_igemm_is_wgmma(i))) continue;
+                    if ((wg_off || (ig_only && !ig_wgmma)) && kcu_igemm_is_wgmma(i)) continue;
                     if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
                     s->ig_cfg = i;
                     float ms = bench_time(&bn, l, s, deconv_run);
-                    if (ms < gemm_ms) gemm_ms = ms;
+                    float *fastest = kcu_igemm_is_wgmma(i) ? &wg_ms : &gemm_ms;
+                    if (ms < *fastest) *fastest = ms;
                     if (ms < best) {
                         best = ms;
                         won = i;
@@ -2053,9 +2061,13 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 graph_ms = cg_time(&bn, l, s, deconv_run, graph_n, graph_ok, graph_ws, &best);
             }
             kiln_log(b->env, KILN_LOG_VERBOSE,
-                     "deconvolution %s: cuDNN backward-data %.4f ms, cuDNN graph%s %.4f ms, kiln's GEMM %.4f ms (%s)",
+                     "deconvolution %s: cuDNN backward-data %.4f ms, cuDNN graph%s %.4f ms, kiln's GEMM %.4f ms, "
+                     "kiln's Hopper kernel %.4f ms (%s)",
                      l->name ? l->name : "?", dnn_ms, s->cg_pitched ? " (writing the slice)" : "", graph_ms, gemm_ms,
-                     s->mode == CONV_IGEMM ? "kiln's GEMM" : s->mode == CONV_GRAPH ? "cuDNN graph" : "cuDNN");
+                     wg_ms,
+                     s->mode == CONV_IGEMM    ? (kcu_igemm_is_wgmma(s->ig_cfg) ? "kiln's Hopper kernel" : "kiln's GEMM")
+                     : s->mode == CONV_GRAPH ? "cuDNN graph"
+                                             : "cuDNN");
             bench_close(&bn);
         }
         if (dw) cudaFree(dw);
@@ -2074,7 +2086,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
         kcu_igemm_tile(&s->ig, s->ig_cfg, &bm, &bn, &z);
         char split[24] = "";
         if (z > 1) snprintf(split, sizeof split, "_splitk%d", z);
-        snprintf(s->name, sizeof s->name, "cuda.kiln_igemm_deconv_%dx%d%s_f16_nhwc", bm, bn, split);
+        snprintf(s->name, sizeof s->name, "cuda.kiln_%s_deconv_%dx%d%s_f16_nhwc",
+                 kcu_igemm_is_wgmma(s->ig_cfg) ? "wgmma" : "igemm", bm, bn, split);
         *scratch = kcu_igemm_workspace(&s->ig, s->ig_cfg);
         return KILN_OK;
     }

@@ -47,6 +47,8 @@ typedef struct wg_args {
     int wblocks;                /* kh*kw*cblocks weight tiles of BN x 64 in shared memory */
     int stages;
     int ldy, vec;               /* vec: y and the residual take 4-byte pairs */
+    int uh, uw, co;             /* a deconvolution's scatter (1, 1, k for a convolution): column n = (i, j, c) of
+                                   pixel (y, x) goes to output pixel (y*uh + i, x*uw + j), channel c < co */
     int res_after;
     kcu_act act;
     const float *bias;
@@ -212,8 +214,11 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
      * so that one's epilogue runs under the other's products */
     int g = warp / 4, w4 = warp % 4;
     uint32_t half1 = (uint32_t)(a.th == 1 ? 64 : halo) * 128u; /* the second half's first shared row */
+    /* this block's columns: filter tap (ti, tj) of a deconvolution (0, 0 otherwise), output
+     * channels c0.. */
+    const int tap = nb * BN / a.co, c0 = nb * BN - tap * a.co, ti = tap / a.uw, tj = tap - ti * a.uw;
     /* the thread's channel pairs 8j + 2*(lane%4) of this block, and their bias */
-    const float *br = a.bias ? a.bias + nb * BN + 2 * (lane % 4) : NULL;
+    const float *br = a.bias ? a.bias + c0 + 2 * (lane % 4) : NULL;
     /* at BN = 64 loaded once (every tile starts from them); at 128 per tile: the registers
      * (a 288-thread block gets 168 a thread) hold the 128 sums and little more */
     constexpr int HB = BN <= 64 ? BN / 8 : 1;
@@ -270,7 +275,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
             int py = tr * a.th + (a.th == 1 ? 0 : hf), px = tc * a.tw + (a.th == 1 ? 64 * hf : 0) + i;
             if (py >= a.oh || px >= a.ow) continue;
             int64_t m = ((int64_t)img * a.oh + py) * a.ow + px;
-            __half *yr = a.y + m * a.ldy + nb * BN + 2 * (lane % 4);
+            int64_t om = (((int64_t)img * a.oh + py) * a.uh + ti) * ((int64_t)a.ow * a.uw) + (int64_t)px * a.uw + tj;
+            __half *yr = a.y + om * a.ldy + c0 + 2 * (lane % 4);
             if (!a.res && a.vec) { /* the common case: the activation and 4-byte stores alone */
                 #pragma unroll
                 for (int j = 0; j < BN / 8; j++) {
@@ -334,7 +340,11 @@ static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *
     if (cfg < 0 || cfg >= WG_CONFIGS) return false;
     int bn = wg_bn[cfg];
     if (p->kw != 1 && p->kw != 3) return false; /* the taps of a row unrolled at compile time */
-    if (p->uh || p->uw || p->sh != 1 || p->sw != 1 || p->dh != 1 || p->dw != 1 || p->c % 64 || p->k % bn ||
+    bool up = p->uh > 0 || p->uw > 0; /* a deconvolution's scatter: a 1x1 product, bn columns per tap */
+    if (up && (p->uh <= 0 || p->uw <= 0 || p->kh != 1 || p->kw != 1 || p->k % (p->uh * p->uw) ||
+               (p->k / (p->uh * p->uw)) % bn || p->oh != p->h || p->ow != p->w))
+        return false;
+    if (p->sh != 1 || p->sw != 1 || p->dh != 1 || p->dw != 1 || p->c % 64 || p->k % bn ||
         p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->pt < 0 || p->pl < 0 ||
         (int64_t)p->kh * p->kw * p->c != p->kg)
         return false;
@@ -356,6 +366,9 @@ static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *
     if (tiles > INT32_MAX / 2 || (int64_t)p->h * p->w * p->c > ((int64_t)1 << 36)) return false;
     a->tiles = (int)tiles;
     a->nblocks = p->k / bn;
+    a->uh = up ? p->uh : 1;
+    a->uw = up ? p->uw : 1;
+    a->co = p->k / (a->uh * a->uw);
     *smem = (int)(wbytes + 1024 + (int64_t)a->stages * WG_STAGE + 16 * a->stages + 8);
     return true;
 }
@@ -424,8 +437,8 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e != cudaSuccess) return e;
     int bn = wg_bn[cfg];
-    a.ldy = p->ldy ? p->ldy : p->k;
-    if (a.ldy < p->k) return cudaErrorInvalidValue;
+    a.ldy = p->ldy ? p->ldy : a.co;
+    if (a.ldy < a.co || (a.uh > 1 && res) || (a.uw > 1 && res)) return cudaErrorInvalidValue;
     a.vec = a.ldy % 2 == 0 && ((uintptr_t)y | (uintptr_t)res) % 4 == 0;
     a.res_after = p->res_after;
     a.act = p->act;
