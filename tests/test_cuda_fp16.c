@@ -377,11 +377,11 @@ static kiln_network *make_stems_s1(kiln_builder *b, unsigned seed) {
     return net;
 }
 
-/* Windowed pooling on channels-last float16: 24 channels (the vector kernel: 8 channels a
- * thread) and 12 (a channel a thread); max and average, padding counted or not, ceil mode,
- * dilation, asymmetric padding. Global pooling (NB_GLOBAL more): average and max over 264
+/* Windowed pooling on channels-last float16: 24 channels (the vector kernels: 8 channels a
+ * thread; 2x2 and 3x3 max pools unrolled) and 12 (a channel a thread); max and average,
+ * padding counted or not, ceil mode, dilation, asymmetric padding. Global pooling (NB_GLOBAL more): average and max over 264
  * channels (8 a thread, a second block of 256 partly used) and average over 12. */
-#define NB_POOLS 6
+#define NB_POOLS 7
 #define NB_GLOBAL 3
 static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
     th_seed(seed);
@@ -399,12 +399,13 @@ static kiln_network *make_pools(kiln_builder *b, unsigned seed) {
          .ceil_mode = 1},
         {.type = KILN_POOL_MAX, .kernel = {3, 3}, .stride = {1, 1}, .pad_begin = {1, 0}, .pad_end = {2, 1}},
         {.type = KILN_POOL_AVERAGE, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1}},
+        {.type = KILN_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}},
     };
     bool ok = c24 && c12;
     for (int i = 0; ok && i < NB_POOLS; i++) {
         char name[16];
         snprintf(name, sizeof name, "p%d", i);
-        ok = mark(net, out0(kiln_network_add_pooling(net, i < 4 ? c24 : c12, &d[i])), name);
+        ok = mark(net, out0(kiln_network_add_pooling(net, i < 4 || i == 6 ? c24 : c12, &d[i])), name);
     }
     kiln_tensor *c264 = ok ? act(net, conv(net, x, 8, 264, 1, 1, NULL, 1, true), KILN_ACT_SIGMOID) : NULL;
     const kiln_pool_desc ga = {.type = KILN_POOL_AVERAGE, .global = 1}, gm = {.type = KILN_POOL_MAX, .global = 1};
