@@ -1621,7 +1621,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     } else if ((fused || gemm || graph_max || s->cg || ig_time || stem_time) &&
                bench_open(l, b, &bn, need_cudnn > need_gemm ? need_cudnn : need_gemm)) {
         float best = bench_time(&bn, l, s, conv_run), dnn_ms = best, ig_ms = INFINITY, wg_ms = INFINITY;
-        float graph_ms = INFINITY, stem_ms = INFINITY;
+        float graph_ms = INFINITY, stem_ms = INFINITY, gemm_ms = INFINITY;
         if (fused) {
             s->mode = CONV_FUSED;
             float t = bench_time(&bn, l, s, conv_run);
@@ -1633,8 +1633,9 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             int keep = s->mode;
             s->mode = CONV_GEMM;
             mm_tune(&bn, l, s->gemm, s, conv_run);
-            float t = bench_time(&bn, l, s, conv_run);
-            if (!(t < best)) s->mode = keep;
+            float t = gemm_ms = bench_time(&bn, l, s, conv_run);
+            if (t < best) best = t; /* the mark the later candidates must beat */
+            else s->mode = keep;
         }
         if (ig_time) {
             int keep = s->mode, won = -1;
@@ -1670,9 +1671,9 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             graph_ms = cg_time(&bn, l, s, conv_run, graph_n, graph_ok, graph_ws, &best);
         }
         kiln_log(b->env, KILN_LOG_VERBOSE,
-                 "convolution %s: cuDNN %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, kiln's Hopper kernel %.4f ms, "
-                 "kiln's stem kernel %.4f ms (%s)",
-                 l->name ? l->name : "?", dnn_ms, graph_ms, ig_ms, wg_ms, stem_ms,
+                 "convolution %s: cuDNN %.4f ms, cuBLASLt %.4f ms, cuDNN graph %.4f ms, kiln's GEMM %.4f ms, "
+                 "kiln's Hopper kernel %.4f ms, kiln's stem kernel %.4f ms (%s)",
+                 l->name ? l->name : "?", dnn_ms, gemm_ms, graph_ms, ig_ms, wg_ms, stem_ms,
                  s->mode == CONV_GRAPH  ? "cuDNN graph"
                  : s->mode == CONV_GEMM ? "cuBLASLt"
                  : s->mode == CONV_STEM ? "kiln's stem kernel"
