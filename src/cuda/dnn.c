@@ -1419,6 +1419,34 @@ static void conv_s2d_geom(conv_geom *g, kcu_s2d *q, int64_t *kh2, int64_t *kw2) 
     g->pt = g->pl = g->pb = g->pr = 0;
 }
 
+/* Which of kiln's implicit-GEMM configurations a convolution or deconvolution times
+ * (KILN_CONV_IGEMM=off|only|wgmma, KILN_CONV_WGMMA=off: A/B runs, tests). */
+typedef struct ig_pick {
+    bool time;   /* the configurations are timed at all */
+    bool only;   /* =only or =wgmma: the own kernel wins wherever it runs */
+    bool wgmma;  /* =wgmma and a Hopper configuration applies: those alone (else, as =only, the
+                    portable kernel's tile shapes) */
+    bool wg_off; /* the Hopper configurations left out */
+} ig_pick;
+
+static ig_pick ig_select(const kcu_igemm *ig, bool candidate) {
+    const char *env = getenv("KILN_CONV_IGEMM"), *wg = getenv("KILN_CONV_WGMMA");
+    ig_pick p = {candidate && !(env && !strcmp(env, "off")), false, false, wg && !strcmp(wg, "off")};
+    for (int i = 0; p.time && env && !strcmp(env, "wgmma") && i < kcu_igemm_configs(); i++)
+        p.wgmma = p.wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(ig, i));
+    p.only = p.time && env && (!strcmp(env, "only") || !strcmp(env, "wgmma"));
+    return p;
+}
+
+/* Whether configuration i is timed: it runs the shape, the variables keep it, and its
+ * split-K partials fit the workspace limit. */
+static bool ig_try(const kcu_build *b, const kcu_igemm *ig, const ig_pick *p, int i) {
+    bool wg = kcu_igemm_is_wgmma(i) != 0;
+    if (!kcu_igemm_config_ok(ig, i) || (p->wgmma && !wg) || (wg && (p->wg_off || (p->only && !p->wgmma))))
+        return false;
+    return kcu_igemm_workspace(ig, i) <= b->ws_limit;
+}
+
 static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool use_s2d, const tactic *hintp,
                                    void **state, size_t *scratch) {
     *scratch = 0;
@@ -1526,19 +1554,12 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
     s->ig = (kcu_igemm){(int)g.n, (int)ih, (int)iw, (int)cin, (int)g.k, (int)g.oh, (int)g.ow, (int)g.kh, (int)g.kw,
                         (int)g.sh, (int)g.sw, ph, pw, (int)g.dh, (int)g.dw, (int)(g.n * g.oh * g.ow),
                         (int)(g.kh * g.kw * cin), s->has_act, s->res_after, s->act, 0, (int)s->yp, 0, 0};
-    const char *ig_env = getenv("KILN_CONV_IGEMM");
     s->ig_ok = sto == KILN_FLOAT16 && nhwc && g.g == 1 && fits_int(g.n * g.oh * g.ow) && kcu_igemm_applies(&s->ig);
     bool ig_hint = hint.ok && hint.mode == CONV_IGEMM && s->ig_ok && kcu_igemm_config_ok(&s->ig, (int)hint.algo) &&
                    kcu_igemm_workspace(&s->ig, (int)hint.algo) <= b->ws_limit;
     if (hint.ok && hint.mode == CONV_IGEMM && !ig_hint) hint.ok = false; /* not here: time as usual */
-    bool ig_time = s->ig_ok && !ig_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
-    /* =wgmma: as only, with the Hopper kernel's configurations alone where one applies */
-    bool ig_wgmma = false;
-    for (int i = 0; ig_time && ig_env && !strcmp(ig_env, "wgmma") && i < kcu_igemm_configs(); i++)
-        ig_wgmma = ig_wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(&s->ig, i));
-    bool ig_only = ig_time && ig_env && (!strcmp(ig_env, "only") || !strcmp(ig_env, "wgmma"));
-    const char *wg_env = getenv("KILN_CONV_WGMMA"); /* =off: the Hopper kernel left out (A/B runs) */
-    bool wg_off = wg_env && !strcmp(wg_env, "off");
+    ig_pick igp = ig_select(&s->ig, s->ig_ok && !ig_hint && !b->untimed);
+    bool ig_time = igp.time, ig_only = igp.only;
     const char *stem_env = getenv("KILN_CONV_STEM");
     bool stem_hint = hint.ok && hint.mode == CONV_STEM && s->stem_ok;
     if (hint.ok && hint.mode == CONV_STEM && !stem_hint) hint.ok = false; /* not here: time as usual */
@@ -1642,10 +1663,7 @@ static kiln_status conv_prepare_as(const kiln_layer *l, const kcu_build *b, bool
             s->mode = CONV_IGEMM;
             if (ig_only) best = INFINITY; /* tests: the own kernel wherever it runs */
             for (int i = 0; i < kcu_igemm_configs(); i++) {
-                if (!kcu_igemm_config_ok(&s->ig, i) || (ig_wgmma && !kcu_igemm_is_wgmma(i))) continue;
-                /* =only: the portable kernel's tiles alone; =wgmma: the Hopper kernel's */
-                if ((wg_off || (ig_only && !ig_wgmma)) && kcu_igemm_is_wgmma(i)) continue;
-                if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
+                if (!ig_try(b, &s->ig, &igp, i)) continue;
                 s->ig_cfg = i;
                 float t = bench_time(&bn, l, s, conv_run);
                 float *fastest = kcu_igemm_is_wgmma(i) ? &wg_ms : &ig_ms;
@@ -1989,15 +2007,8 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
     } else if ((st = pick_backward(l, b, s)) != KILN_OK) {
         return st;
     }
-    const char *ig_env = getenv("KILN_CONV_IGEMM");
-    bool ig_time = up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed && !(ig_env && !strcmp(ig_env, "off"));
-    /* =wgmma: kiln's Hopper kernel alone where one of its configurations applies */
-    bool ig_wgmma = false;
-    for (int i = 0; ig_time && ig_env && !strcmp(ig_env, "wgmma") && i < kcu_igemm_configs(); i++)
-        ig_wgmma = ig_wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(&s->ig, i));
-    bool ig_only = ig_time && ig_env && (!strcmp(ig_env, "only") || ig_wgmma);
-    const char *wg_env = getenv("KILN_CONV_WGMMA");
-    bool wg_off = wg_env && !strcmp(wg_env, "off");
+    ig_pick igp = ig_select(&s->ig, up_ok && !ig_hint && !graph_hint && !dnn_hint && !b->untimed);
+    bool ig_time = igp.time, ig_only = igp.only;
     int graph_n = 0;
     if (s->cg && !graph_hint && !dnn_hint && !ig_hint && !ig_only)
         graph_n = cg_plan_all(l, b, s, cd, graph_ok, graph_ws, &graph_max);
@@ -2041,9 +2052,7 @@ static kiln_status deconv_prepare(const kiln_layer *l, const kcu_build *b, void 
                 s->w = dw; /* the GEMM's layout while its candidates run */
                 s->mode = CONV_IGEMM;
                 for (int i = 0; i < kcu_igemm_configs(); i++) {
-                    if (!kcu_igemm_config_ok(&s->ig, i) || (ig_wgmma && !kcu_igemm_is_wgmma(i))) continue;
-                    if ((wg_off || (ig_only && !ig_wgmma)) && kcu_igemm_is_wgmma(i)) continue;
-                    if (kcu_igemm_workspace(&s->ig, i) > b->ws_limit) continue; /* the split-K partials */
+                    if (!ig_try(b, &s->ig, &igp, i)) continue;
                     s->ig_cfg = i;
                     float ms = bench_time(&bn, l, s, deconv_run);
                     float *fastest = kcu_igemm_is_wgmma(i) ? &wg_ms : &gemm_ms;

@@ -340,10 +340,10 @@ static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *
     if (cfg < 0 || cfg >= WG_CONFIGS) return false;
     int bn = wg_bn[cfg];
     if (p->kw != 1 && p->kw != 3) return false; /* the taps of a row unrolled at compile time */
-    bool up = p->uh > 0 || p->uw > 0; /* a deconvolution's scatter: a 1x1 product, bn columns per tap */
-    if (up && (p->uh <= 0 || p->uw <= 0 || p->kh != 1 || p->kw != 1 || p->k % (p->uh * p->uw) ||
-               (p->k / (p->uh * p->uw)) % bn || p->oh != p->h || p->ow != p->w))
-        return false;
+    /* a deconvolution's scatter (its 1x1 shape checked by igemm.cu's ig_shape_ok before any
+     * configuration): bn columns within one filter tap */
+    bool up = p->uh > 0;
+    if (up && (p->uw <= 0 || p->k % (p->uh * p->uw) || (p->k / (p->uh * p->uw)) % bn)) return false;
     if (p->sh != 1 || p->sw != 1 || p->dh != 1 || p->dw != 1 || p->c % 64 || p->k % bn ||
         p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->pt < 0 || p->pl < 0 ||
         (int64_t)p->kh * p->kw * p->c != p->kg)
@@ -438,7 +438,7 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     if (e != cudaSuccess) return e;
     int bn = wg_bn[cfg];
     a.ldy = p->ldy ? p->ldy : a.co;
-    if (a.ldy < a.co || (a.uh > 1 && res) || (a.uw > 1 && res)) return cudaErrorInvalidValue;
+    if (a.ldy < a.co || (p->uh > 0 && res)) return cudaErrorInvalidValue; /* a deconvolution adds no residual */
     a.vec = a.ldy % 2 == 0 && ((uintptr_t)y | (uintptr_t)res) % 4 == 0;
     a.res_after = p->res_after;
     a.act = p->act;
