@@ -455,16 +455,25 @@ static kiln_network *make_igemm(kiln_builder *b, unsigned seed) {
 }
 
 /* Shapes for kiln's Hopper kernel (wgmma.cu): 3x3 at 64 and 128 channels on a 150-wide map
- * (128-pixel tiles, the second partial), a 40-wide one (tiles of two 64-pixel rows, an odd
- * row count), no padding, a 1x1 and a 3x1 kernel, bias or
- * none, ReLU / SiLU / LeakyReLU, a residual before the activation and one after it, and
- * outputs written into a concat's channel slices. */
+ * (128-pixel tiles, the second partial), a 40-wide one (tiles of three whole padded rows),
+ * no padding, a 1x1 and a 3x1 kernel, bias or none, ReLU / SiLU / LeakyReLU, a residual
+ * before the activation and one after it, outputs written into a concat's channel slices;
+ * and batch-1-like small maps whose reduction splits: 7x7 maps of two images in one tile,
+ * 3x3 over 256 channels (weights that fit shared memory only in slices), 14x14 at 128
+ * channels with a residual. */
 static kiln_network *make_wgmma(kiln_builder *b, unsigned seed) {
     th_seed(seed);
     kiln_network *net = NULL;
     CHECK_OK(kiln_network_create(b, &net));
     kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 64, 9, 150));
     kiln_tensor *x2 = kiln_network_add_input(net, "x2", KILN_FLOAT32, d4(1, 64, 7, 40));
+    kiln_tensor *x3 = kiln_network_add_input(net, "x3", KILN_FLOAT32, d4(2, 256, 7, 7));
+    kiln_tensor *x4 = kiln_network_add_input(net, "x4", KILN_FLOAT32, d4(1, 128, 14, 14));
+    kiln_tensor *k1 = act(net, conv(net, x3, 256, 64, 3, 1, NULL, 1, true), KILN_ACT_RELU);
+    kiln_tensor *k2 = act(net, k1 ? conv(net, k1, 64, 128, 1, 1, NULL, 1, true) : NULL, KILN_ACT_SILU);
+    kiln_tensor *k3a = conv(net, x4, 128, 128, 3, 1, NULL, 1, true);
+    kiln_tensor *k3 = act(net, k3a ? out0(kiln_network_add_elementwise(net, k3a, x4, KILN_ELT_ADD)) : NULL,
+                          KILN_ACT_RELU);
     kiln_tensor *c1 = act(net, conv(net, x, 64, 64, 3, 1, NULL, 1, true), KILN_ACT_RELU);
     kiln_tensor *c2 = act(net, conv(net, c1, 64, 128, 3, 1, NULL, 1, true), KILN_ACT_SILU);
     kiln_tensor *c3a = c2 ? conv(net, c2, 128, 64, 3, 1, NULL, 1, false) : NULL;
@@ -500,7 +509,7 @@ static kiln_network *make_wgmma(kiln_builder *b, unsigned seed) {
     kiln_tensor *up_in[2] = {u1, u2};
     kiln_tensor *up = u1 && u2 ? out0(kiln_network_add_concat(net, up_in, 2, 1)) : NULL;
     bool ok = mark(net, c5, "c5") && mark(net, c7, "c7") && mark(net, w2, "w2") && mark(net, w3, "w3") &&
-              mark(net, up, "up");
+              mark(net, up, "up") && mark(net, k2, "k2") && mark(net, k3, "k3");
     CHECK(ok, "wgmma network: %s", kiln_last_error());
     return net;
 }
@@ -850,9 +859,12 @@ static void test_igemm_fp16(kiln_builder *b) {
 }
 
 /* kiln's Hopper kernel (KILN_CONV_IGEMM=wgmma: its configurations wherever one applies)
- * on make_wgmma's shapes: within the float16 tolerance of the CPU, all ten of its
- * convolutions on the kernel where the device is a compute capability 9.0 Hopper, a reloaded plan running
- * the same kernels, and a refit read in the kernel's own weight layout. */
+ * on make_wgmma's shapes: within the float16 tolerance of the CPU, all thirteen of its
+ * convolutions on the kernel where the device is a compute capability 9.0 Hopper, a
+ * reloaded plan running the same kernels, and a refit read in the kernel's own weight
+ * layout; then its split configurations alone (KILN_CONV_WGMMA=split): the twelve
+ * convolutions whose reduction can split (all but the 1x1 over 64 channels), each with its
+ * partial sums reduced by the epilogue's kernel. */
 static void refit_case_val(kiln_builder *b, make_fn make, const char *var, const char *val, const char *layer,
                            int64_t nk, float kr, int64_t nb, unsigned seed);
 
@@ -864,10 +876,30 @@ static void test_wgmma_fp16(kiln_builder *b) {
                   major == 9 && minor == 0;
     const make_fn makes[1] = {make_wgmma};
     const char *const names[1] = {"fp16 wgmma shapes"};
-    const int want[1] = {hopper ? 10 : 0};
+    const int want[1] = {hopper ? 13 : 0};
     if (!hopper) printf("not a compute capability 9.0 device: kiln's Hopper kernel is not a candidate here\n");
     forced_path_cases_n(b, "KILN_CONV_IGEMM", "wgmma", "cuda.kiln_wgmma_", "kiln's Hopper kernel", makes, names, want,
                         1, false);
+    setenv("KILN_CONV_WGMMA", "split", 1);
+    const char *const split_names[1] = {"fp16 wgmma split-K"};
+    const int want_split[1] = {hopper ? 12 : 0};
+    forced_path_cases_n(b, "KILN_CONV_IGEMM", "wgmma", "cuda.kiln_wgmma_", "kiln's Hopper kernel", makes, split_names,
+                        want_split, 1, false);
+    setenv("KILN_CONV_IGEMM", "wgmma", 1);
+    kiln_engine *se = compare_case("fp16 wgmma split-K names", b, make_wgmma, true, FP16_TOL);
+    unsetenv("KILN_CONV_IGEMM");
+    unsetenv("KILN_CONV_WGMMA");
+    if (se) {
+        int n = 0;
+        for (int i = 0; i < kiln_engine_num_layers(se); i++) {
+            kiln_layer_info li;
+            if (kiln_engine_layer_info(se, i, &li) == KILN_OK && strstr(li.kernel, "cuda.kiln_wgmma_") &&
+                strstr(li.kernel, "_splitk"))
+                n++;
+        }
+        CHECK(n == (hopper ? 12 : 0), "fp16 wgmma split-K: %d of 12 convolutions split on kiln's Hopper kernel", n);
+    }
+    kiln_engine_destroy(se);
     /* its deconvolutions: both on the kernel, their concat written in place */
     setenv("KILN_CONV_IGEMM", "wgmma", 1);
     kiln_engine *e = compare_case("fp16 wgmma deconvolutions", b, make_wgmma, true, FP16_TOL);

@@ -1420,20 +1420,31 @@ static void conv_s2d_geom(conv_geom *g, kcu_s2d *q, int64_t *kh2, int64_t *kw2) 
 }
 
 /* Which of kiln's implicit-GEMM configurations a convolution or deconvolution times
- * (KILN_CONV_IGEMM=off|only|wgmma, KILN_CONV_WGMMA=off: A/B runs, tests). */
+ * (KILN_CONV_IGEMM=off|only|wgmma, KILN_CONV_WGMMA=off|split: A/B runs, tests). */
 typedef struct ig_pick {
-    bool time;   /* the configurations are timed at all */
-    bool only;   /* =only or =wgmma: the own kernel wins wherever it runs */
-    bool wgmma;  /* =wgmma and a Hopper configuration applies: those alone (else, as =only, the
-                    portable kernel's tile shapes) */
-    bool wg_off; /* the Hopper configurations left out */
+    bool time;     /* the configurations are timed at all */
+    bool only;     /* =only or =wgmma: the own kernel wins wherever it runs */
+    bool wgmma;    /* =wgmma and a Hopper configuration applies: those alone (else, as =only, the
+                      portable kernel's tile shapes) */
+    bool wg_off;   /* the Hopper configurations left out */
+    bool wg_split; /* of the Hopper configurations, only those that split the reduction */
 } ig_pick;
+
+/* Whether the Hopper configuration i is left out by KILN_CONV_WGMMA. */
+static bool ig_wg_skip(const kcu_igemm *ig, const ig_pick *p, int i) {
+    int bm, bn, z;
+    if (p->wg_off) return true;
+    if (!p->wg_split) return false;
+    kcu_igemm_tile(ig, i, &bm, &bn, &z);
+    return z < 2;
+}
 
 static ig_pick ig_select(const kcu_igemm *ig, bool candidate) {
     const char *env = getenv("KILN_CONV_IGEMM"), *wg = getenv("KILN_CONV_WGMMA");
-    ig_pick p = {candidate && !(env && !strcmp(env, "off")), false, false, wg && !strcmp(wg, "off")};
+    ig_pick p = {candidate && !(env && !strcmp(env, "off")), false, false, wg && !strcmp(wg, "off"),
+                 wg && !strcmp(wg, "split")};
     for (int i = 0; p.time && env && !strcmp(env, "wgmma") && i < kcu_igemm_configs(); i++)
-        p.wgmma = p.wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(ig, i));
+        p.wgmma = p.wgmma || (kcu_igemm_is_wgmma(i) && kcu_igemm_config_ok(ig, i) && !ig_wg_skip(ig, &p, i));
     p.only = p.time && env && (!strcmp(env, "only") || !strcmp(env, "wgmma"));
     return p;
 }
@@ -1442,7 +1453,7 @@ static ig_pick ig_select(const kcu_igemm *ig, bool candidate) {
  * split-K partials fit the workspace limit. */
 static bool ig_try(const kcu_build *b, const kcu_igemm *ig, const ig_pick *p, int i) {
     bool wg = kcu_igemm_is_wgmma(i) != 0;
-    if (!kcu_igemm_config_ok(ig, i) || (p->wgmma && !wg) || (wg && (p->wg_off || (p->only && !p->wgmma))))
+    if (!kcu_igemm_config_ok(ig, i) || (p->wgmma && !wg) || (wg && (ig_wg_skip(ig, p, i) || (p->only && !p->wgmma))))
         return false;
     return kcu_igemm_workspace(ig, i) <= b->ws_limit;
 }

@@ -319,7 +319,8 @@ static int ig_splits(const kcu_igemm *p, int cfg) {
 }
 
 extern "C" size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg) {
-    int z = cfg >= 0 && cfg < IG_CONFIGS ? ig_splits(p, cfg) : 1; /* the Hopper kernel never splits */
+    int z = cfg >= 0 && cfg < IG_CONFIGS ? ig_splits(p, cfg)
+            : cfg >= IG_CONFIGS && cfg < kcu_igemm_configs() ? kcu_wgmma_splits(p, cfg - IG_CONFIGS) : 1;
     return z > 1 ? (size_t)z * (size_t)p->m * (size_t)p->k * sizeof(float) : 0;
 }
 
@@ -327,7 +328,7 @@ extern "C" void kcu_igemm_tile(const kcu_igemm *p, int cfg, int *bm, int *bn, in
     if (cfg >= IG_CONFIGS) {
         *bm = 128;
         *bn = kcu_wgmma_bn(cfg - IG_CONFIGS);
-        *splits = 1;
+        *splits = kcu_wgmma_splits(p, cfg - IG_CONFIGS);
         return;
     }
     *bm = ig_tiles[cfg][0];
@@ -383,10 +384,30 @@ static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, cons
     return kcu_launched();
 }
 
+/* The split-K reduction of kiln's Hopper kernel (wgmma.cu): the same partial layout. */
+extern "C" cudaError_t kcu_igemm_reduce(cudaStream_t s, const kcu_igemm *shape, int splits, const float *part,
+                                        const float *bias, const void *res, void *y) {
+    kcu_igemm q = *shape;
+    int co = q.uh > 0 ? q.k / (q.uh * q.uw) : q.k;
+    if (!q.ldy) q.ldy = co;
+    if (splits < 2 || !part || q.ldy < co || (q.uh > 0 && res)) return cudaErrorInvalidValue;
+    q.vec = co % 8 == 0 && q.ldy % 8 == 0 && ((uintptr_t)y | (uintptr_t)res | (uintptr_t)part) % 16 == 0;
+    int64_t n = (int64_t)q.m * q.k / (q.vec ? 8 : 1);
+    const __half *rh = (const __half *)res;
+    __half *yh = (__half *)y;
+    switch (kcu_epi_kind(q.has_act, q.act)) {
+    case KCU_EPI_NONE: k_igemm_reduce<KCU_EPI_NONE><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
+    case KCU_EPI_RELU: k_igemm_reduce<KCU_EPI_RELU><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
+    case KCU_EPI_SILU: k_igemm_reduce<KCU_EPI_SILU><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
+    default: k_igemm_reduce<KCU_EPI_ANY><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
+    }
+    return kcu_launched();
+}
+
 extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *shape, const void *x, const void *w,
                                      const float *bias, const void *res, void *y, void *workspace) {
     if (cfg >= IG_CONFIGS && cfg < kcu_igemm_configs() && ig_shape_ok(shape))
-        return kcu_wgmma_run(s, cfg - IG_CONFIGS, shape, x, w, bias, res, y);
+        return kcu_wgmma_run(s, cfg - IG_CONFIGS, shape, x, w, bias, res, y, workspace);
     if (cfg < 0 || cfg >= IG_CONFIGS || !ig_shape_ok(shape)) return cudaErrorInvalidValue;
     /* 16-byte stores and loads of 8 channels where the rows allow (bias buffers are aligned) */
     kcu_igemm q = *shape;

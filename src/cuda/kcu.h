@@ -220,13 +220,21 @@ size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
                           const void *res, void *y, void *workspace);
 
-/* wgmma.cu: kiln's Hopper convolution (stride 1, channels multiples of 64, weights resident
- * in shared memory; sm_90a), configurations IG_CONFIGS.. of the implicit GEMM above. */
+/* Sums `splits` float32 partials part[z][m][k] and runs the epilogue into y (the split-K
+ * reduction, for wgmma.cu's split configurations). */
+cudaError_t kcu_igemm_reduce(cudaStream_t s, const kcu_igemm *p, int splits, const float *part, const float *bias,
+                             const void *res, void *y);
+
+/* wgmma.cu: kiln's Hopper convolution (stride 1, channels multiples of 64, a slice of the
+ * weights resident in shared memory; sm_90a), configurations IG_CONFIGS.. of the implicit
+ * GEMM above. kcu_wgmma_splits: a configuration's split-K slices on this shape (a function
+ * of the shape alone; 1: no split), whose partials take kcu_igemm_workspace's scratch. */
 int kcu_wgmma_configs(void);
 int kcu_wgmma_bn(int cfg);
+int kcu_wgmma_splits(const kcu_igemm *p, int cfg);
 int kcu_wgmma_applies(const kcu_igemm *p, int cfg);
 cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
-                          const void *res, void *y);
+                          const void *res, void *y, void *workspace);
 
 /* stem.cu: an image network's stem convolution, float16 channels-last with 1-8 input
  * channels read unpadded: x [n, h, w, c], the weights [k, kp] (reduction index

@@ -7,11 +7,19 @@
  *   whole kernel (loaded once by the tensor copy engine, 128-byte swizzled), so only the
  *   input streams;
  * - a tile is 128 output pixels: one output row of 128, or two rows of 64 where the map
- *   is 64 wide or less. For each filter row r and each 64-channel block, one TMA copy brings
- *   the tile's input row with its halo ((tile width + kw - 1) pixels x 64 channels; the
- *   padding and the edges arrive as zeros from the copy engine, which fills what lies
- *   outside the tensor), and the kw taps of that row are the same shared rows shifted by one
- *   pixel (128 bytes): each input pixel crosses from L2 kh times, not kh x kw;
+ *   is 64 wide or less; on maps whose padded rows (ow + kw - 1) are 64 pixels or fewer
+ *   (batch-1 layers, ResNet's 56 to 7), as many whole padded rows as fit in 128, and whole
+ *   images where those fit, the kw - 1 columns past each row computed and dropped. For each
+ *   filter row r and each 64-channel block, one TMA copy brings the tile's input rows with
+ *   their halo ((tile width + kw - 1) pixels x 64 channels; the padding and the edges arrive
+ *   as zeros from the copy engine, which fills what lies outside the tensor), and the kw
+ *   taps of that row are the same shared rows shifted by one pixel (128 bytes): each input
+ *   pixel crosses from L2 kh times, not kh x kw;
+ * - split-K: where the tiles leave SMs idle (batch 1, small maps) or the weights fit shared
+ *   memory only in slices (3x3 over 256 or more channels), configurations 2 and 3 split the
+ *   reduction's steps (filter row x 64-channel block) into slices, a group of blocks per
+ *   slice and block of output channels holding that slice's weights; they write float32
+ *   partial sums that igemm.cu's reduce kernel adds up before the epilogue;
  * - two consumer warpgroups take the block's tiles in turn (ping-pong): each issues
  *   wgmma.m64nBNk16 for the tile's two 64-pixel halves, both operands read from shared
  *   memory through descriptors, and their main loops alternate on the tensor cores (named
@@ -24,9 +32,9 @@
  * 0.332 ms against cuDNN's 0.421 (which writes a dense copy first); without the ping-pong,
  * the descriptors built per instruction and the filter taps in a run-time loop, 0.534.
  * It applies to stride-1, undilated, one-group convolutions of 1 or 3 filter columns with C a
- * multiple of 64, K of BN and weights that fit in shared memory beside four stages (3x3 up
- * to 128 channels at BN = 64): UNet's and VGG's wide early layers, where cuDNN's best engine reached a third
- * of the tensor cores' peak. The builder times it beside the other candidates; it is
+ * multiple of 64 and K of BN; unsplit, where the weights fit in shared memory beside four
+ * stages (3x3 up to 128 channels at BN = 64): UNet's and VGG's wide early layers, where
+ * cuDNN's best engine reached a third of the tensor cores' peak. The builder times it beside the other candidates; it is
  * numbered as further configurations of kiln's implicit GEMM (its weights, refit and plan
  * entry are the GEMM's). */
 #include "cuda/kcu_device.cuh"
@@ -40,11 +48,19 @@
 
 /* The kernel's arguments beside its two tensor maps. */
 typedef struct wg_args {
-    int oh, ow, k, c, kh, kw, pt, pl;
-    int tw, th;                 /* a tile: th rows of tw output pixels (128 x 1 or 64 x 2) */
+    int n, oh, ow, k, c, kh, kw, pt, pl;
+    /* a tile: ti images of th rows of tw output pixels, their inputs wp pixels a row in shared
+     * memory (tw + kw - 1: the halo), 128 pixel rows of it read as two m64 halves, the second
+     * from row half1. Wide maps: one row of 128 (wp 130, half1 64) or two of 64 (wp 66, half1
+     * 66). Maps of at most 64 padded columns: whole rows, wp = ow + kw - 1, as many as fit in
+     * 128 (whole images where those fit): the kw - 1 columns past each row are computed and
+     * dropped, so one input row serves every tap of the filter row */
+    int tw, th, ti, wp, half1;
     int tiles_w, tiles_h, tiles; /* tiles across a row, down an image, in all */
     int nblocks, cblocks;       /* blocks of BN output channels, of 64 input channels */
-    int wblocks;                /* kh*kw*cblocks weight tiles of BN x 64 in shared memory */
+    int steps, sper, z;         /* reduction steps (filter row, 64-channel block): kh*cblocks; split-K:
+                                   z slices of sper steps (the last may be shorter) */
+    int wblocks;                /* sper*kw weight tiles of BN x 64 in shared memory */
     int stages;
     int ldy, vec;               /* vec: y and the residual take 4-byte pairs */
     int uh, uw, co;             /* a deconvolution's scatter (1, 1, k for a convolution): column n = (i, j, c) of
@@ -54,6 +70,7 @@ typedef struct wg_args {
     const float *bias;
     const __half *res;
     __half *y;
+    float *part;                /* z > 1: float32 partial sums [z][n*oh*ow][k], finished by kcu_igemm_reduce */
 } wg_args;
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -177,34 +194,39 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
-    int nb = blockIdx.x % a.nblocks, t0 = blockIdx.x / a.nblocks, tstep = gridDim.x / a.nblocks;
-    int halo = a.tw + KW - 1; /* input pixels of a tile row */
+    /* a group of blocks per (block of output channels, slice of the reduction): the slice's
+     * weights stay in shared memory, the group's tiles are shared out in raster order */
+    const int groups = a.nblocks * a.z, grp = blockIdx.x % groups, nb = grp % a.nblocks, zs = grp / a.nblocks;
+    const int t0 = blockIdx.x / groups, tstep = gridDim.x / groups;
+    const int st0 = zs * a.sper, nsteps = min(a.steps - st0, a.sper); /* the slice's reduction steps */
     if (warp == 8) { /* the producer: one lane issues every copy, tiles alternating between the rings */
         if (lane == 0) {
-            wg_bar_expect(wbar, (uint32_t)a.wblocks * BN * 128);
-            for (int b = 0; b < a.wblocks; b++) {
-                int tap = b / a.cblocks, cb = b - tap * a.cblocks;
-                wg_tma2(wsm + (uint32_t)b * BN * 128, &wmap, tap * a.c + cb * 64, nb * BN, wbar);
+            /* weight tile (l, s): tap s of the slice's step l, at l*KW + s */
+            wg_bar_expect(wbar, (uint32_t)(nsteps * KW) * BN * 128);
+            for (int l = 0; l < nsteps; l++) {
+                int r = (st0 + l) / a.cblocks, cb = st0 + l - r * a.cblocks;
+                for (int s = 0; s < KW; s++)
+                    wg_tma2(wsm + (uint32_t)(l * KW + s) * BN * 128, &wmap, (r * KW + s) * a.c + cb * 64, nb * BN, wbar);
             }
-            uint32_t bytes = (uint32_t)(halo * a.th * 128);
+            uint32_t bytes = (uint32_t)(a.wp * a.th * a.ti * 128);
             int it = 0, other = 0; /* stages this ring and the other have taken */
             for (int t = t0, q = 0; t < a.tiles; t += tstep, q++) {
-                int g = q & 1, tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img = rest / a.tiles_h;
+                int g = q & 1, tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img = rest / a.tiles_h * a.ti;
                 if (q > 0) { /* the other ring's turn */
                     int x = it;
                     it = other;
                     other = x;
                 }
-                for (int r = 0; r < a.kh; r++)
-                    for (int cb = 0; cb < a.cblocks; cb++) {
-                        int slot = g * rs + it % rs;
-                        uint32_t ph = (uint32_t)(it / rs) & 1u;
-                        it++;
-                        wg_bar_wait(empty + 8 * slot, ph ^ 1u); /* the first round passes at once */
-                        wg_bar_expect(full + 8 * slot, bytes);
-                        wg_tma4(xsm + (uint32_t)slot * WG_STAGE, &xmap, cb * 64, tc * a.tw - a.pl, tr * a.th + r - a.pt,
-                                img, full + 8 * slot);
-                    }
+                for (int l = 0; l < nsteps; l++) {
+                    int r = (st0 + l) / a.cblocks, cb = st0 + l - r * a.cblocks;
+                    int slot = g * rs + it % rs;
+                    uint32_t ph = (uint32_t)(it / rs) & 1u;
+                    it++;
+                    wg_bar_wait(empty + 8 * slot, ph ^ 1u); /* the first round passes at once */
+                    wg_bar_expect(full + 8 * slot, bytes);
+                    wg_tma4(xsm + (uint32_t)slot * WG_STAGE, &xmap, cb * 64, tc * a.tw - a.pl, tr * a.th + r - a.pt, img,
+                            full + 8 * slot);
+                }
             }
         }
         return;
@@ -213,12 +235,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
      * m64 halves); their main loops take turns on the tensor cores (named barriers 1 and 2)
      * so that one's epilogue runs under the other's products */
     int g = warp / 4, w4 = warp % 4;
-    uint32_t half1 = (uint32_t)(a.th == 1 ? 64 : halo) * 128u; /* the second half's first shared row */
+    const uint32_t half1 = (uint32_t)a.half1 * 128u; /* the second half's first shared row */
     /* this block's columns: filter tap (ti, tj) of a deconvolution (0, 0 otherwise), output
      * channels c0.. */
     const int tap = nb * BN / a.co, c0 = nb * BN - tap * a.co, ti = tap / a.uw, tj = tap - ti * a.uw;
-    /* the thread's channel pairs 8j + 2*(lane%4) of this block, and their bias */
-    const float *br = a.bias ? a.bias + c0 + 2 * (lane % 4) : NULL;
+    /* the thread's channel pairs 8j + 2*(lane%4) of this block, and their bias (a split's
+     * partial sums start from zero: the reduction adds it) */
+    const float *br = a.bias && a.z == 1 ? a.bias + c0 + 2 * (lane % 4) : NULL;
     /* at BN = 64 loaded once (every tile starts from them); at 128 per tile: the registers
      * (a 288-thread block gets 168 a thread) hold the 128 sums and little more */
     constexpr int HB = BN <= 64 ? BN / 8 : 1;
@@ -229,6 +252,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     wg_bar_wait(wbar, 0);
     int it = 0;
     int count = (a.tiles - t0 + tstep - 1) / tstep; /* the block's tiles */
+    const int img_rows = a.th * a.wp;                /* shared rows of one image of a tile */
     for (int q = g; q < count; q += 2) {
         int t = t0 + q * tstep;
         float acc[BN];
@@ -244,37 +268,46 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         }
         if (q > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + g) : "memory"); /* the other's main loop is issued */
         int prev = -1;
-        for (int r = 0; r < a.kh; r++)
-            for (int cb = 0; cb < a.cblocks; cb++, it++) {
-                int slot = g * rs + it % rs;
-                wg_bar_wait(full + 8 * slot, (uint32_t)(it / rs) & 1u);
-                uint64_t da = wg_desc(xsm + (uint32_t)slot * WG_STAGE);
-                uint64_t db = wg_desc(wsm + (uint32_t)(r * KW * a.cblocks + cb) * BN * 128);
-                wg_fence();
+        for (int l = 0; l < nsteps; l++, it++) {
+            int slot = g * rs + it % rs;
+            wg_bar_wait(full + 8 * slot, (uint32_t)(it / rs) & 1u);
+            uint64_t da = wg_desc(xsm + (uint32_t)slot * WG_STAGE);
+            uint64_t db = wg_desc(wsm + (uint32_t)(l * KW) * BN * 128);
+            wg_fence();
+            #pragma unroll
+            for (int s = 0; s < KW; s++)
                 #pragma unroll
-                for (int s = 0; s < KW; s++)
-                    #pragma unroll
-                    for (int k = 0; k < 4; k++) { /* descriptor addresses count 16-byte units */
-                        uint64_t bk = db + (uint64_t)(s * a.cblocks * BN * 8 + k * 2);
-                        wg_mma<BN>(acc, da + (uint64_t)(s * 8 + k * 2), bk);
-                        wg_mma<BN>(acc + BN / 2, da + (uint64_t)((half1 >> 4) + s * 8 + k * 2), bk);
-                    }
-                wg_commit();
-                wg_wait<1, BN>(acc); /* the previous stage's products are done: release it */
-                if (prev >= 0 && threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
-                prev = slot;
-            }
+                for (int k = 0; k < 4; k++) { /* descriptor addresses count 16-byte units */
+                    uint64_t bk = db + (uint64_t)(s * BN * 8 + k * 2);
+                    wg_mma<BN>(acc, da + (uint64_t)(s * 8 + k * 2), bk);
+                    wg_mma<BN>(acc + BN / 2, da + (uint64_t)((half1 >> 4) + s * 8 + k * 2), bk);
+                }
+            wg_commit();
+            wg_wait<1, BN>(acc); /* the previous stage's products are done: release it */
+            if (prev >= 0 && threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
+            prev = slot;
+        }
         if (q + 1 < count) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - g) : "memory"); /* the other's turn */
         wg_wait<0, BN>(acc);
         if (threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
-        /* the epilogue: rows 16*w4 + lane/4 (+8) of each half, channel pairs 8j + 2*(lane%4) */
-        int tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img = rest / a.tiles_h;
+        /* the epilogue: rows 16*w4 + lane/4 (+8) of each half, channel pairs 8j + 2*(lane%4);
+         * shared row sr of the tile is image sr / img_rows of it, row and column by wp */
+        int tc = t % a.tiles_w, rest = t / a.tiles_w, tr = rest % a.tiles_h, img0 = rest / a.tiles_h * a.ti;
         #pragma unroll
         for (int x = 0; x < 4; x++) {
-            int hf = x >> 1, i = 16 * w4 + lane / 4 + 8 * (x & 1);
-            int py = tr * a.th + (a.th == 1 ? 0 : hf), px = tc * a.tw + (a.th == 1 ? 64 * hf : 0) + i;
-            if (py >= a.oh || px >= a.ow) continue;
+            int hf = x >> 1, sr = hf * a.half1 + 16 * w4 + lane / 4 + 8 * (x & 1);
+            int il = sr / img_rows, sri = sr - il * img_rows, yy = sri / a.wp, xx = sri - yy * a.wp;
+            int img = img0 + il, py = tr * a.th + yy, px = tc * a.tw + xx;
+            if (il >= a.ti || xx >= a.tw || img >= a.n || py >= a.oh || px >= a.ow) continue;
             int64_t m = ((int64_t)img * a.oh + py) * a.ow + px;
+            if (a.z > 1) { /* float32 partials of this slice, columns nb*BN.. of the GEMM */
+                float *pz = a.part + ((int64_t)zs * a.n * a.oh * a.ow + m) * a.k + nb * BN + 2 * (lane % 4);
+                #pragma unroll
+                for (int j = 0; j < BN / 8; j++)
+                    *reinterpret_cast<float2 *>(pz + 8 * j) =
+                        make_float2(acc[hf * (BN / 2) + 4 * j + 2 * (x & 1)], acc[hf * (BN / 2) + 4 * j + 2 * (x & 1) + 1]);
+                continue;
+            }
             int64_t om = (((int64_t)img * a.oh + py) * a.uh + ti) * ((int64_t)a.ow * a.uw) + (int64_t)px * a.uw + tj;
             __half *yr = a.y + om * a.ldy + c0 + 2 * (lane % 4);
             if (!a.res && a.vec) { /* the common case: the activation and 4-byte stores alone */
@@ -318,12 +351,21 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
 
 /* ---- host side ---- */
 
-/* Output-channel blocks of the configurations, in the order they are numbered. */
-static const int wg_bn[] = {64, 128};
-#define WG_CONFIGS ((int)(sizeof wg_bn / sizeof wg_bn[0]))
+/* The configurations, in the order they are numbered (stored in plans: append only): a
+ * block of output channels, and whether the reduction is split (split-K: where the tiles
+ * leave SMs idle, or the weights need slicing to fit in shared memory; such a
+ * configuration applies only where it does split). */
+static const struct {
+    int bn, split;
+} wg_cfg[] = {{64, 0}, {128, 0}, {64, 1}, {128, 1}};
+#define WG_CONFIGS ((int)(sizeof wg_cfg / sizeof wg_cfg[0]))
+/* sm_90's shared memory per block (opt-in): splits follow from the shape alone, so a plan's
+ * configuration gives the same scratch when it is loaded */
+#define WG_SMEM_SM90 232448
+#define WG_SMS 132 /* an H100 SXM's or H200's SMs: the split fills this many */
 
 extern "C" int kcu_wgmma_configs(void) { return WG_CONFIGS; }
-extern "C" int kcu_wgmma_bn(int cfg) { return cfg >= 0 && cfg < WG_CONFIGS ? wg_bn[cfg] : 0; }
+extern "C" int kcu_wgmma_bn(int cfg) { return cfg >= 0 && cfg < WG_CONFIGS ? wg_cfg[cfg].bn : 0; }
 
 static int wg_smem_optin(void) {
     int dev = 0, v = 0;
@@ -338,7 +380,7 @@ static int wg_smem_optin(void) {
 /* The geometry of configuration cfg on this shape (false: it does not apply). */
 static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *smem) {
     if (cfg < 0 || cfg >= WG_CONFIGS) return false;
-    int bn = wg_bn[cfg];
+    int bn = wg_cfg[cfg].bn;
     if (p->kw != 1 && p->kw != 3) return false; /* the taps of a row unrolled at compile time */
     /* a deconvolution's scatter (its 1x1 shape checked by igemm.cu's ig_shape_ok before any
      * configuration): bn columns within one filter tap */
@@ -349,28 +391,66 @@ static bool wg_geom(const kcu_igemm *p, int cfg, int smem_max, wg_args *a, int *
         (int64_t)p->kh * p->kw * p->c != p->kg)
         return false;
     memset(a, 0, sizeof *a);
-    a->tw = p->ow > 64 ? 128 : 64;
-    a->th = 128 / a->tw;
-    if (a->th * (a->tw + p->kw - 1) > WG_ROWS) return false; /* the halo rows fit a stage */
+    if (p->ow + p->kw - 1 <= 64) { /* whole padded rows, whole images where they fit */
+        a->wp = p->ow + p->kw - 1;
+        a->tw = p->ow;
+        a->th = 128 / a->wp < p->oh ? 128 / a->wp : p->oh;
+        a->ti = a->th == p->oh ? 128 / (a->th * a->wp) : 1;
+        if (a->ti > p->n) a->ti = p->n;
+        a->half1 = 64;
+    } else { /* one row of 128 pixels, or two of 64 */
+        a->tw = p->ow > 64 ? 128 : 64;
+        a->th = 128 / a->tw;
+        a->ti = 1;
+        a->wp = a->tw + p->kw - 1;
+        a->half1 = a->th == 1 ? 64 : a->wp;
+    }
+    /* a stage holds the tile's rows, and the second half's reads stay inside it */
+    if (a->wp * a->th * a->ti > WG_ROWS || a->half1 + 63 + p->kw - 1 >= WG_ROWS) return false;
     a->cblocks = p->c / 64;
-    int64_t wblocks = (int64_t)p->kh * p->kw * a->cblocks;
+    a->steps = p->kh * a->cblocks;
+    a->oh = p->oh, a->ow = p->ow, a->k = p->k, a->c = p->c, a->kh = p->kh, a->kw = p->kw, a->pt = p->pt, a->pl = p->pl;
+    a->n = p->n;
+    a->tiles_w = (p->ow + a->tw - 1) / a->tw;
+    a->tiles_h = (p->oh + a->th - 1) / a->th;
+    int64_t tiles = (int64_t)((p->n + a->ti - 1) / a->ti) * a->tiles_w * a->tiles_h;
+    if (tiles > INT32_MAX / 2 || (int64_t)p->h * p->w * p->c > ((int64_t)1 << 36)) return false;
+    a->tiles = (int)tiles;
+    a->nblocks = p->k / bn;
+    /* the reduction steps whose weights fit beside four input stages (on any sm_90) */
+    int64_t step_bytes = (int64_t)p->kw * bn * 128, base = 1024 + 16 * (WG_MAX_STAGES + 1) + 4 * WG_STAGE;
+    int64_t fit = (WG_SMEM_SM90 - base) / step_bytes;
+    if (fit < 1) return false;
+    int64_t z = 1;
+    if (wg_cfg[cfg].split) {
+        int64_t items = (int64_t)a->tiles * a->nblocks, want = (WG_SMS + items - 1) / items;
+        z = want < a->steps ? want : a->steps;
+        if (z < (a->steps + fit - 1) / fit) z = (a->steps + fit - 1) / fit;
+        int64_t per = (a->steps + z - 1) / z; /* no empty slices */
+        z = (a->steps + per - 1) / per;
+        if (z < 2 || (int64_t)a->nblocks * z > 65535) return false; /* unsplit: configurations 0 and 1 */
+    } else if (a->steps > fit) {
+        return false;
+    }
+    a->z = (int)z;
+    a->sper = (a->steps + a->z - 1) / a->z;
+    int64_t wblocks = (int64_t)a->sper * p->kw;
     int64_t wbytes = wblocks * bn * 128, fixed = wbytes + 1024 + 16 * (WG_MAX_STAGES + 1);
     if (fixed + 4 * WG_STAGE > smem_max) return false; /* the weights stay, beside two rings of two stages */
     a->wblocks = (int)wblocks;
     a->stages = (int)((smem_max - fixed) / WG_STAGE) & ~1;
     if (a->stages > WG_MAX_STAGES) a->stages = WG_MAX_STAGES;
-    a->oh = p->oh, a->ow = p->ow, a->k = p->k, a->c = p->c, a->kh = p->kh, a->kw = p->kw, a->pt = p->pt, a->pl = p->pl;
-    a->tiles_w = (p->ow + a->tw - 1) / a->tw;
-    a->tiles_h = (p->oh + a->th - 1) / a->th;
-    int64_t tiles = (int64_t)p->n * a->tiles_w * a->tiles_h;
-    if (tiles > INT32_MAX / 2 || (int64_t)p->h * p->w * p->c > ((int64_t)1 << 36)) return false;
-    a->tiles = (int)tiles;
-    a->nblocks = p->k / bn;
     a->uh = up ? p->uh : 1;
     a->uw = up ? p->uw : 1;
     a->co = p->k / (a->uh * a->uw);
     *smem = (int)(wbytes + 1024 + (int64_t)a->stages * WG_STAGE + 16 * a->stages + 8);
     return true;
+}
+
+extern "C" int kcu_wgmma_splits(const kcu_igemm *p, int cfg) {
+    wg_args a;
+    int smem;
+    return wg_geom(p, cfg, WG_SMEM_SM90, &a, &smem) ? a.z : 1;
 }
 
 /* The current device is a Hopper of compute capability 9.0 exactly: the kernel's sm_90a
@@ -427,7 +507,7 @@ static cudaError_t wg_launch_act(int act, cudaStream_t s, const CUtensorMap &xm,
 }
 
 extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w,
-                                     const float *bias, const void *res, void *y) {
+                                     const float *bias, const void *res, void *y, void *workspace) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = wg_lookup();
     wg_args a;
     int smem, dev = 0, sms = 0;
@@ -436,7 +516,9 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e != cudaSuccess) return e;
-    int bn = wg_bn[cfg];
+    int bn = wg_cfg[cfg].bn;
+    if (a.z > 1 && (!workspace || (uintptr_t)workspace % 16)) return cudaErrorInvalidValue;
+    a.part = (float *)workspace;
     a.ldy = p->ldy ? p->ldy : a.co;
     if (a.ldy < a.co || (p->uh > 0 && res)) return cudaErrorInvalidValue; /* a deconvolution adds no residual */
     a.vec = a.ldy % 2 == 0 && ((uintptr_t)y | (uintptr_t)res) % 4 == 0;
@@ -449,7 +531,7 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     CUtensorMap xm, wm;
     cuuint64_t xdim[4] = {(cuuint64_t)p->c, (cuuint64_t)p->w, (cuuint64_t)p->h, (cuuint64_t)p->n};
     cuuint64_t xstr[3] = {(cuuint64_t)p->c * 2, (cuuint64_t)p->w * p->c * 2, (cuuint64_t)p->h * p->w * p->c * 2};
-    cuuint32_t xbox[4] = {64, (cuuint32_t)(a.tw + p->kw - 1), (cuuint32_t)a.th, 1}, one[4] = {1, 1, 1, 1};
+    cuuint32_t xbox[4] = {64, (cuuint32_t)a.wp, (cuuint32_t)a.th, (cuuint32_t)a.ti}, one[4] = {1, 1, 1, 1};
     if (encode(&xm, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void *>(x), xdim, xstr, xbox, one,
                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
@@ -461,13 +543,16 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
         return cudaErrorInvalidValue;
-    /* persistent: one block per SM, each on one block of output channels */
-    int64_t per = sms / a.nblocks > 0 ? sms / a.nblocks : 1;
+    /* persistent: one block per SM, each on one block of output channels and one slice of
+     * the reduction */
+    int64_t groups = (int64_t)a.nblocks * a.z, per = sms / groups > 0 ? sms / groups : 1;
     if (per > a.tiles) per = a.tiles;
-    int ctas = (int)(per * a.nblocks);
+    int ctas = (int)(per * groups);
     int act = kcu_epi_kind(p->has_act, p->act);
-    if (bn == 64) return p->kw == 3 ? wg_launch_act<64, 3>(act, s, xm, wm, a, smem, ctas)
-                                    : wg_launch_act<64, 1>(act, s, xm, wm, a, smem, ctas);
-    return p->kw == 3 ? wg_launch_act<128, 3>(act, s, xm, wm, a, smem, ctas)
-                      : wg_launch_act<128, 1>(act, s, xm, wm, a, smem, ctas);
+    if (bn == 64) e = p->kw == 3 ? wg_launch_act<64, 3>(act, s, xm, wm, a, smem, ctas)
+                                 : wg_launch_act<64, 1>(act, s, xm, wm, a, smem, ctas);
+    else e = p->kw == 3 ? wg_launch_act<128, 3>(act, s, xm, wm, a, smem, ctas)
+                        : wg_launch_act<128, 1>(act, s, xm, wm, a, smem, ctas);
+    if (e != cudaSuccess || a.z == 1) return e;
+    return kcu_igemm_reduce(s, p, a.z, a.part, bias, res, y);
 }
