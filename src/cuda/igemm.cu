@@ -376,15 +376,12 @@ static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, cons
     cudaError_t e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, IG_SMEM(BM, BN));
     if (e != cudaSuccess) return e;
     k_igemm<BM, BN, ACT><<<grid, IG_THREADS, smem, s>>>(*p, x, w, bias, res, y, grid.z > 1 ? part : NULL);
-    if (grid.z > 1) {
-        if ((e = cudaGetLastError()) != cudaSuccess) return e;
-        int64_t n = (int64_t)p->m * p->k / (p->vec ? 8 : 1);
-        k_igemm_reduce<ACT><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(*p, (int)grid.z, part, bias, res, y);
-    }
-    return kcu_launched();
+    if ((e = kcu_launched()) != cudaSuccess || grid.z == 1) return e;
+    return kcu_igemm_reduce(s, p, (int)grid.z, part, bias, res, y);
 }
 
-/* The split-K reduction of kiln's Hopper kernel (wgmma.cu): the same partial layout. */
+/* The split-K reduction of both kernels (wgmma.cu's split configurations too): the epilogue's
+ * kernel instance from the shape's activation, 8 channels a thread where the layout allows. */
 extern "C" cudaError_t kcu_igemm_reduce(cudaStream_t s, const kcu_igemm *shape, int splits, const float *part,
                                         const float *bias, const void *res, void *y) {
     kcu_igemm q = *shape;

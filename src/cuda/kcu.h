@@ -220,8 +220,8 @@ size_t kcu_igemm_workspace(const kcu_igemm *p, int cfg);
 cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *p, const void *x, const void *w, const float *bias,
                           const void *res, void *y, void *workspace);
 
-/* Sums `splits` float32 partials part[z][m][k] and runs the epilogue into y (the split-K
- * reduction, for wgmma.cu's split configurations). */
+/* Sums `splits` float32 partials part[z][m][k] and runs the epilogue into y: the split-K
+ * reduction of kiln's implicit GEMM and of wgmma.cu's split configurations. */
 cudaError_t kcu_igemm_reduce(cudaStream_t s, const kcu_igemm *p, int splits, const float *part, const float *bias,
                              const void *res, void *y);
 
