@@ -71,9 +71,9 @@ double th_rel_error(const float *got, const double *ref, int64_t n) {
 
 double th_check_close(const char *what, const float *got, const double *ref, int64_t n, double tol) {
     double e = th_rel_error(got, ref, n);
-    th_checks++;
+    TH_COUNT(th_checks);
     if (!(e < tol)) {
-        th_failures++;
+        TH_COUNT(th_failures);
         int64_t worst = 0;
         double wd = -1;
         for (int64_t i = 0; i < n; i++) {

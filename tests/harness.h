@@ -13,12 +13,14 @@
 
 extern int th_failures;
 extern int th_checks;
+/* Counts a check (or a failure); atomic, since some tests check from several threads. */
+#define TH_COUNT(counter) __atomic_fetch_add(&(counter), 1, __ATOMIC_RELAXED)
 
 #define CHECK(cond, ...)                                                                   \
     do {                                                                                   \
-        th_checks++;                                                                       \
+        TH_COUNT(th_checks);                                                               \
         if (!(cond)) {                                                                     \
-            th_failures++;                                                                 \
+            TH_COUNT(th_failures);                                                         \
             fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);       \
             fprintf(stderr, __VA_ARGS__);                                                  \
             fprintf(stderr, "\n");                                                         \
