@@ -1085,6 +1085,98 @@ static void test_concat_slices_fp16(kiln_builder *b) {
     }
 }
 
+/* A chain of kiln's own kernels, each reading what the one before wrote: the strided stem
+ * kernel, a 3x3 max pool, 3x3 and 1x1 implicit GEMMs, a residual, a 3x3 over 256 channels at
+ * 8x8 (split-K: partials, then the reduce kernel), a global pool. */
+static kiln_network *make_pdl_chain(kiln_builder *b, unsigned seed) {
+    th_seed(seed);
+    kiln_network *net = NULL;
+    CHECK_OK(kiln_network_create(b, &net));
+    kiln_tensor *x = kiln_network_add_input(net, "x", KILN_FLOAT32, d4(2, 3, 64, 64));
+    static const int64_t p3[4] = {3, 3, 3, 3};
+    kiln_tensor *s = act(net, conv(net, x, 3, 64, 7, 2, p3, 1, true), KILN_ACT_RELU);
+    kiln_pool_desc mp = {.type = KILN_POOL_MAX, .kernel = {3, 3}, .stride = {2, 2}, .pad_begin = {1, 1}, .pad_end = {1, 1}};
+    kiln_tensor *p = s ? out0(kiln_network_add_pooling(net, s, &mp)) : NULL;
+    kiln_tensor *c1 = p ? act(net, conv(net, p, 64, 64, 3, 1, NULL, 1, true), KILN_ACT_RELU) : NULL;
+    kiln_tensor *c2a = c1 ? conv(net, c1, 64, 64, 1, 1, NULL, 1, true) : NULL;
+    kiln_tensor *c2 = c2a ? act(net, out0(kiln_network_add_elementwise(net, c2a, p, KILN_ELT_ADD)), KILN_ACT_RELU) : NULL;
+    kiln_tensor *c3 = c2 ? act(net, conv(net, c2, 64, 256, 1, 1, NULL, 1, true), KILN_ACT_SILU) : NULL;
+    kiln_pool_desc mp2 = {.type = KILN_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}};
+    kiln_tensor *p2 = c3 ? out0(kiln_network_add_pooling(net, c3, &mp2)) : NULL;
+    kiln_tensor *c4 = p2 ? act(net, conv(net, p2, 256, 256, 3, 1, NULL, 1, true), KILN_ACT_RELU) : NULL;
+    kiln_tensor *c5 = c4 ? conv(net, c4, 256, 64, 1, 1, NULL, 1, true) : NULL;
+    const kiln_pool_desc ga = {.type = KILN_POOL_AVERAGE, .global = 1};
+    kiln_tensor *g = c5 ? out0(kiln_network_add_pooling(net, c5, &ga)) : NULL;
+    bool ok = mark(net, c5, "c5") && mark(net, g, "g");
+    CHECK(ok, "chain network: %s", kiln_last_error());
+    return net;
+}
+
+/* Programmatic dependent launches (src/cuda/kcu_pdl.cuh): make_pdl_chain with its
+ * convolutions on kiln's portable implicit GEMM, then on its Hopper kernel where it applies
+ * (the device a Hopper: the 3x3s and the 1x1 to 64), run by one context eight times with new inputs each time (the first run launches
+ * layer by layer, the later ones replay the CUDA graph captured from the second), every
+ * run's outputs within the float16 tolerance of the CPU's on the same inputs. A kernel that
+ * read its input before the kernel ahead of it had finished writing would see the previous
+ * run's values there (outputs are poisoned before each run). */
+static void test_pdl_chain(kiln_builder *b) {
+    static const char *const modes[2] = {"only", "wgmma"};
+    for (int m = 0; m < 2; m++) {
+        char what[64];
+        snprintf(what, sizeof what, "fp16 chain (KILN_CONV_IGEMM=%s)", modes[m]);
+        setenv("KILN_CONV_IGEMM", modes[m], 1);
+        setenv("KILN_CONV_STEM", "only", 1); /* the stem's direct form, on the stem kernel */
+        setenv("KILN_CONV_S2D", "off", 1);
+        kiln_network *ncpu = make_pdl_chain(b, 5), *ngpu = make_pdl_chain(b, 5);
+        kiln_engine *ecpu = build(b, ncpu, KILN_DEVICE_CPU, false, NULL);
+        kiln_engine *egpu = build(b, ngpu, KILN_DEVICE_CUDA, true, NULL);
+        unsetenv("KILN_CONV_IGEMM");
+        unsetenv("KILN_CONV_STEM");
+        unsetenv("KILN_CONV_S2D");
+        CHECK(ecpu && egpu, "%s: build: %s", what, kiln_last_error());
+        kiln_context *c = NULL;
+        if (egpu) {
+            int own = count_kernels(egpu, "cuda.kiln_igemm_", "Convolution") +
+                      count_kernels(egpu, "cuda.kiln_wgmma_", "Convolution");
+            CHECK(own == 5, "%s: %d of 5 convolutions on kiln's implicit GEMMs", what, own);
+            CHECK(count_kernels(egpu, "cuda.kiln_stem_s2", "Convolution") == 1, "%s: the stem on kiln's kernel", what);
+            CHECK(count_kernels(egpu, "_f16_nhwc", "Pooling") == 3, "%s: the pools on kiln's float16 kernels", what);
+            CHECK_OK(kiln_context_create(egpu, &c));
+        }
+        if (ecpu && egpu && c) {
+            io_set rc, rg;
+            th_seed(123);
+            io_make(ecpu, &rc);
+            io_make(egpu, &rg);
+            kiln_status st = kiln_context_set_io_memory(c, KILN_MEMORY_HOST);
+            for (int i = 0; st == KILN_OK && i < rg.nin; i++) st = kiln_context_set_tensor_address(c, rg.in_names[i], rg.in[i]);
+            for (int j = 0; st == KILN_OK && j < rg.nout; j++)
+                st = kiln_context_set_tensor_address(c, rg.out_names[j], rg.out[j]);
+            CHECK_OK(st);
+            for (int run = 0; st == KILN_OK && run < 8; run++) {
+                for (int i = 0; i < rc.nin; i++) { /* new inputs, the same on both */
+                    th_fill(rc.in[i], rc.in_n[i], -1.0f, 1.0f);
+                    memcpy(rg.in[i], rc.in[i], (size_t)rc.in_n[i] * sizeof(float));
+                }
+                for (int j = 0; j < rg.nout; j++) memset(rg.out[j], 0xFF, (size_t)rg.out_n[j] * sizeof(float));
+                CHECK_OK(run_host(ecpu, &rc, NULL));
+                st = kiln_context_execute(c);
+                CHECK(st == KILN_OK, "%s: run %d: %s", what, run, kiln_last_error());
+                char name[96];
+                snprintf(name, sizeof name, "%s, run %d", what, run);
+                if (st == KILN_OK) compare(name, &rg, &rc, FP16_TOL);
+            }
+            io_free(&rc);
+            io_free(&rg);
+        }
+        kiln_context_destroy(c);
+        kiln_engine_destroy(ecpu);
+        kiln_engine_destroy(egpu);
+        kiln_network_destroy(ncpu);
+        kiln_network_destroy(ngpu);
+    }
+}
+
 /* cuDNN's backend-API path: every one-group convolution; bias, residual and ReLU fused, the
  * other activations (the stems' sigmoid, make_igemm's SiLU, LeakyReLU, sigmoid) in a pass
  * after the graph; the stems through space-to-depth. */
@@ -1465,6 +1557,7 @@ int main(void) {
         test_pools_fp16(b);
         test_igemm_fp16(b);
         test_wgmma_fp16(b);
+        test_pdl_chain(b);
         test_concat_slices_fp16(b);
         test_upsample_fp16(b);
         test_stem_kernel_fp16(b);

@@ -161,4 +161,5 @@ const kb_backend kb_cpu_backend = {
     NULL,       /* no FP16 range check runs on the CPU */
     NULL,       /* row-major tensors: concats along channels copy (or need no copy) */
     1,          /* fused regions of float32 tensors (src/cpu/fused.c) */
+    NULL,       /* timings depend on the layer alone */
 };

@@ -187,9 +187,9 @@ static kiln_status cast_run(const kiln_layer *l, const void *state, const void *
     return KILN_OK;
 }
 
-static const kcu_kernel k_constant = {constant_prepare, constant_run, NULL, constant_refit};
-static const kcu_kernel k_copy = {NULL, copy_run, NULL, NULL};
-const kcu_kernel kcu_k_cast = {NULL, cast_run, NULL, NULL};
+static const kcu_kernel k_constant = {constant_prepare, constant_run, NULL, constant_refit, NULL};
+static const kcu_kernel k_copy = {NULL, copy_run, NULL, NULL, NULL};
+const kcu_kernel kcu_k_cast = {NULL, cast_run, NULL, NULL, NULL};
 
 static const kcu_kernel *const kernels[KILN_LAYER_TYPE_COUNT] = {
     [KILN_LAYER_CONVOLUTION] = &kcu_k_convolution,
@@ -372,6 +372,20 @@ static bool format_aware(kiln_layer_type t) {
     }
 }
 
+/* Whether the kernel the engine launches right before node's is one of kiln's programmatic
+ * dependent kernels (the nodes before it are prepared; skipped nodes launch nothing). */
+static bool cu_after_pdl(const kiln_engine *e, const ke_node *node) {
+    if (!kcu_pdl_enabled()) return false;
+    for (const ke_node *p = node - 1; p >= e->nodes; p--) {
+        if (p->skip) continue;
+        const kcu_kernel *k = p->kernel;
+        return k && k->pdl_tail && p->state && k->pdl_tail(p->state);
+    }
+    return false;
+}
+
+static unsigned cu_tactic_context(const kiln_engine *e, const ke_node *node) { return cu_after_pdl(e, node) ? 1u : 0u; }
+
 static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     const kiln_layer *l = node->layer;
     const kcu_kernel *k = (unsigned)l->type < KILN_LAYER_TYPE_COUNT ? kernels[l->type] : NULL;
@@ -385,7 +399,7 @@ static kiln_status cu_prepare(const kiln_engine *e, ke_node *node) {
     /* skipped nodes are views or constants: only a constant has something to place */
     if ((node->skip && l->type != KILN_LAYER_CONSTANT) || !k->prepare) return KILN_OK;
     kcu_build b = {e, &e->env, engine_tf32(e) || l->tf32_ok, (size_t)1 << 30, node->hint, node->hint_len, &node->hint_used,
-                   e->untimed, engine_tf32(e)};
+                   e->untimed, engine_tf32(e), cu_after_pdl(e, node)};
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < b.ws_limit) b.ws_limit = free_b / 4;
     (void)cudaGetLastError();
@@ -829,7 +843,7 @@ static const kb_backend kb_cuda_backend = {
     cu_ctx_create, cu_ctx_destroy, cu_run, cu_finish, cu_set_stream,
     cu_dev_alloc, cu_dev_free, cu_upload, cu_download, cu_fingerprint, cu_kernel_name,
     cu_can_fuse_residual, cu_layer_format, cu_refit, cu_run_begin, cu_run_end, kcu_dnn_tactic,
-    cu_host_alloc, cu_host_free, cu_absmax, cu_pitch_ok, 2,
+    cu_host_alloc, cu_host_free, cu_absmax, cu_pitch_ok, 2, cu_tactic_context,
 };
 
 const kb_backend *kb_cuda_backend_get(const kiln_env *env, kiln_status *why) {

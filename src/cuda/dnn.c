@@ -38,6 +38,8 @@ typedef struct bench {
     cudaEvent_t ev[2];
     void *in[4], *out;
     bool ok;
+    bool gap;     /* each run follows a plain launch (kcu_build.after_pdl false, PDL on) */
+    float gap_ms; /* ... whose own time, measured once, each timing leaves out (-1: not yet) */
 } bench;
 
 static void bench_close(bench *bn) {
@@ -85,6 +87,8 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
     if (ok) ok = bench_alloc(&bn->out, kcu_span(l->outputs[0]));
     if (!ok) bench_close(bn);
     bn->ok = ok;
+    bn->gap = ok && !b->after_pdl && kcu_pdl_enabled();
+    bn->gap_ms = -1.0f;
     (void)cudaGetLastError();
     return ok;
 }
@@ -95,8 +99,24 @@ static bool bench_open(const kiln_layer *l, const kcu_build *b, bench *bn, size_
  * launches, the host's launch cost (several microseconds for a library call) hid the
  * difference between small kernels at batch 1, and a choice between them was noise. */
 #define BENCH_ROUNDS 3
+static kiln_status gap_run(const kiln_layer *l, const void *state, const void *const *in, void *const *out,
+                           const kcu_exec *x) {
+    (void)state, (void)in, (void)out;
+    KCU_CUDA(l, kcu_gap(x->stream));
+    return KILN_OK;
+}
+
 static float bench_graph(bench *bn, const kiln_layer *l, const void *state, run_fn run, const void *const *in,
                          void *const *out) {
+    /* where the engine's kernel before this layer is plain, so is the one before each run:
+     * a candidate launched as a programmatic dependent gains nothing from the overlap there */
+    bool gap = bn->gap && run != gap_run;
+    if (gap && bn->gap_ms < 0.0f) {
+        bn->gap = false;
+        float g = bench_graph(bn, l, NULL, gap_run, in, out);
+        bn->gap = true;
+        bn->gap_ms = g > 0.0f ? g : 0.0f;
+    }
     cudaGraph_t g = NULL;
     cudaGraphExec_t ge = NULL;
     float best = -1.0f;
@@ -105,7 +125,8 @@ static float bench_graph(bench *bn, const kiln_layer *l, const void *state, run_
         return -1.0f;
     }
     bool ok = true;
-    for (int i = 0; ok && i < BENCH_REPS; i++) ok = run(l, state, in, out, &bn->x) == KILN_OK;
+    for (int i = 0; ok && i < BENCH_REPS; i++)
+        ok = (!gap || gap_run(l, NULL, in, out, &bn->x) == KILN_OK) && run(l, state, in, out, &bn->x) == KILN_OK;
     cudaError_t e = cudaStreamEndCapture(bn->x.stream, &g);
     if (ok && e == cudaSuccess && g && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess) {
         for (int r = 0; r < BENCH_ROUNDS; r++) {
@@ -117,6 +138,7 @@ static float bench_graph(bench *bn, const kiln_layer *l, const void *state, run_
                 break;
             }
             ms /= BENCH_REPS;
+            if (gap) ms = ms > bn->gap_ms ? ms - bn->gap_ms : 0.0f;
             if (best < 0.0f || ms < best) best = ms;
         }
     }
@@ -594,7 +616,7 @@ static kiln_status gemm_run(const kiln_layer *l, const void *state, const void *
     return mm_finish(l, s, x, y);
 }
 
-const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release, NULL};
+const kcu_kernel kcu_k_gemm = {gemm_prepare, gemm_run, mm_release, NULL, NULL};
 
 /* numpy matmul: batch axes broadcast. Axes whose strides chain are merged; the innermost
  * merged axis is cuBLASLt's strided batch (stride 0 broadcasts), the rest loop here. */
@@ -700,7 +722,7 @@ static kiln_status matmul_run(const kiln_layer *l, const void *state, const void
     return mm_finish(l, s, x, y);
 }
 
-const kcu_kernel kcu_k_matmul = {matmul_prepare, matmul_run, mm_release, NULL};
+const kcu_kernel kcu_k_matmul = {matmul_prepare, matmul_run, mm_release, NULL, NULL};
 
 /* ---- convolution and deconvolution ---- */
 
@@ -1887,7 +1909,14 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit};
+/* kiln's implicit GEMMs (and their split-K reduction) and the strided stem kernel launch as
+ * programmatic dependents, and nothing runs after them in the layer */
+static bool conv_pdl_tail(const void *state) {
+    const conv_state *s = state;
+    return s->mode == CONV_IGEMM || (s->mode == CONV_STEM && s->stem.s2);
+}
+
+const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit, conv_pdl_tail};
 
 static const char *const bwd_names[] = {
     "cuda.cudnn_bwd_data_0", "cuda.cudnn_bwd_data_1", "cuda.cudnn_bwd_data_fft", "cuda.cudnn_bwd_data_fft_tiling",
@@ -2161,7 +2190,7 @@ static size_t deconv_tactic(const void *state, uint8_t *buf, size_t cap) {
                         s->math, NULL);
 }
 
-const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release, conv_refit};
+const kcu_kernel kcu_k_deconvolution = {deconv_prepare, deconv_run, conv_release, conv_refit, NULL};
 
 /* ---- names of the chosen kernels (engine inspection) ---- */
 

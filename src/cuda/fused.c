@@ -238,4 +238,4 @@ static kiln_status fz_run(const kiln_layer *l, const void *state, const void *co
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_fused = {fz_prepare, fz_run, NULL, NULL};
+const kcu_kernel kcu_k_fused = {fz_prepare, fz_run, NULL, NULL, NULL};

@@ -12,6 +12,12 @@
 #include "runtime/engine.h"
 
 /* What a kernel's prepare may use. */
+/* Programmatic dependent launch (src/cuda/kcu_pdl.cuh, defined in igemm.cu): whether kiln's
+ * own kernels launch that way on the current device (KILN_PDL), and a plain launch of an
+ * empty kernel, which candidates follow where the engine's kernel before them is plain. */
+int kcu_pdl_enabled(void);
+cudaError_t kcu_gap(cudaStream_t s);
+
 typedef struct kcu_build {
     const kiln_engine *e;
     const kiln_env *env;
@@ -27,6 +33,11 @@ typedef struct kcu_build {
      * the largest value (FFT, Winograd non-fused) and cuDNN's down-conversion math. Layers an
      * FP16 build keeps in float32 for their range get TF32 math (tf32) but not these. */
     bool loose;
+    /* The kernel launched before this layer's is one of kiln's programmatic dependent
+     * launches (src/cuda/kcu_pdl.cuh), which let the next such kernel start under its tail:
+     * candidates are timed back to back then; otherwise each run follows a plain launch
+     * (kcu_gap), as it will in the engine. */
+    bool after_pdl;
 } kcu_build;
 
 /* What a kernel's run sees: the context's stream, library handles and scratch. */
@@ -52,6 +63,9 @@ typedef struct kcu_kernel {
     /* Refit: l->w[slot] has new values (same count); copies them, converted as prepare
      * did, into the device buffers the state already has. NULL: no refittable weights. */
     kiln_status (*refit)(const kiln_layer *l, void *state, int slot);
+    /* Whether the layer's last launch, as prepared, is one of kiln's programmatic dependent
+     * kernels (they let the next one start early: kcu_build.after_pdl). NULL: never. */
+    bool (*pdl_tail)(const void *state);
 } kcu_kernel;
 
 /* Every state struct starts with this: one device allocation it owns (or NULL). */

@@ -25,7 +25,7 @@
  * LeakyReLU, sigmoid...): at batch 1 a YOLOv5s layer is a few microseconds of work and the
  * second kernel cost as much as the first. The builder times this kernel's tile shapes
  * beside cuDNN and cuBLASLt and keeps the fastest (src/cuda/dnn.c). */
-#include "cuda/kcu_device.cuh"
+#include "cuda/kcu_pdl.cuh"
 
 #define IG_BK 64
 #define IG_STAGES 4
@@ -105,7 +105,7 @@ template <int BM, int BN, int ACT>
 __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half *__restrict__ x,
                                                       const __half *__restrict__ wt, const float *__restrict__ bias,
                                                       const __half *__restrict__ res, __half *__restrict__ y,
-                                                      float *__restrict__ part) {
+                                                      float *__restrict__ part, int pdl_early) {
 #ifdef IG_UNSUPPORTED_ARCH
     __trap();
 #else
@@ -150,7 +150,9 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
      * and writes float32 partial sums to part[z][m][n]; k_igemm_reduce finishes them */
     const int kt_all = (KG + IG_BK - 1) / IG_BK, per = (kt_all + gridDim.z - 1) / gridDim.z;
     const int kt0 = blockIdx.z * per, ktiles = min(kt_all - kt0, per);
-    auto load = [&](int stage, int kt) {
+    /* a stage's input tile (activations) and weight tile, loaded apart: the prologue issues
+     * the first stages' weights before kcu_pdl_wait, under the previous kernel's tail */
+    auto load_a = [&](int stage, int kt) {
         int k = kt * IG_BK + kc * 8;
         bool kin = k < KG;
         int tap = kin ? k / C : 0, c = k - tap * C;
@@ -163,6 +165,10 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             const __half *src = in ? a_img[i] + ((int64_t)ih * p.w + iw) * C + c : x;
             ig_cp16(ig_smem(sa(stage) + ig_off(row, kc)), src, in ? 16 : 0);
         }
+    };
+    auto load_b = [&](int stage, int kt) {
+        int k = kt * IG_BK + kc * 8;
+        bool kin = k < KG;
         #pragma unroll
         for (int i = 0; i < B_CH; i++) {
             int row = tid / CH + i * RS;
@@ -179,9 +185,15 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
             #pragma unroll
             for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
 
+    if (pdl_early) kcu_pdl_trigger();
+    #pragma unroll
+    for (int s = 0; s < IG_STAGES - 1; s++)
+        if (s < ktiles) load_b(s, kt0 + s);
+    kcu_pdl_wait(); /* the previous kernel's output is complete from here on (kcu_pdl.cuh) */
+    /* commit groups: the first holds the early weight tiles too (waited for no later) */
     #pragma unroll
     for (int s = 0; s < IG_STAGES - 1; s++) {
-        if (s < ktiles) load(s, kt0 + s);
+        if (s < ktiles) load_a(s, kt0 + s);
         ig_commit();
     }
     for (int kt = 0; kt < ktiles; kt++) {
@@ -189,7 +201,10 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
         __syncthreads();
         /* the stage read IG_STAGES - 1 steps ago is free: refill it while this one computes */
         int next = kt + IG_STAGES - 1;
-        if (next < ktiles) load(next % IG_STAGES, kt0 + next);
+        if (next < ktiles) {
+            load_a(next % IG_STAGES, kt0 + next);
+            load_b(next % IG_STAGES, kt0 + next);
+        }
         ig_commit();
         const __half *ta = sa(kt % IG_STAGES), *tb = sb(kt % IG_STAGES);
         #pragma unroll
@@ -215,6 +230,7 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
     }
     ig_wait<0>();
     __syncthreads(); /* every warp is done with the pipeline's shared memory */
+    kcu_pdl_trigger(); /* the next kernel's blocks may arrive for the epilogue (kcu_pdl.cuh) */
 
     /* epilogue, in two steps. First the float32 sums go to shared memory (rows of BN + 8
      * floats: the 8 rows one instruction writes fall in different banks); lane (g, t) holds
@@ -271,7 +287,9 @@ __global__ void __launch_bounds__(IG_THREADS) k_igemm(kcu_igemm p, const __half 
  * off: a channel count not a multiple of 8, or unaligned tensors). */
 template <int ACT>
 __global__ void k_igemm_reduce(kcu_igemm p, int splits, const float *__restrict__ part, const float *__restrict__ bias,
-                               const __half *__restrict__ res, __half *__restrict__ y) {
+                               const __half *__restrict__ res, __half *__restrict__ y, int pdl_early) {
+    if (pdl_early) kcu_pdl_trigger(); /* otherwise as its blocks exit: it is all epilogue */
+    kcu_pdl_wait();
     const int64_t slice = (int64_t)p.m * p.k;
     if (!p.vec) {
         KCU_LOOP(at, slice) {
@@ -350,6 +368,15 @@ static bool ig_shape_ok(const kcu_igemm *p) {
            (p->k + 31) / 32 <= 65535;
 }
 
+extern "C" int kcu_pdl_enabled(void) { return kcu_pdl_on(); }
+
+__global__ void k_gap() {}
+
+extern "C" cudaError_t kcu_gap(cudaStream_t s) {
+    k_gap<<<1, 32, 0, s>>>();
+    return kcu_launched();
+}
+
 /* At prepare: the shape, and a device of compute capability 8.0 or newer (cp.async). */
 extern "C" int kcu_igemm_applies(const kcu_igemm *p) {
     return kcu_device_sm80() && ig_shape_ok(p);
@@ -375,8 +402,9 @@ static cudaError_t ig_launch(dim3 grid, cudaStream_t s, const kcu_igemm *p, cons
     if (smem < tile) smem = tile;
     cudaError_t e = cudaFuncSetAttribute(k_igemm<BM, BN, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, IG_SMEM(BM, BN));
     if (e != cudaSuccess) return e;
-    k_igemm<BM, BN, ACT><<<grid, IG_THREADS, smem, s>>>(*p, x, w, bias, res, y, grid.z > 1 ? part : NULL);
-    if ((e = kcu_launched()) != cudaSuccess || grid.z == 1) return e;
+    e = kcu_pdl_launch(k_igemm<BM, BN, ACT>, grid, dim3(IG_THREADS), (size_t)smem, s, *p, x, w, bias, res, y,
+                       grid.z > 1 ? part : (float *)NULL, kcu_pdl_early());
+    if (e != cudaSuccess || grid.z == 1) return e;
     return kcu_igemm_reduce(s, p, (int)grid.z, part, bias, res, y);
 }
 
@@ -392,13 +420,14 @@ extern "C" cudaError_t kcu_igemm_reduce(cudaStream_t s, const kcu_igemm *shape, 
     int64_t n = (int64_t)q.m * q.k / (q.vec ? 8 : 1);
     const __half *rh = (const __half *)res;
     __half *yh = (__half *)y;
+    dim3 g(kcu_blocks(n)), b(KCU_THREADS);
+    int early = kcu_pdl_early();
     switch (kcu_epi_kind(q.has_act, q.act)) {
-    case KCU_EPI_NONE: k_igemm_reduce<KCU_EPI_NONE><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
-    case KCU_EPI_RELU: k_igemm_reduce<KCU_EPI_RELU><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
-    case KCU_EPI_SILU: k_igemm_reduce<KCU_EPI_SILU><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
-    default: k_igemm_reduce<KCU_EPI_ANY><<<kcu_blocks(n), KCU_THREADS, 0, s>>>(q, splits, part, bias, rh, yh); break;
+    case KCU_EPI_NONE: return kcu_pdl_launch(k_igemm_reduce<KCU_EPI_NONE>, g, b, 0, s, q, splits, part, bias, rh, yh, early);
+    case KCU_EPI_RELU: return kcu_pdl_launch(k_igemm_reduce<KCU_EPI_RELU>, g, b, 0, s, q, splits, part, bias, rh, yh, early);
+    case KCU_EPI_SILU: return kcu_pdl_launch(k_igemm_reduce<KCU_EPI_SILU>, g, b, 0, s, q, splits, part, bias, rh, yh, early);
+    default: return kcu_pdl_launch(k_igemm_reduce<KCU_EPI_ANY>, g, b, 0, s, q, splits, part, bias, rh, yh, early);
     }
-    return kcu_launched();
 }
 
 extern "C" cudaError_t kcu_igemm_run(cudaStream_t s, int cfg, const kcu_igemm *shape, const void *x, const void *w,

@@ -65,7 +65,7 @@ static kiln_status act_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_activation = {act_prepare, act_run, NULL, NULL};
+const kcu_kernel kcu_k_activation = {act_prepare, act_run, NULL, NULL, NULL};
 
 /* ---- broadcast ops: elementwise, PRelu, select ---- */
 
@@ -183,7 +183,7 @@ static kiln_status elt_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_elementwise = {elt_prepare, elt_run, NULL, NULL};
+const kcu_kernel kcu_k_elementwise = {elt_prepare, elt_run, NULL, NULL, NULL};
 
 static kiln_status prelu_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -205,7 +205,7 @@ static kiln_status prelu_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_prelu = {prelu_prepare, prelu_run, NULL, NULL};
+const kcu_kernel kcu_k_prelu = {prelu_prepare, prelu_run, NULL, NULL, NULL};
 
 static kiln_status select_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -225,7 +225,7 @@ static kiln_status select_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_select = {select_prepare, select_run, NULL, NULL};
+const kcu_kernel kcu_k_select = {select_prepare, select_run, NULL, NULL, NULL};
 
 /* ---- unary ---- */
 
@@ -262,7 +262,7 @@ static kiln_status unary_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_unary = {unary_prepare, unary_run, NULL, NULL};
+const kcu_kernel kcu_k_unary = {unary_prepare, unary_run, NULL, NULL, NULL};
 
 /* ---- scale ---- */
 
@@ -336,7 +336,7 @@ static kiln_status weights_refit(const kiln_layer *l, void *state, int slot) {
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_scale = {scale_prepare, scale_run, NULL, weights_refit};
+const kcu_kernel kcu_k_scale = {scale_prepare, scale_run, NULL, weights_refit, NULL};
 
 /* ---- instance norm, LRN ---- */
 
@@ -360,7 +360,7 @@ static kiln_status inorm_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_instance_norm = {inorm_prepare, inorm_run, NULL, weights_refit};
+const kcu_kernel kcu_k_instance_norm = {inorm_prepare, inorm_run, NULL, weights_refit, NULL};
 
 static kiln_status lrn_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     (void)b;
@@ -382,7 +382,7 @@ static kiln_status lrn_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_lrn = {lrn_prepare, lrn_run, NULL, NULL};
+const kcu_kernel kcu_k_lrn = {lrn_prepare, lrn_run, NULL, NULL, NULL};
 
 /* ---- softmax, arg reduce: an axis split into outer, len, inner ---- */
 
@@ -412,7 +412,7 @@ static kiln_status sm_run(const kiln_layer *l, const void *state, const void *co
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_softmax = {sm_prepare, sm_run, NULL, NULL};
+const kcu_kernel kcu_k_softmax = {sm_prepare, sm_run, NULL, NULL, NULL};
 
 static kiln_status arg_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     (void)b;
@@ -436,7 +436,7 @@ static kiln_status arg_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_arg_reduce = {arg_prepare, arg_run, NULL, NULL};
+const kcu_kernel kcu_k_arg_reduce = {arg_prepare, arg_run, NULL, NULL, NULL};
 
 /* ---- reduce ---- */
 
@@ -516,7 +516,7 @@ static kiln_status red_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_reduce = {red_prepare, red_run, NULL, NULL};
+const kcu_kernel kcu_k_reduce = {red_prepare, red_run, NULL, NULL, NULL};
 
 /* ---- pooling ---- */
 
@@ -590,7 +590,14 @@ static kiln_status pool_run(const kiln_layer *l, const void *state, const void *
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL};
+/* float16 channels-last pools of 8-channel multiples take pool.cu's programmatic dependent
+ * kernels (the run's alignment checks pass on the engine's 256-byte aligned tensors) */
+static bool pool_pdl_tail(const void *state) {
+    const pool_state *s = state;
+    return s->nhwc && s->st == KILN_FLOAT16 && s->c % 8 == 0;
+}
+
+const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL, pool_pdl_tail};
 
 /* ---- resize: per-axis tables built as src/cpu/resize.c builds them (graph/resize_coord.h) ---- */
 
@@ -713,7 +720,7 @@ static kiln_status resize_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_resize = {resize_prepare, resize_run, NULL, NULL};
+const kcu_kernel kcu_k_resize = {resize_prepare, resize_run, NULL, NULL, NULL};
 
 /* ---- strided view copies: slice, transpose, expand, tile, depth/space ---- */
 
@@ -798,7 +805,7 @@ static kiln_status slice_prepare(const kiln_layer *l, const kcu_build *b, void *
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_slice = {slice_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_slice = {slice_prepare, mv_run, NULL, NULL, NULL};
 
 static kiln_status transpose_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -818,7 +825,7 @@ static kiln_status transpose_prepare(const kiln_layer *l, const kcu_build *b, vo
     return st;
 }
 
-const kcu_kernel kcu_k_transpose = {transpose_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_transpose = {transpose_prepare, mv_run, NULL, NULL, NULL};
 
 static kiln_status expand_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -836,7 +843,7 @@ static kiln_status expand_prepare(const kiln_layer *l, const kcu_build *b, void 
     return st;
 }
 
-const kcu_kernel kcu_k_expand = {expand_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_expand = {expand_prepare, mv_run, NULL, NULL, NULL};
 
 /* Output axis k of size r*d reads as (repeat r, stride 0) then (position d, input stride). */
 static kiln_status tile_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
@@ -856,7 +863,7 @@ static kiln_status tile_prepare(const kiln_layer *l, const kcu_build *b, void **
     return st;
 }
 
-const kcu_kernel kcu_k_tile = {tile_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_tile = {tile_prepare, mv_run, NULL, NULL, NULL};
 
 /* Both depth/space layers are a 6-D transpose of a reshaped view (graph/walks.h). */
 static kiln_status d2s_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
@@ -869,7 +876,7 @@ static kiln_status d2s_prepare(const kiln_layer *l, const kcu_build *b, void **s
     return st;
 }
 
-const kcu_kernel kcu_k_depth_to_space = {d2s_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_depth_to_space = {d2s_prepare, mv_run, NULL, NULL, NULL};
 
 static kiln_status s2d_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -881,7 +888,7 @@ static kiln_status s2d_prepare(const kiln_layer *l, const kcu_build *b, void **s
     return st;
 }
 
-const kcu_kernel kcu_k_space_to_depth = {s2d_prepare, mv_run, NULL, NULL};
+const kcu_kernel kcu_k_space_to_depth = {s2d_prepare, mv_run, NULL, NULL, NULL};
 
 /* ---- concat, split: per outer index each piece is one contiguous run in both tensors ---- */
 
@@ -964,7 +971,7 @@ static kiln_status concat_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_concat = {concat_prepare, concat_run, NULL, NULL};
+const kcu_kernel kcu_k_concat = {concat_prepare, concat_run, NULL, NULL, NULL};
 
 static kiln_status split_prepare(const kiln_layer *l, const kcu_build *b, void **state, size_t *scratch) {
     *scratch = 0;
@@ -981,7 +988,7 @@ static kiln_status split_run(const kiln_layer *l, const void *state, const void 
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_split = {split_prepare, split_run, NULL, NULL};
+const kcu_kernel kcu_k_split = {split_prepare, split_run, NULL, NULL, NULL};
 
 /* ---- gather ---- */
 
@@ -1013,7 +1020,7 @@ static kiln_status gather_run(const kiln_layer *l, const void *state, const void
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_gather = {gather_prepare, gather_run, NULL, NULL};
+const kcu_kernel kcu_k_gather = {gather_prepare, gather_run, NULL, NULL, NULL};
 
 /* ---- pad ---- */
 
@@ -1149,7 +1156,7 @@ static kiln_status pad_run(const kiln_layer *l, const void *state, const void *c
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_pad = {pad_prepare, pad_run, NULL, NULL};
+const kcu_kernel kcu_k_pad = {pad_prepare, pad_run, NULL, NULL, NULL};
 
 /* ---- reformat: storage type and layout in one pass ---- */
 
@@ -1182,4 +1189,4 @@ static kiln_status reformat_run(const kiln_layer *l, const void *state, const vo
     return KILN_OK;
 }
 
-const kcu_kernel kcu_k_reformat = {reformat_prepare, reformat_run, NULL, NULL};
+const kcu_kernel kcu_k_reformat = {reformat_prepare, reformat_run, NULL, NULL, NULL};

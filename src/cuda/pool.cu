@@ -1,7 +1,7 @@
 /* kiln CUDA backend: pooling (windowed and global) and resize. Window bounds and average
  * divisors are computed exactly as src/cpu/pool.c tabulates them; resize reads the
  * per-axis index/weight tables the host built at prepare (src/cpu/resize.c's mapping). */
-#include "cuda/kcu_device.cuh"
+#include "cuda/kcu_pdl.cuh"
 
 /* The t in [0, count) with 0 <= t*stride + off < limit, as [*lo, *hi). */
 __device__ inline void tap_range(int64_t off, int64_t stride, int64_t limit, int64_t count, int64_t *lo, int64_t *hi) {
@@ -194,6 +194,7 @@ __device__ inline void tap_range32(int off, int stride, int limit, int count, in
  * host checks that one image's elements and every extent fit in 32 bits (pool_fits_32);
  * larger tensors take k_pool_nhwc. */
 __global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict__ x, uint4 *y) {
+    kcu_pdl_wait(); /* launched as a programmatic dependent (kcu_pdl.cuh); the next starts as blocks exit */
     const int oh = blockIdx.y, OW = (int)p.ow, W = (int)p.w, dh = (int)p.dh, dw = (int)p.dw;
     const int XP = (int)(p.xp / 8), YP = (int)(p.yp / 8); /* pixel pitches in 16-byte units */
     const int per_row = OW * C8, in_img = (int)p.h * W * XP, out_img = (int)p.oh * OW * YP;
@@ -250,6 +251,7 @@ __global__ void k_pool_nhwc_h8_rows(kcu_pool p, int C8, const uint4 *__restrict_
  * (411 MB in, 103 MB out) at 0.26 ms on an H200, half the memory's speed. */
 template <int KH, int KW>
 __global__ void k_maxpool_h8(kcu_pool p, int C8, const uint4 *__restrict__ x, uint4 *y) {
+    kcu_pdl_wait(); /* launched as a programmatic dependent (kcu_pdl.cuh); the next starts as blocks exit */
     const int oh = blockIdx.y, OW = (int)p.ow, W = (int)p.w, H = (int)p.h;
     const int XP = (int)(p.xp / 8), YP = (int)(p.yp / 8);
     const int per_row = OW * C8, in_img = H * W * XP, out_img = (int)p.oh * OW * YP;
@@ -308,13 +310,12 @@ extern "C" cudaError_t kcu_pool_nhwc(cudaStream_t s, int st, const kcu_pool *sha
         int64_t threads = ((per_row + bx - 1) / bx + 31) / 32 * 32;
         dim3 grid((unsigned)bx, (unsigned)p->oh, (unsigned)(p->planes < 65535 ? p->planes : 65535));
         bool small = p->max && p->dh == 1 && p->dw == 1 && p->kh == p->kw && (p->kh == 2 || p->kh == 3);
-        if (small && p->kh == 2)
-            k_maxpool_h8<2, 2><<<grid, (unsigned)threads, 0, s>>>(*p, (int)(c / 8), (const uint4 *)x, (uint4 *)y);
-        else if (small)
-            k_maxpool_h8<3, 3><<<grid, (unsigned)threads, 0, s>>>(*p, (int)(c / 8), (const uint4 *)x, (uint4 *)y);
-        else
-            k_pool_nhwc_h8_rows<<<grid, (unsigned)threads, 0, s>>>(*p, (int)(c / 8), (const uint4 *)x, (uint4 *)y);
-        return kcu_launched();
+        dim3 block((unsigned)threads);
+        const uint4 *x8 = (const uint4 *)x;
+        uint4 *y8 = (uint4 *)y;
+        if (small && p->kh == 2) return kcu_pdl_launch(k_maxpool_h8<2, 2>, grid, block, 0, s, *p, (int)(c / 8), x8, y8);
+        if (small) return kcu_pdl_launch(k_maxpool_h8<3, 3>, grid, block, 0, s, *p, (int)(c / 8), x8, y8);
+        return kcu_pdl_launch(k_pool_nhwc_h8_rows, grid, block, 0, s, *p, (int)(c / 8), x8, y8);
     }
     KCU_BY_STORAGE(st, (k_pool_nhwc<T><<<kcu_blocks(total), KCU_THREADS, 0, s>>>(*p, c, (const T *)x, (T *)y)));
     return kcu_launched();
@@ -356,6 +357,7 @@ __global__ void __launch_bounds__(32 * GP_ROWS) k_global_pool_nhwc(int max, int6
 #define GP8_ROWS 8
 __global__ void __launch_bounds__(32 * GP8_ROWS) k_global_pool_nhwc_h8(int max, int64_t n, int64_t hw, int64_t C,
                                                                        const uint4 *__restrict__ x, uint4 *y) {
+    kcu_pdl_wait(); /* launched as a programmatic dependent (kcu_pdl.cuh); the next starts as blocks exit */
     __shared__ float part[GP8_ROWS][32 * 8 + 4];
     const int64_t c8 = (int64_t)blockIdx.x * 32 + threadIdx.x, C8 = C / 8; /* this thread's 8 channels */
     for (int64_t b = blockIdx.y; b < n; b += gridDim.y) {
@@ -394,8 +396,7 @@ extern "C" cudaError_t kcu_global_pool_nhwc(cudaStream_t s, int st, int max, int
     if (st == KILN_FLOAT16 && c % 8 == 0 && ((uintptr_t)x | (uintptr_t)y) % 16 == 0) {
         dim3 grid((unsigned)((c / 8 + 31) / 32), (unsigned)(n < 65535 ? n : 65535)), block(32, GP8_ROWS);
         if (grid.x == 0 || (int64_t)grid.x != (c / 8 + 31) / 32) return cudaErrorInvalidValue;
-        k_global_pool_nhwc_h8<<<grid, block, 0, s>>>(max, n, hw, c, (const uint4 *)x, (uint4 *)y);
-        return kcu_launched();
+        return kcu_pdl_launch(k_global_pool_nhwc_h8, grid, block, 0, s, max, n, hw, c, (const uint4 *)x, (uint4 *)y);
     }
     dim3 grid((unsigned)((c + 31) / 32), (unsigned)(n < 65535 ? n : 65535)), block(32, GP_ROWS);
     if (grid.x == 0 || (int64_t)grid.x != (c + 31) / 32) return cudaErrorInvalidValue;

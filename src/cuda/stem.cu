@@ -22,7 +22,7 @@
  * no per-element gathering; the weights stay in shared memory, read with ldmatrix too, and
  * the grid is persistent. (An input NaN or infinity may also reach the output beside the
  * ones whose window holds it: the zero-weight taps read real pixels.) */
-#include "cuda/kcu_device.cuh"
+#include "cuda/kcu_pdl.cuh"
 
 #define ST_BM 128
 #define ST_BN 64
@@ -188,6 +188,7 @@ __global__ void __launch_bounds__(S2_THREADS) k_stem_s2(kcu_stem p, int tiles_w,
     const int dx = lane & 15, kh8 = lane >> 4;
     const unsigned b_lane = wsm + (unsigned)(((8 * (lane >> 4) + (lane & 7)) * wld + 8 * ((lane >> 3) & 1)) * 2);
     const __half zero = __float2half(0.0f);
+    kcu_pdl_wait(); /* the weights are staged; the input is the previous kernel's output (kcu_pdl.cuh) */
     for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
         int tx = t % tiles_w, rest = t / tiles_w, ty = rest % tiles_h, img = rest / tiles_h;
         int oy0 = ty * S2_TH, ox0 = tx * S2_TW, iy0 = oy0 * p.sh - p.pt, ix0 = ox0 * 2 - p.pl;
@@ -309,9 +310,8 @@ static cudaError_t s2_launch_act(cudaStream_t s, const kcu_stem *p, const __half
     int64_t ctas = (int64_t)per * sms / nb;
     if (ctas < 1) ctas = 1;
     if (ctas > tiles) ctas = tiles;
-    k_stem_s2<NT, ACT><<<dim3((unsigned)ctas, (unsigned)nb), S2_THREADS, smem, s>>>(*p, tiles_w, tiles_h, tiles, x, w,
-                                                                                    bias, y);
-    return kcu_launched();
+    return kcu_pdl_launch(k_stem_s2<NT, ACT>, dim3((unsigned)ctas, (unsigned)nb), dim3(S2_THREADS), smem, s, *p,
+                          tiles_w, tiles_h, tiles, x, w, bias, y);
 }
 
 template <int NT>

@@ -37,7 +37,7 @@
  * cuDNN's best engine reached a third of the tensor cores' peak. The builder times it beside the other candidates; it is
  * numbered as further configurations of kiln's implicit GEMM (its weights, refit and plan
  * entry are the GEMM's). */
-#include "cuda/kcu_device.cuh"
+#include "cuda/kcu_pdl.cuh"
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -66,6 +66,7 @@ typedef struct wg_args {
     int uh, uw, co;             /* a deconvolution's scatter (1, 1, k for a convolution): column n = (i, j, c) of
                                    pixel (y, x) goes to output pixel (y*uh + i, x*uw + j), channel c < co */
     int res_after;
+    int pdl_early;              /* trigger the next kernel as the block starts (KILN_PDL=early) */
     kcu_act act;
     const float *bias;
     const __half *res;
@@ -194,6 +195,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
+    if (a.pdl_early) kcu_pdl_trigger();
     /* a group of blocks per (block of output channels, slice of the reduction): the slice's
      * weights stay in shared memory, the group's tiles are shared out in raster order */
     const int groups = a.nblocks * a.z, grp = blockIdx.x % groups, nb = grp % a.nblocks, zs = grp / a.nblocks;
@@ -208,6 +210,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                 for (int s = 0; s < KW; s++)
                     wg_tma2(wsm + (uint32_t)(l * KW + s) * BN * 128, &wmap, (r * KW + s) * a.c + cb * 64, nb * BN, wbar);
             }
+            kcu_pdl_wait(); /* the weights are on their way; the input is the previous kernel's output */
             uint32_t bytes = (uint32_t)(a.wp * a.th * a.ti * 128);
             int it = 0, other = 0; /* stages this ring and the other have taken */
             for (int t = t0, q = 0; t < a.tiles; t += tstep, q++) {
@@ -228,6 +231,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                             full + 8 * slot);
                 }
             }
+            /* every load is issued: the next kernel's blocks may arrive for the last tiles'
+             * products and epilogues (kcu_pdl.cuh) */
+            kcu_pdl_trigger();
         }
         return;
     }
@@ -249,6 +255,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     #pragma unroll
     for (int j = 0; j < HB; j++)
         bias[j] = br ? *reinterpret_cast<const float2 *>(br + 8 * j) : make_float2(0.0f, 0.0f);
+    kcu_pdl_wait(); /* before the residual's reads and the output's writes */
     wg_bar_wait(wbar, 0);
     int it = 0;
     int count = (a.tiles - t0 + tstep - 1) / tstep; /* the block's tiles */
@@ -491,8 +498,7 @@ static cudaError_t wg_launch(cudaStream_t s, const CUtensorMap &xm, const CUtens
                              int ctas) {
     cudaError_t e = cudaFuncSetAttribute(k_wgmma<BN, KW, ACT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    k_wgmma<BN, KW, ACT><<<ctas, WG_THREADS, smem, s>>>(xm, wm, a);
-    return kcu_launched();
+    return kcu_pdl_launch(k_wgmma<BN, KW, ACT>, dim3(ctas), dim3(WG_THREADS), (size_t)smem, s, xm, wm, a);
 }
 
 template <int BN, int KW>
@@ -523,6 +529,7 @@ extern "C" cudaError_t kcu_wgmma_run(cudaStream_t s, int cfg, const kcu_igemm *p
     if (a.ldy < a.co || (p->uh > 0 && res)) return cudaErrorInvalidValue; /* a deconvolution adds no residual */
     a.vec = a.ldy % 2 == 0 && ((uintptr_t)y | (uintptr_t)res) % 4 == 0;
     a.res_after = p->res_after;
+    a.pdl_early = kcu_pdl_early();
     a.act = p->act;
     a.bias = bias;
     a.res = (const __half *)res;

@@ -76,6 +76,11 @@ typedef struct kb_backend {
      * (kopt_fuse_regions): 0 none, 1 float32 row-major tensors, 2 float32 and float16
      * tensors in any layout. */
     int fuse_regions;
+    /* A small number added to a node's timing-cache key: what its kernels' timing depended
+     * on besides the layer itself, read when the nodes before it are prepared (CUDA: whether
+     * the kernel before it is one of kiln's programmatic dependent launches, which the
+     * node's own such kernels overlap). NULL: nothing. */
+    unsigned (*tactic_context)(const kiln_engine *e, const ke_node *node);
 } kb_backend;
 
 extern const kb_backend kb_cpu_backend;

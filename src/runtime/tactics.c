@@ -298,6 +298,7 @@ kiln_status ke_prepare_nodes(kiln_engine *e, ke_tcache *cache, bool use_stored,
         } else if (cache && e->backend->tactic && !node->skip) {
             key.size = 0;
             signature(&key, e, node->layer);
+            if (e->backend->tactic_context) kbw_u32(&key, e->backend->tactic_context(e, node));
             keyed = !key.oom;
             const tc_entry *x = keyed ? tc_find(cache, key.data, key.size) : NULL;
             if (x) {
