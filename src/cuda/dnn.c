@@ -1909,11 +1909,15 @@ static kiln_status conv_prepare(const kiln_layer *l, const kcu_build *b, void **
     return KILN_OK;
 }
 
-/* kiln's implicit GEMMs (and their split-K reduction) and the strided stem kernel launch as
- * programmatic dependents, and nothing runs after them in the layer */
+/* kiln's implicit GEMMs trigger the next kernel once their main loop is done, and nothing
+ * runs after them in the layer (their split-K reduction, which triggers only as it exits,
+ * follows a split GEMM: such a layer is no tail; nor is the stem kernel's) */
 static bool conv_pdl_tail(const void *state) {
     const conv_state *s = state;
-    return s->mode == CONV_IGEMM || (s->mode == CONV_STEM && s->stem.s2);
+    int bm = 0, bn = 0, splits = 0;
+    if (s->mode != CONV_IGEMM) return false;
+    kcu_igemm_tile(&s->ig, s->ig_cfg, &bm, &bn, &splits);
+    return splits == 1;
 }
 
 const kcu_kernel kcu_k_convolution = {conv_prepare, conv_run, conv_release, conv_refit, conv_pdl_tail};

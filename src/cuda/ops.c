@@ -590,14 +590,9 @@ static kiln_status pool_run(const kiln_layer *l, const void *state, const void *
     return KILN_OK;
 }
 
-/* float16 channels-last pools of 8-channel multiples take pool.cu's programmatic dependent
- * kernels (the run's alignment checks pass on the engine's 256-byte aligned tensors) */
-static bool pool_pdl_tail(const void *state) {
-    const pool_state *s = state;
-    return s->nhwc && s->st == KILN_FLOAT16 && s->c % 8 == 0;
-}
-
-const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL, pool_pdl_tail};
+/* pool.cu's float16 kernels launch as programmatic dependents but let the next kernel start
+ * only as their blocks exit (they are all epilogue): no pdl_tail */
+const kcu_kernel kcu_k_pooling = {pool_prepare, pool_run, NULL, NULL, NULL};
 
 /* ---- resize: per-axis tables built as src/cpu/resize.c builds them (graph/resize_coord.h) ---- */
 

@@ -231,9 +231,6 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                             full + 8 * slot);
                 }
             }
-            /* every load is issued: the next kernel's blocks may arrive for the last tiles'
-             * products and epilogues (kcu_pdl.cuh) */
-            kcu_pdl_trigger();
         }
         return;
     }
@@ -296,6 +293,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         }
         if (q + 1 < count) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - g) : "memory"); /* the other's turn */
         wg_wait<0, BN>(acc);
+        /* the block's last products are done: the next kernel's blocks may arrive for the
+         * epilogues (kcu_pdl.cuh; the first warpgroup here triggers for the block) */
+        if (q + 2 >= count) kcu_pdl_trigger();
         if (threadIdx.x % 128 == 0) wg_bar_arrive(empty + 8 * prev);
         /* the epilogue: rows 16*w4 + lane/4 (+8) of each half, channel pairs 8j + 2*(lane%4);
          * shared row sr of the tile is image sr / img_rows of it, row and column by wp */
